@@ -1,0 +1,1 @@
+"""Prefect flows: orchestration only; every task calls a function of the `synthgen` package."""
