@@ -29,9 +29,14 @@ def _setup_logging(quiet: bool = False) -> None:
 
     logger = logging.getLogger("synthgen")
     if not logger.handlers:
-        handler = RichHandler(console=Console(stderr=True), show_path=False, show_time=False)
-        handler.setFormatter(logging.Formatter("%(message)s"))
+        if sys.stderr.isatty():
+            handler: logging.Handler = RichHandler(console=Console(stderr=True), show_path=False, show_time=False)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+        else:  # logs that go to a file or a scheduler: one plain line per message
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
+        logger.propagate = False
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
 
 
@@ -77,6 +82,61 @@ def schema(
     if metadata_out:
         write_json(inferred.to_metadata(), metadata_out)
     print(json.dumps(inferred.describe(), indent=2, default=str))
+
+
+@app.command()
+@user_errors
+def fit(
+    input: Path = typer.Argument(..., help="Table to learn (CSV, Parquet file or folder, JSON Lines)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Model folder to write."),
+    model: str = typer.Option("vae", help="vae (the generator) or ae (the baseline)."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs (default: from the table size, early stopping)."),
+    seed: int = typer.Option(0, help="Seed: the same seed gives the same model on CPU."),
+    metadata: Optional[Path] = typer.Option(None, help="SDV single-table metadata JSON that overrides inference."),
+    device: str = typer.Option("auto", help="auto (CUDA when available), cpu or cuda."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors."),
+) -> None:
+    """Train a model on a table and save it (weights as safetensors, the rest as JSON).
+
+    A killed fit resumes from its last checkpoint (kept beside OUT until the fit succeeds).
+    """
+    import shutil
+
+    from synthgen.synthesizer import Synthesizer
+
+    _setup_logging(quiet)
+    settings = {"epochs": epochs, "seed": seed, "device": device}
+    synth = Synthesizer(model, **settings)
+    checkpoints = out.with_name(out.name + ".ckpt")
+    synth.fit(input, metadata=str(metadata) if metadata else None, checkpoint_dir=checkpoints, progress=not quiet)
+    synth.save(out)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    t = synth.training
+    print(f"{out}: {model} trained on {t.train_rows} rows, {t.epochs_run} epochs on {t.device} in {t.seconds:.1f}s"
+          f" (best validation loss {t.best_val_loss if t.best_val_loss is None else round(t.best_val_loss, 3)})")
+
+
+@app.command()
+@user_errors
+def sample(
+    model_dir: Path = typer.Argument(..., help="A model folder written by `synthgen fit`."),
+    rows: int = typer.Option(..., "--rows", "-n", min=0, help="How many rows to write."),
+    out: Path = typer.Option(..., "--out", "-o", help="Parquet file to write (atomically)."),
+    seed: Optional[int] = typer.Option(None, help="Seed (default: a fresh one, printed)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Draw new rows from a saved model into a Parquet file, streaming row groups (flat memory)."""
+    import time
+
+    from synthgen.synthesizer import Synthesizer
+
+    _setup_logging(quiet)
+    synth = Synthesizer.load(model_dir, device=device)
+    t0 = time.perf_counter()
+    synth.sample_to_parquet(rows, out, seed=seed)
+    elapsed = time.perf_counter() - t0
+    print(f"{out}: {rows} rows (seed {synth.last_seed}) in {elapsed:.1f}s, {rows / max(elapsed, 1e-9):,.0f} rows/s")
 
 
 @app.callback()

@@ -256,7 +256,7 @@ class NumericalEncoder:
             out[:, 0] = code
         return out
 
-    def decode(self, block: np.ndarray) -> np.ndarray:
+    def decode(self, block: np.ndarray, exact: bool = True) -> np.ndarray:
         if self.has_mode_block:
             code = block[:, 0].astype(np.int64)
         else:
@@ -267,16 +267,18 @@ class NumericalEncoder:
             x[is_mode] = self._modes[code[is_mode]]
         if self.has_continuous:
             cont = code == self.continuous_code
-            x[cont] = self._from_normal(block[cont, -1].astype(np.float64))
+            x[cont] = self._from_normal(block[cont, -1].astype(np.float64), exact)
         return x  # NaN where the missing class was drawn
 
     def _to_normal(self, x: np.ndarray) -> np.ndarray:
         u = np.interp(x, self._kx, self._ku)
         return np.clip(special.ndtri(u), -Z_CLIP, Z_CLIP)
 
-    def _from_normal(self, z: np.ndarray) -> np.ndarray:
+    def _from_normal(self, z: np.ndarray, exact: bool = True) -> np.ndarray:
         u = special.ndtr(z)
         x = np.interp(u, self._ku, self._kx)
+        if not exact:
+            return x
         # z passes through float32: a u within float32's resolution of a knot is that knot's value. Without
         # this, a heavy tail's wide gap turns the rounding of z into a wrong last digit of x.
         resolution = special.ndtr(np.nextafter(np.abs(z).astype(np.float32), np.float32(np.inf)).astype(np.float64)) - special.ndtr(np.abs(z))
@@ -351,8 +353,8 @@ class DatetimeEncoder:
     def encode(self, s: pd.Series) -> np.ndarray:
         return self.numeric.encode(self._steps(self.to_ns(s)))
 
-    def decode(self, block: np.ndarray) -> pd.Series:
-        steps = self.numeric.decode(block)
+    def decode(self, block: np.ndarray, exact: bool = True) -> pd.Series:
+        steps = self.numeric.decode(block, exact)
         lo, hi = self.col.min, self.col.max
         missing = np.isnan(steps)
         steps = np.clip(np.round(steps), lo * 1e9 // self.step_ns, hi * 1e9 // self.step_ns)
@@ -526,10 +528,12 @@ class TableTransformer:
         return out
 
     def inverse_transform(self, matrix: np.ndarray, *, rng: np.random.Generator | None = None,
-                          row_offset: int = 0, id_seed: int = 0) -> pd.DataFrame:
+                          row_offset: int = 0, id_seed: int = 0, exact: bool = True) -> pd.DataFrame:
         """Decode a matrix (from `transform` or from a model) to a table with the input's columns and dtypes.
 
         `row_offset` numbers the rows for new ids, so batches decoded apart still get unique ids.
+        `exact=False` skips snapping values to the knot within float32 resolution (needed to give back
+        encoded data exactly, not for drawn values): faster sampling.
         """
         assert self.schema is not None, "fit first"
         rng = rng or np.random.default_rng(0)
@@ -545,9 +549,9 @@ class TableTransformer:
                 values, missing = enc.decode(matrix[:, self._slices[col.name]], rng)
                 data[col.name] = _restore_categorical(values, missing, col, enc)
             elif isinstance(enc, DatetimeEncoder):
-                data[col.name] = _restore_dtype(enc.decode(matrix[:, self._slices[col.name]]), col)
+                data[col.name] = _restore_dtype(enc.decode(matrix[:, self._slices[col.name]], exact), col)
             else:
-                data[col.name] = _restore_numeric(enc.decode(matrix[:, self._slices[col.name]]), col)
+                data[col.name] = _restore_numeric(enc.decode(matrix[:, self._slices[col.name]], exact), col)
         return pd.DataFrame(data, columns=self.schema.names)
 
     # -- persistence: plain JSON, no pickles

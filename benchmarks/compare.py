@@ -1,0 +1,235 @@
+"""synthgen's VAE and AE against SDV's TVAE and GaussianCopula: same split, same run, same threads.
+
+    pip install -e ".[bench]"     # SDV, an optional extra
+    python benchmarks/compare.py --datasets adult,diamonds,cps1988,telco_churn,credit
+
+Split protocol of ../shared/datasets/README.md (adult: the official train and test files). Every model is
+fitted on train, samples as many rows as train holds, and is scored by synthgen.evaluate against train
+(fidelity, detection), with test for privacy and utility. Writes benchmarks/results/compare-<stamp>.json
+and .md (and -latest copies).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from synthgen import Synthesizer, __version__  # noqa: E402
+from synthgen.evaluate import evaluate  # noqa: E402
+from synthgen.schema import infer_schema  # noqa: E402
+
+DATASETS = ROOT.parent / "shared" / "datasets"
+TARGETS = {"adult": "income", "diamonds": "price", "cps1988": "wage", "telco_churn": "churn", "credit": "Status",
+           "flights": "arr_delay"}
+# Published on Adult (independent 2026 re-run, sdmetrics 0.24; ../shared/datasets/README.md)
+PUBLISHED_ADULT = {"TVAE": (0.762, 0.666), "CTGAN": (0.809, 0.758), "TabSyn": (0.992, 0.980), "TabDiff": (0.993, 0.985)}
+OURS, PEERS = ("vae", "ae", "ae-standard"), ("tvae", "gaussiancopula")
+
+
+def split(name: str, datasets: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if name == "adult":
+        return pd.read_parquet(datasets / "adult.parquet"), pd.read_parquet(datasets / "adult_test.parquet")
+    df = pd.read_parquet(datasets / f"{name}.parquet")
+    perm = np.random.default_rng(0).permutation(len(df))
+    k = round(0.2 * len(df))
+    return df.iloc[perm[k:]].reset_index(drop=True), df.iloc[perm[:k]].reset_index(drop=True)
+
+
+def median_rate(sample, rows: int, repeats: int = 3) -> float:
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        sample(rows)
+        rates.append(rows / (time.perf_counter() - t0))
+    return float(np.median(rates))
+
+
+def run_ours(kind: str, train: pd.DataFrame, seed: int, trained: dict) -> tuple[pd.DataFrame, dict]:
+    if kind == "ae-standard":  # the same trained AE, z drawn from N(0, I): why an AE alone is no generator
+        synth = trained["ae"]
+        synth.net.prior.kind = "standard"
+        try:
+            return synth.sample(len(train), seed=seed + 1), {"fit_s": None, "note": "the AE above, z ~ N(0, I)"}
+        finally:
+            synth.net.prior.kind = "fitted"
+    t0 = time.perf_counter()
+    synth = Synthesizer(kind, seed=seed).fit(train, progress=False)
+    fit_s = time.perf_counter() - t0
+    trained[kind] = synth
+    t0 = time.perf_counter()
+    rows = synth.sample(len(train), seed=seed + 1)
+    info = {"fit_s": fit_s, "sample_s": time.perf_counter() - t0, "epochs": synth.training.epochs_run,
+            "stopped_early": synth.training.stopped_early,
+            "sample_rows_per_s_1m": median_rate(lambda n: synth.sample(n, seed=seed + 2), 1_000_000)}
+    return rows, info
+
+
+def run_peer(kind: str, train: pd.DataFrame, metadata: dict, seed: int, tvae_epochs: int) -> tuple[pd.DataFrame, dict]:
+    from sdv.metadata import Metadata
+    from sdv.single_table import GaussianCopulaSynthesizer, TVAESynthesizer
+
+    meta = Metadata.load_from_dict(metadata)
+    synth = TVAESynthesizer(meta, epochs=tvae_epochs) if kind == "tvae" else GaussianCopulaSynthesizer(meta)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    table = next(iter(meta.tables))
+
+    def sample(n: int) -> pd.DataFrame:  # SDV 2 returns {table: DataFrame}, SDV 1 a DataFrame
+        out = synth.sample(n)
+        return next(iter(out.values())) if isinstance(out, dict) else out
+
+    t0 = time.perf_counter()
+    try:
+        synth.fit({table: train})  # SDV 2 takes {table: DataFrame}
+    except Exception:  # noqa: BLE001 - SDV 1 takes the DataFrame itself
+        synth.fit(train)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rows = sample(len(train))
+    sample_s = time.perf_counter() - t0
+    return rows, {"fit_s": fit_s, "sample_s": sample_s,
+                  "sample_rows_per_s_1m": median_rate(sample, 200_000, repeats=1)}
+
+
+def summarize(ev: dict) -> dict:
+    q, u, p = ev["quality"], ev.get("utility") or {}, ev.get("privacy") or {}
+    return {"overall": q["overall"], "shapes": q["column_shapes"], "trends": q["column_pair_trends"],
+            "pairs_counted": q["pairs_counted"], "trends_all": q["column_pair_trends_all_pairs"],
+            "trends_aligned": q["column_pair_trends_aligned"], "detection": ev["detection"]["score"],
+            "utility_ratio": u.get("ratio"), "utility_metric": u.get("metric"),
+            "utility_synthetic": (u.get("synthetic") or {}).get(u.get("metric")),
+            "utility_real": (u.get("real") or {}).get(u.get("metric")),
+            "dcr_ratio": p.get("dcr_ratio"), "closer_to_train": p.get("closer_to_train_share"),
+            "exact_copies": p.get("exact_copy_share"), "natural_copies": p.get("holdout_copy_share"),
+            "worst_columns": [(c["column"], round(c["score"], 3)) for c in q["columns"][:3] if c["score"] is not None]}
+
+
+def bars(name: str, results: dict) -> dict:
+    """The bars of the models issue, checked on this run's numbers."""
+    vae, peers = results.get("vae"), [results[k] for k in PEERS if k in results]
+    if not vae:
+        return {}
+    out = {"column_shapes >= 0.97": vae["shapes"] >= 0.97}
+    if peers:
+        best_overall = max(p["overall"] for p in peers)
+        best_all = max(p["trends_all"] for p in peers)
+        out[f"overall >= best peer + 0.03 ({best_overall + 0.03:.3f})"] = vae["overall"] >= best_overall + 0.03
+        out[f"all-pairs trends >= best peer ({best_all:.3f})"] = vae["trends_all"] >= best_all
+    if vae.get("utility_ratio") is not None:
+        need = 0.90 if vae["utility_metric"] == "r2" else 0.95
+        out[f"utility ratio >= {need}"] = vae["utility_ratio"] >= need
+    if vae.get("exact_copies") is not None:
+        out["exact copies <= natural rate"] = vae["exact_copies"] <= vae["natural_copies"] + 1e-12
+    if "tvae" in results and vae.get("fit_s"):
+        out[f"fit <= 25% of TVAE ({results['tvae']['fit_s'] * 0.25:.1f}s)"] = vae["fit_s"] <= 0.25 * results["tvae"]["fit_s"]
+    if vae.get("sample_rows_per_s_1m"):
+        out["sampling >= 500,000 rows/s"] = vae["sample_rows_per_s_1m"] >= 500_000
+    return out
+
+
+def markdown(report: dict) -> str:
+    lines = [f"# synthgen vs SDV peers ({report['started']})", "",
+             f"synthgen {report['synthgen_version']}, sdv {report.get('sdv_version')}, sdmetrics {report['sdmetrics_version']}, "
+             f"torch {report['torch_version']} with {report['threads']} threads for every model, {report['machine']}.",
+             f"Command: `{report['command']}`", "",
+             "Scores: SDMetrics QualityReport against train (trends = official Column Pair Trends over the pairs with "
+             "a real trend; all = over all pairs; aligned = all pairs with real bin edges); detection = 1 - (2 AUC - 1) "
+             "of a gradient-boosted real-vs-synthetic classifier; utility = train on synthetic / train on real, tested "
+             "on real test rows (AUC or R^2); DCR ratio = median distance of synthetic rows to their closest train row "
+             "/ the same for real test rows; copies = share of rows that equal a train row (synthetic / real test).", ""]
+    head = "| dataset | model | fit s | sample rows/s | overall | shapes | trends (pairs) | all pairs | aligned | detection | utility | DCR ratio | copies |"
+    lines += [head, "|" + "---|" * (head.count("|") - 1)]
+    for name, ds in report["datasets"].items():
+        for model, r in ds["models"].items():
+            if "error" in r:
+                lines.append(f"| {name} | {model} | failed: {r['error']} |")
+                continue
+            fmt = lambda v, d=3: "" if v is None else f"{v:.{d}f}"  # noqa: E731
+            rate = r.get("sample_rows_per_s_1m")
+            lines.append(
+                f"| {name} | {model} | {fmt(r.get('fit_s'), 1)} | {'' if not rate else f'{rate:,.0f}'} | {fmt(r['overall'])} | "
+                f"{fmt(r['shapes'])} | {fmt(r['trends'])} ({r['pairs_counted']}) | {fmt(r['trends_all'])} | "
+                f"{fmt(r['trends_aligned'])} | {fmt(r['detection'])} | {fmt(r['utility_ratio'])} | {fmt(r['dcr_ratio'], 2)} | "
+                f"{fmt(r['exact_copies'], 4)} / {fmt(r['natural_copies'], 4)} |")
+    lines += ["", "## Bars (the models issue), on this run", ""]
+    for name, ds in report["datasets"].items():
+        checks = ", ".join(f"{k}: {'yes' if v else '**no**'}" for k, v in ds.get("bars", {}).items())
+        lines.append(f"- **{name}**: {checks}")
+    if "adult" in report["datasets"] and "vae" in report["datasets"]["adult"]["models"]:
+        vae = report["datasets"]["adult"]["models"]["vae"]
+        lines += ["", "## Adult beside the published record (Column Shapes / Column Pair Trends)", "",
+                  "| model | shapes | trends |", "|---|---|---|"]
+        lines += [f"| {k} (published, sdmetrics 0.24) | {s:.3f} | {t:.3f} |" for k, (s, t) in PUBLISHED_ADULT.items()]
+        lines.append(f"| synthgen VAE (this run) | {vae['shapes']:.3f} | {vae['trends']:.3f} (official), {vae['trends_all']:.3f} (all pairs) |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default="adult,diamonds,cps1988,telco_churn,credit")
+    ap.add_argument("--models", default=",".join(OURS + PEERS))
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads, the same for every model")
+    ap.add_argument("--tvae-epochs", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data", type=Path, default=DATASETS)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = ap.parse_args()
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    import sdmetrics
+
+    try:
+        import sdv
+        sdv_version = sdv.__version__
+    except ImportError:
+        sdv_version = None
+    models = args.models.split(",")
+    if sdv_version is None and any(m in PEERS for m in models):
+        sys.exit("error: the peers need SDV: pip install -e '.[bench]'")
+    started = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
+    report = {"started": started, "command": " ".join(["python", *sys.argv]), "synthgen_version": __version__,
+              "sdv_version": sdv_version, "sdmetrics_version": sdmetrics.__version__, "torch_version": torch.__version__,
+              "threads": args.threads, "machine": f"{platform.machine()}, {platform.processor() or platform.system()}",
+              "seed": args.seed, "datasets": {}}
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in args.datasets.split(","):
+        train, test = split(name, args.data)
+        schema = infer_schema(train)
+        ds = {"train_rows": len(train), "test_rows": len(test), "target": TARGETS.get(name), "models": {}}
+        trained: dict = {}
+        for model in models:
+            print(f"[{name}] {model} ...", file=sys.stderr, flush=True)
+            try:
+                if model in OURS:
+                    rows, info = run_ours(model, train, args.seed, trained)
+                else:
+                    rows, info = run_peer(model, train, schema.to_metadata(), args.seed, args.tvae_epochs)
+                ev = evaluate(train, rows, holdout=test, target=TARGETS.get(name), schema=schema, seed=args.seed)
+                ds["models"][model] = {**info, **summarize(ev), "evaluation_seconds": ev["seconds"]}
+            except Exception as exc:  # noqa: BLE001 - one failing peer must not lose the others' numbers
+                ds["models"][model] = {"error": f"{type(exc).__name__}: {exc}"}
+            print(f"[{name}] {model}: {json.dumps({k: v for k, v in ds['models'][model].items() if k != 'evaluation_seconds'}, default=str)}",
+                  file=sys.stderr, flush=True)
+        ds["bars"] = bars(name, {k: v for k, v in ds["models"].items() if "error" not in v})
+        report["datasets"][name] = ds
+        for suffix, text in ((".json", json.dumps(report, indent=2, default=str)), (".md", markdown(report))):
+            (args.out / f"compare-{started}{suffix}").write_text(text)
+            (args.out / f"compare-latest{suffix}").write_text(text)
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()

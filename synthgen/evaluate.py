@@ -1,0 +1,473 @@
+"""How good and how safe a synthetic table is: fidelity (SDMetrics), detection, privacy and utility.
+
+Works on any real/synthetic pair with the same columns, including tables other tools made.
+
+- Fidelity: SDMetrics QualityReport (overall, Column Shapes, Column Pair Trends) and DiagnosticReport.
+  Since sdmetrics 0.27 Column Pair Trends averages only the pairs whose real data shows a trend
+  (|Pearson| > 0.5 or Cramer's V > 0.3); we report that official score, the score over all pairs (a
+  generator that only copies marginals scores well on the first and badly on the second), and an
+  "aligned" all-pairs score where numeric x categorical pairs bin both tables with the real data's bin
+  edges (SDMetrics bins each table on its own min/max, so one real outlier can misalign every bin).
+- Detection: a gradient-boosted classifier, cross-validated, real vs synthetic; 1 = indistinguishable.
+- Privacy: distance to the closest training record (DCR) with a nearest-neighbour index over the *whole*
+  training set, for synthetic rows and, as the yardstick, for real holdout rows; exact copies.
+- Utility: train on synthetic, test on real holdout, against the same model trained on real.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pandas.api import types as ptypes
+
+from synthgen.errors import UserError
+from synthgen.schema import Schema, infer_schema, parse_datetimes
+
+log = logging.getLogger("synthgen")
+
+TABLE = "table"
+DEFAULT_MAX_ROWS = 50_000  # rows per side scored by SDMetrics and detection on large tables
+DEFAULT_PRIVACY_ROWS = 20_000  # synthetic / holdout rows whose closest training record is searched
+SDMETRICS_DCR_MAX_ROWS = 1_500  # SDMetrics' own DCR metrics cross-join in pandas: small tables only (3.5k rows: 70 s)
+
+
+def evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, *, holdout: pd.DataFrame | None = None,
+             target: str | None = None, schema: Schema | None = None, max_rows: int = DEFAULT_MAX_ROWS,
+             privacy_rows: int = DEFAULT_PRIVACY_ROWS, seed: int = 0, gate: dict[str, float] | None = None,
+             detection: bool = True) -> dict[str, Any]:
+    """Score `synthetic` against the `real` rows it was learned from. Every figure is JSON-ready."""
+    import sdmetrics
+
+    started = time.perf_counter()
+    schema = schema or infer_schema(real)
+    synthetic = _aligned_columns(real, synthetic, "synthetic")
+    if holdout is not None:
+        holdout = _aligned_columns(real, holdout, "holdout")
+    if target is not None and target not in real.columns:
+        raise UserError(f"target column {target!r} is not in the table")
+    scored = [c.name for c in schema.columns if c.kind not in ("id", "empty")]
+    real_s, synth_s = _sample(real, max_rows, seed), _sample(synthetic, max_rows, seed + 1)
+    result: dict[str, Any] = {
+        "sdmetrics_version": sdmetrics.__version__,
+        "rows": {"real": len(real), "synthetic": len(synthetic), "holdout": None if holdout is None else len(holdout),
+                 "scored_real": len(real_s), "scored_synthetic": len(synth_s),
+                 "sampled": len(real_s) < len(real) or len(synth_s) < len(synthetic), "max_rows": max_rows,
+                 "seed": seed},
+        "columns_scored": scored,
+    }
+    timings = {}
+    t0 = time.perf_counter()
+    log.info("evaluating fidelity with SDMetrics on %d real and %d synthetic rows", len(real_s), len(synth_s))
+    result["quality"] = quality(real_s, synth_s, schema)
+    result["diagnostic"] = diagnostic(real_s, synth_s, schema)
+    timings["fidelity"] = time.perf_counter() - t0
+    if detection:
+        t0 = time.perf_counter()
+        log.info("evaluating detection (gradient-boosted classifier, real vs synthetic)")
+        result["detection"] = detection_score(real_s, synth_s, schema, seed=seed)
+        timings["detection"] = time.perf_counter() - t0
+    if holdout is not None:
+        t0 = time.perf_counter()
+        log.info("evaluating privacy: distance to the closest of %d training rows", len(real))
+        result["privacy"] = privacy(real, synthetic, holdout, schema, query_rows=privacy_rows, seed=seed)
+        timings["privacy"] = time.perf_counter() - t0
+        if target is not None:
+            t0 = time.perf_counter()
+            log.info("evaluating utility: train on synthetic, test on real holdout (target %r)", target)
+            result["utility"] = utility(real, synthetic, holdout, schema, target, max_rows=max(max_rows, 100_000), seed=seed)
+            timings["utility"] = time.perf_counter() - t0
+    result["privacy_gate"] = privacy_gate(result.get("privacy"), gate)
+    timings["total"] = time.perf_counter() - started
+    result["seconds"] = {k: round(v, 2) for k, v in timings.items()}
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Input checks and sampling
+
+
+def _aligned_columns(real: pd.DataFrame, other: pd.DataFrame, what: str) -> pd.DataFrame:
+    if len(other) == 0:
+        raise UserError(f"the {what} table has no rows")
+    missing, extra = [c for c in real.columns if c not in other.columns], [c for c in other.columns if c not in real.columns]
+    if missing or extra:
+        parts = ([f"missing {', '.join(map(str, missing))}"] if missing else []) + ([f"extra {', '.join(map(str, extra))}"] if extra else [])
+        raise UserError(f"the {what} table's columns do not match the real table's: {'; '.join(parts)}")
+    return other[list(real.columns)].reset_index(drop=True)
+
+
+def _sample(df: pd.DataFrame, rows: int | None, seed: int) -> pd.DataFrame:
+    if rows is None or len(df) <= rows:
+        return df.reset_index(drop=True)
+    return df.sample(n=rows, random_state=seed).reset_index(drop=True)
+
+
+def _sdv_frames(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> tuple[dict, dict, dict]:
+    meta = schema.to_metadata()
+    meta["columns"] = {k: v for k, v in meta["columns"].items() if v["sdtype"] not in ("id", "text", "unknown")}
+    meta.pop("primary_key", None)
+    cols = list(meta["columns"])
+    return {TABLE: real[cols]}, {TABLE: synthetic[cols]}, {"tables": {TABLE: meta}}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Fidelity
+
+
+def quality(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> dict[str, Any]:
+    """SDMetrics QualityReport: official scores, plus Column Pair Trends over all pairs and aligned."""
+    from sdmetrics.reports import QualityReport
+
+    real_d, synth_d, meta = _sdv_frames(real, synthetic, schema)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        official = QualityReport()
+        official.generate(real_d, synth_d, meta, verbose=False)
+        all_pairs = QualityReport()
+        all_pairs.real_correlation_threshold = 0
+        all_pairs.real_association_threshold = 0
+        all_pairs.generate(real_d, synth_d, meta, verbose=False)
+    props = official.get_properties().set_index("Property")["Score"]
+    shapes = official.get_details("Column Shapes")
+    pairs_official = official.get_details("Column Pair Trends")
+    pairs_all = all_pairs.get_details("Column Pair Trends").copy()
+    counted = pairs_official.set_index(["Column 1", "Column 2"])["Meets Threshold?"].astype("boolean").fillna(False)
+    pairs_all["Meets Threshold?"] = [bool(counted.get((a, b), False)) for a, b in zip(pairs_all["Column 1"], pairs_all["Column 2"])]
+    pairs_all["Real Association"] = pairs_official.set_index(["Column 1", "Column 2"])["Real Association"].reindex(
+        list(zip(pairs_all["Column 1"], pairs_all["Column 2"]))).to_numpy()
+    pairs_all["Aligned Score"] = _aligned_pair_scores(real_d[TABLE], synth_d[TABLE], pairs_all, schema)
+    columns = [{"column": r["Column"], "metric": r["Metric"], "score": _num(r["Score"])} for _, r in shapes.iterrows()]
+    pairs = [{"column_1": r["Column 1"], "column_2": r["Column 2"], "metric": r["Metric"], "score": _num(r["Score"]),
+              "score_aligned": _num(r["Aligned Score"]), "real_correlation": _num(r.get("Real Correlation")),
+              "synthetic_correlation": _num(r.get("Synthetic Correlation")),
+              "real_association": _num(r.get("Real Association")), "counted": bool(r["Meets Threshold?"])}
+             for _, r in pairs_all.iterrows()]
+    return {
+        "overall": _num(official.get_score()),
+        "column_shapes": _num(props.get("Column Shapes")),
+        "column_pair_trends": _num(props.get("Column Pair Trends")),
+        "column_pair_trends_all_pairs": _num(pairs_all["Score"].mean()),
+        "column_pair_trends_aligned": _num(pairs_all["Aligned Score"].mean()),
+        "pairs_counted": int(pairs_all["Meets Threshold?"].sum()), "pairs_total": len(pairs_all),
+        "columns": sorted(columns, key=lambda c: (c["score"] is None, c["score"] if c["score"] is not None else 0)),
+        "pairs": pairs,
+    }
+
+
+def _aligned_pair_scores(real: pd.DataFrame, synthetic: pd.DataFrame, pairs: pd.DataFrame, schema: Schema) -> list:
+    """Numeric x categorical pairs scored with the real data's bin edges for both tables."""
+    from sdmetrics.column_pairs import ContingencySimilarity
+
+    continuous = {c.name for c in schema.columns if c.kind in ("numerical", "datetime")}
+    binned_real, binned_synth = {}, {}
+    for name in continuous:
+        if name in real.columns:
+            r, s = _as_number(real[name], schema[name]), _as_number(synthetic[name], schema[name])
+            edges = np.histogram_bin_edges(r[~np.isnan(r)]) if np.isfinite(r).any() else np.array([0.0, 1.0])
+            binned_real[name], binned_synth[name] = _digitize(r, edges), _digitize(s, edges)
+    scores = []
+    for _, row in pairs.iterrows():
+        a, b = row["Column 1"], row["Column 2"]
+        if (a in continuous) == (b in continuous):
+            scores.append(row["Score"])
+            continue
+        ra = binned_real[a] if a in continuous else real[a].astype(object)
+        rb = binned_real[b] if b in continuous else real[b].astype(object)
+        sa = binned_synth[a] if a in continuous else synthetic[a].astype(object)
+        sb = binned_synth[b] if b in continuous else synthetic[b].astype(object)
+        try:
+            scores.append(ContingencySimilarity.compute(pd.DataFrame({a: ra, b: rb}), pd.DataFrame({a: sa, b: sb})))
+        except Exception:  # noqa: BLE001 - a pair SDMetrics cannot score stays unscored, as in its own report
+            scores.append(np.nan)
+    return scores
+
+
+def _digitize(values: np.ndarray, edges: np.ndarray) -> pd.Series:
+    codes = np.digitize(values, edges).astype(object)
+    codes[np.isnan(values)] = None
+    return pd.Series(codes)
+
+
+def diagnostic(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> dict[str, Any]:
+    from sdmetrics.reports import DiagnosticReport
+
+    real_d, synth_d, meta = _sdv_frames(real, synthetic, schema)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = DiagnosticReport()
+        report.generate(real_d, synth_d, meta, verbose=False)
+    props = report.get_properties().set_index("Property")["Score"]
+    return {"data_validity": _num(props.get("Data Validity")), "data_structure": _num(props.get("Data Structure")),
+            "overall": _num(report.get_score())}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Features for the tree models and the distances
+
+
+def _as_number(s: pd.Series, col) -> np.ndarray:
+    if col.kind == "datetime":
+        parsed = parse_datetimes(s, col.datetime_format) if not ptypes.is_datetime64_any_dtype(s.dtype) else s
+        if getattr(parsed.dt, "tz", None) is not None:
+            parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+        ns = parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64).astype(np.float64) / 1e9
+        return np.where(parsed.isna().to_numpy(), np.nan, ns)
+    return pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+class _Features:
+    """Column-wise numeric features fitted on the real (training) table.
+
+    Numbers stay numbers (missing as NaN); categories become codes of the real table's most frequent values
+    (the rest share one code), as tree models take them.
+    """
+
+    def __init__(self, real: pd.DataFrame, schema: Schema, exclude: tuple[str, ...] = (), max_levels: int = 250) -> None:
+        self.columns = [c for c in schema.columns if c.kind not in ("id", "empty") and c.name not in exclude]
+        self.levels: dict[str, pd.Index] = {}
+        self.ranges: dict[str, tuple[float, float]] = {}
+        for col in self.columns:
+            if col.kind in ("categorical", "text"):
+                top = real[col.name].astype(object).value_counts().index[: max_levels - 1]
+                self.levels[col.name] = pd.Index(top)
+            else:
+                x = _as_number(real[col.name], col)
+                lo, hi = (np.nanmin(x), np.nanmax(x)) if np.isfinite(x).any() else (0.0, 1.0)
+                self.ranges[col.name] = (float(lo), float(hi - lo) if hi > lo else 1.0)
+
+    @property
+    def categorical_mask(self) -> list[bool]:
+        return [c.name in self.levels for c in self.columns]
+
+    def codes(self, df: pd.DataFrame) -> np.ndarray:
+        """(rows, columns) float matrix for tree models: category codes, NaN for missing."""
+        out = np.empty((len(df), len(self.columns)))
+        for j, col in enumerate(self.columns):
+            if col.name in self.levels:
+                values = df[col.name].astype(object)
+                code = self.levels[col.name].get_indexer(values).astype(np.float64)
+                code[code < 0] = len(self.levels[col.name])  # other
+                code[values.isna().to_numpy()] = np.nan
+                out[:, j] = code
+            else:
+                out[:, j] = _as_number(df[col.name], col)
+        return out
+
+    def distance_space(self, df: pd.DataFrame) -> np.ndarray:
+        """Rows as points where the squared distance sums, per column: (difference / range)^2 for numbers,
+        1 for a different category, 1 when exactly one of two cells is missing."""
+        blocks = []
+        for col in self.columns:
+            if col.name in self.levels:
+                values = df[col.name].astype(object)
+                code = self.levels[col.name].get_indexer(values)
+                code[code < 0] = len(self.levels[col.name])
+                code[values.isna().to_numpy()] = len(self.levels[col.name]) + 1
+                onehot = np.zeros((len(df), len(self.levels[col.name]) + 2), dtype=np.float32)
+                onehot[np.arange(len(df)), code] = np.sqrt(0.5)
+                blocks.append(onehot)
+            else:
+                lo, span = self.ranges[col.name]
+                x = (_as_number(df[col.name], col) - lo) / span
+                missing = np.isnan(x)
+                blocks.append(np.stack([np.where(missing, 0.0, x), missing.astype(np.float64)], 1).astype(np.float32))
+        return np.concatenate(blocks, axis=1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Detection, privacy, utility
+
+
+def detection_score(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, *, seed: int = 0,
+                    folds: int = 3) -> dict[str, Any]:
+    """Can a gradient-boosted classifier tell synthetic rows from real ones? score = 1 - (2 * max(AUC, .5) - 1)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    n = min(len(real), len(synthetic))
+    real, synthetic = _sample(real, n, seed), _sample(synthetic, n, seed + 1)
+    feats = _Features(real, schema)
+    x = np.concatenate([feats.codes(real), feats.codes(synthetic)])
+    y = np.r_[np.zeros(n), np.ones(n)]
+    model = HistGradientBoostingClassifier(categorical_features=feats.categorical_mask, random_state=seed)
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    aucs = cross_val_score(model, x, y, cv=cv, scoring="roc_auc")
+    auc = float(np.mean(aucs))
+    return {"auc": auc, "score": 1.0 - (2.0 * max(auc, 0.5) - 1.0), "auc_folds": [float(a) for a in aucs],
+            "rows_per_side": n, "model": "HistGradientBoostingClassifier", "folds": folds}
+
+
+def _row_keys(df: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """A hash per row over `columns`, equal for equal rows whatever the dtypes (1 == 1.0, 'a' == 'a')."""
+    normalized = pd.DataFrame({c: _normalized(df[c]) for c in columns})
+    return pd.util.hash_pandas_object(normalized, index=False).to_numpy()
+
+
+def _normalized(s: pd.Series) -> pd.Series:
+    if ptypes.is_bool_dtype(s.dtype) or isinstance(s.dtype, pd.CategoricalDtype) or s.dtype == object:
+        return s.astype(object).where(s.notna(), None).astype(str)
+    if ptypes.is_numeric_dtype(s.dtype):
+        return pd.to_numeric(s).astype("float64")
+    return s.astype(str)
+
+
+def privacy(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame, schema: Schema, *,
+            query_rows: int = DEFAULT_PRIVACY_ROWS, seed: int = 0) -> dict[str, Any]:
+    """Distance to closest training record (DCR) of synthetic rows against real holdout rows, and copies."""
+    from sklearn.neighbors import NearestNeighbors
+
+    feats = _Features(train, schema)
+    train_x = feats.distance_space(train)
+    synth_q, hold_q = _sample(synthetic, query_rows, seed + 2), _sample(holdout, query_rows, seed + 3)
+    synth_x = feats.distance_space(synth_q)
+    index = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(train_x)
+    d_synth = index.kneighbors(synth_x)[0][:, 0]
+    d_hold = index.kneighbors(feats.distance_space(hold_q))[0][:, 0]
+    # closer to a training row than to any holdout row? Against a training subset of the holdout's size,
+    # so that 50% is what a generator that never saw the training rows would score.
+    subset = _sample(train, len(holdout), seed + 4)
+    near_train = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(feats.distance_space(subset))
+    near_hold = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(feats.distance_space(holdout))
+    closer = float(np.mean(near_train.kneighbors(synth_x)[0][:, 0] < near_hold.kneighbors(synth_x)[0][:, 0]))
+    columns = [c.name for c in feats.columns]
+    train_keys = set(_row_keys(train, columns).tolist())
+    copies = float(np.isin(_row_keys(synthetic, columns), list(train_keys)).mean())
+    natural = float(np.isin(_row_keys(holdout, columns), list(train_keys)).mean())
+    median_s, median_h = float(np.median(d_synth)), float(np.median(d_hold))
+    result = {
+        "dcr_synthetic": _quantiles(d_synth), "dcr_holdout": _quantiles(d_hold),
+        "dcr_ratio": median_s / median_h if median_h > 0 else (1.0 if median_s == 0 else float("inf")),
+        "dcr_zero_share_synthetic": float(np.mean(d_synth == 0)), "dcr_zero_share_holdout": float(np.mean(d_hold == 0)),
+        "closer_to_train_share": closer,
+        "exact_copy_share": copies, "holdout_copy_share": natural,
+        "query_rows": {"synthetic": len(synth_q), "holdout": len(hold_q)}, "train_rows": len(train),
+        "histogram": _histograms(d_synth, d_hold),
+        "distance": "euclidean over columns: (difference / training range) for numbers, 1 for another category or missingness",
+    }
+    result["sdmetrics_dcr"] = _sdmetrics_dcr(train, synthetic, holdout, schema, seed)
+    return result
+
+
+def _sdmetrics_dcr(train, synthetic, holdout, schema, seed) -> dict[str, Any]:
+    if max(len(train), len(synthetic), len(holdout)) > SDMETRICS_DCR_MAX_ROWS:
+        return {"skipped": f"tables over {SDMETRICS_DCR_MAX_ROWS} rows: SDMetrics' DCR metrics cross-join in pandas "
+                          "and subsample the reference rows too; the nearest-neighbour figures above cover every training row"}
+    from sdmetrics.single_table import DCRBaselineProtection, DCROverfittingProtection
+
+    real_d, synth_d, meta = _sdv_frames(train, synthetic, schema)
+    table_meta = meta["tables"][TABLE]
+    hold = holdout[list(table_meta["columns"])]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            baseline = DCRBaselineProtection.compute_breakdown(real_d[TABLE], synth_d[TABLE], table_meta, None)
+            overfit = DCROverfittingProtection.compute_breakdown(real_d[TABLE], synth_d[TABLE], hold, table_meta, None)
+        return {"dcr_baseline_protection": _num(baseline.get("score")), "dcr_overfitting_protection": _num(overfit.get("score"))}
+    except Exception as exc:  # noqa: BLE001 - reported, never fatal: these are secondary figures
+        return {"skipped": f"SDMetrics DCR failed: {type(exc).__name__}: {exc}"}
+
+
+def _quantiles(d: np.ndarray) -> dict[str, float]:
+    return {f"p{q}": float(np.percentile(d, q)) for q in (5, 25, 50, 75, 95)} | {"mean": float(d.mean())}
+
+
+def _histograms(d_synth: np.ndarray, d_hold: np.ndarray, bins: int = 30) -> dict[str, list]:
+    hi = float(np.percentile(np.r_[d_synth, d_hold], 99)) or 1.0
+    edges = np.linspace(0, hi, bins + 1)
+    return {"edges": edges.tolist(), "synthetic": np.histogram(np.clip(d_synth, 0, hi), edges)[0].tolist(),
+            "holdout": np.histogram(np.clip(d_hold, 0, hi), edges)[0].tolist()}
+
+
+def utility(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame, schema: Schema, target: str, *,
+            max_rows: int = 100_000, seed: int = 0) -> dict[str, Any]:
+    """Train on synthetic / test on real holdout, against train on real / test on real, same model."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.metrics import f1_score, r2_score, roc_auc_score
+
+    col = schema[target]
+    if col.kind in ("id", "empty"):
+        raise UserError(f"target column {target!r} is {col.kind}: nothing to predict")
+    task = "regression" if col.kind in ("numerical", "datetime") else "classification"
+    feats = _Features(train, schema, exclude=(target,))
+
+    def xy(df: pd.DataFrame):
+        df = _sample(df[df[target].notna()], max_rows, seed)
+        y = _as_number(df[target], col) if task == "regression" else df[target].astype(str).to_numpy()
+        return feats.codes(df), y
+
+    x_test, y_test = xy(holdout)
+    scores: dict[str, dict[str, float]] = {}
+    for name, source in (("real", train), ("synthetic", synthetic)):
+        x, y = xy(source)
+        if task == "regression":
+            model = HistGradientBoostingRegressor(categorical_features=feats.categorical_mask, random_state=seed).fit(x, y)
+            scores[name] = {"r2": float(r2_score(y_test, model.predict(x_test)))}
+            continue
+        model = HistGradientBoostingClassifier(categorical_features=feats.categorical_mask, random_state=seed)
+        if len(np.unique(y)) < 2:
+            scores[name] = {"auc": 0.5, "macro_f1": 0.0}
+            continue
+        model.fit(x, y)
+        proba = model.predict_proba(x_test)
+        classes = list(model.classes_)
+        known = np.isin(y_test, classes)
+        if len(classes) == 2:
+            auc = roc_auc_score(y_test[known] == classes[1], proba[known, 1])
+        else:
+            present = [c for c in classes if c in set(y_test[known])]
+            auc = roc_auc_score(y_test[known], proba[known][:, [classes.index(c) for c in present]] /
+                                proba[known][:, [classes.index(c) for c in present]].sum(1, keepdims=True),
+                                multi_class="ovr", average="macro", labels=present)
+        scores[name] = {"auc": float(auc), "macro_f1": float(f1_score(y_test, model.predict(x_test), average="macro"))}
+    main = "r2" if task == "regression" else "auc"
+    real_score, synth_score = scores["real"][main], scores["synthetic"][main]
+    return {"target": target, "task": task, "metric": main, "real": scores["real"], "synthetic": scores["synthetic"],
+            "ratio": synth_score / real_score if real_score > 0 else None, "test_rows": len(x_test),
+            "model": "HistGradientBoosting" + ("Regressor" if task == "regression" else "Classifier")}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The privacy gate
+
+
+def privacy_gate(privacy_result: dict[str, Any] | None, gate: dict[str, float] | None) -> dict[str, Any]:
+    """Check privacy figures against limits. Keys: max_exact_copy_share, min_dcr_ratio, max_closer_to_train_share.
+
+    `max_exact_copy_share` may be "natural": no more copies than real holdout rows have (the natural
+    duplicate rate of the data).
+    """
+    if not gate:
+        return {"set": False, "passed": None, "checks": []}
+    if privacy_result is None:
+        return {"set": True, "passed": False, "checks": [{"check": "privacy", "passed": False,
+                                                          "detail": "no holdout rows: privacy cannot be measured"}]}
+    checks = []
+    limit = gate.get("max_exact_copy_share")
+    if limit is not None:
+        limit_value = privacy_result["holdout_copy_share"] if limit == "natural" else float(limit)
+        value = privacy_result["exact_copy_share"]
+        checks.append({"check": "exact copies of training rows", "value": value, "limit": limit_value,
+                       "passed": value <= limit_value + 1e-12, "detail": f"share <= {limit}"})
+    if gate.get("min_dcr_ratio") is not None:
+        value = privacy_result["dcr_ratio"]
+        checks.append({"check": "DCR ratio (synthetic / holdout median)", "value": value, "limit": gate["min_dcr_ratio"],
+                       "passed": value >= gate["min_dcr_ratio"], "detail": f">= {gate['min_dcr_ratio']}"})
+    if gate.get("max_closer_to_train_share") is not None:
+        value = privacy_result["closer_to_train_share"]
+        checks.append({"check": "share closer to a training row than to a holdout row", "value": value,
+                       "limit": gate["max_closer_to_train_share"], "passed": value <= gate["max_closer_to_train_share"],
+                       "detail": f"<= {gate['max_closer_to_train_share']}"})
+    return {"set": True, "passed": all(c["passed"] for c in checks), "checks": checks, "gate": gate}
+
+
+def _num(x: Any) -> float | None:
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None

@@ -1,0 +1,223 @@
+"""The public API, in the style SDV users know: Synthesizer(...).fit(df).sample(n), save(dir), load(dir)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+from synthgen import __version__
+from synthgen.config import ModelSettings, validated
+from synthgen.errors import UserError
+from synthgen.io import ParquetStreamWriter, TableSource, atomic_path, read_table, source_fingerprint
+from synthgen.models import MODELS
+from synthgen.sample import BLOCK_ROWS, Throughput, iter_blocks
+from synthgen.schema import Schema, infer_schema, load_metadata
+from synthgen.train import TrainResult, resolve_device, train
+from synthgen.transform import TableTransformer
+
+log = logging.getLogger("synthgen")
+
+FORMAT = "synthgen-model"
+FORMAT_VERSION = 1
+WEIGHTS, MANIFEST = "model.safetensors", "synthgen.json"
+
+
+class Synthesizer:
+    """Learn a table with a VAE (or the AE baseline) and draw new rows from it.
+
+    >>> synth = Synthesizer("vae", epochs=50).fit(df)
+    >>> synthetic = synth.sample(10_000, seed=1)
+    """
+
+    def __init__(self, model: str = "vae", **settings: Any) -> None:
+        self.settings: ModelSettings = validated(ModelSettings, {"model": model, **settings}, "model settings")
+        self.transformer: TableTransformer | None = None
+        self.net: torch.nn.Module | None = None
+        self.training: TrainResult | None = None
+        self.info: dict[str, Any] = {}
+
+    @property
+    def schema(self) -> Schema:
+        self._require_fitted()
+        return self.transformer.schema
+
+    # ------------------------------------------------------------------------------------------------------
+    def fit(self, data: TableSource, metadata: dict | str | os.PathLike | None = None, *,
+            checkpoint_dir: str | os.PathLike | None = None, progress: bool | None = None) -> Synthesizer:
+        """Infer the schema, encode the table and train. `checkpoint_dir` makes a killed fit resumable."""
+        st = self.settings
+        log.info("device: %s", resolve_device(st.device))  # a wrong device is an error before any work
+        df = read_table(data)
+        input_hash = source_fingerprint(data)
+        meta = metadata if isinstance(metadata, dict) or metadata is None else load_metadata(str(metadata))
+        schema = infer_schema(df, meta)
+        log.info("schema: %s", ", ".join(f"{c.name}={c.kind}" for c in schema.columns))
+        for col in schema.columns:
+            if col.kind in ("id", "empty", "text"):
+                log.info("column %r is %s: %s", col.name, col.kind,
+                         {"id": "not learned, regenerated unique", "empty": "not learned, written back all-missing",
+                          "text": "free text: only values seen often enough are learned"}[col.kind])
+        train_df = df
+        if st.max_train_rows and len(df) > st.max_train_rows:
+            train_df = df.sample(n=st.max_train_rows, random_state=st.seed)
+            log.warning("table has %d rows: training on a seeded sample of %d (max_train_rows)", len(df), len(train_df))
+        t0 = time.perf_counter()
+        self.transformer = TableTransformer(rare_threshold=st.rare_threshold, max_categories=st.max_categories,
+                                            point_mass_share=st.point_mass_share).fit(train_df, schema)
+        for name, pooled in self.transformer.pooling_summary().items():
+            log.info("column %r: %d rare values (%d rows) pooled as '(rare)', %d values beyond the %s most frequent pooled as 'other'",
+                     name, pooled["rare_values"], pooled["rare_rows"], pooled["overflow_values"], st.max_categories)
+        matrix = self.transformer.transform(train_df)
+        encode_s = time.perf_counter() - t0
+        layout = self.transformer.layout
+        log.info("encoded %d rows to %d columns (model input %d wide, output %d)", len(matrix), layout.n_inputs,
+                 layout.onehot_width, layout.out_width)
+        torch.manual_seed(st.seed)
+        self.net = MODELS[st.model](layout, st)
+        fingerprint = _fingerprint(input_hash, st)
+        self.training = train(self.net, matrix, st, checkpoint_dir=checkpoint_dir, fingerprint=fingerprint,
+                              progress=progress)
+        self.info = {"input_sha256": input_hash, "fingerprint": fingerprint, "rows": len(df),
+                     "train_rows_used": len(train_df), "encode_seconds": encode_s}
+        return self
+
+    # ------------------------------------------------------------------------------------------------------
+    def sample(self, n: int, seed: int | None = None) -> pd.DataFrame:
+        """`n` new rows as a DataFrame with the training table's columns and dtypes."""
+        self._require_fitted()
+        seed = self._seed(seed)
+        n = _check_rows(n)
+        meter = Throughput(n)
+        parts = []
+        for block in iter_blocks(self.net, self.transformer, n, seed):
+            parts.append(block)
+            meter.add(len(block))
+        if not parts:
+            return self.transformer.inverse_transform(np.zeros((0, self.transformer.layout.n_inputs), np.float32))
+        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+    def sample_to_parquet(self, n: int, path: str | os.PathLike, seed: int | None = None,
+                          batch_rows: int = 4 * BLOCK_ROWS) -> Path:
+        """Stream `n` rows into one Parquet file, a row group per batch: memory stays flat for any `n`."""
+        self._require_fitted()
+        seed = self._seed(seed)
+        n = _check_rows(n)
+        meter = Throughput(n)
+        pending: list[pd.DataFrame] = []
+        pending_rows = 0
+        with ParquetStreamWriter(path, row_group_rows=max(batch_rows, 1)) as writer:
+            for block in iter_blocks(self.net, self.transformer, n, seed):
+                pending.append(block)
+                pending_rows += len(block)
+                if pending_rows >= batch_rows:
+                    writer.write(pd.concat(pending, ignore_index=True))
+                    pending, pending_rows = [], 0
+                meter.add(len(block))
+            if pending or writer.rows == 0:
+                writer.write(pd.concat(pending, ignore_index=True) if pending else self.sample(0, seed))
+        return Path(path)
+
+    def _seed(self, seed: int | None) -> int:
+        if seed is None:
+            seed = secrets.randbits(31)
+            log.info("sampling with a fresh seed %d (pass seed= to repeat it)", seed)
+        self.last_seed = int(seed)
+        return int(seed)
+
+    # ------------------------------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Weights as safetensors, everything else as JSON; written to a temporary folder, then renamed."""
+        self._require_fitted()
+        path = Path(path)
+        with atomic_path(path, is_dir=True) as tmp:
+            weights = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+            save_file(weights, str(tmp / WEIGHTS))
+            manifest = {
+                "format": FORMAT, "format_version": FORMAT_VERSION, "synthgen_version": __version__,
+                "torch_version": torch.__version__, "model": self.settings.model,
+                "settings": self.settings.model_dump(), "transformer": self.transformer.state(),
+                "training": self.training.to_dict() if self.training else None, "info": self.info,
+                "weights_sha256": _sha256(tmp / WEIGHTS),
+            }
+            (tmp / MANIFEST).write_text(json.dumps(manifest, default=_json_default))
+        log.info("saved the %s model to %s", self.settings.model, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "auto") -> Synthesizer:
+        """Load a saved model; never unpickles. Refuses unknown formats and tampered weights."""
+        path = Path(path)
+        manifest_path, weights_path = path / MANIFEST, path / WEIGHTS
+        if not manifest_path.is_file() or not weights_path.is_file():
+            raise UserError(f"{path}: not a synthgen model folder (expected {MANIFEST} and {WEIGHTS})")
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise UserError(f"{manifest_path}: not valid JSON") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise UserError(f"{path}: not a synthgen model (format is {manifest.get('format') if isinstance(manifest, dict) else None!r})")
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise UserError(f"{path}: model format version {manifest.get('format_version')!r} is not supported "
+                            f"by synthgen {__version__} (it reads version {FORMAT_VERSION})")
+        if _sha256(weights_path) != manifest.get("weights_sha256"):
+            raise UserError(f"{weights_path}: weights do not match the checksum in {MANIFEST} (modified or corrupt)")
+        settings = dict(manifest["settings"], device=device)
+        synth = cls(**settings)
+        synth.transformer = TableTransformer.from_state(manifest["transformer"])
+        synth.net = MODELS[synth.settings.model](synth.transformer.layout, synth.settings)
+        try:
+            synth.net.load_state_dict(load_file(str(weights_path)))
+        except Exception as exc:  # safetensors header errors, missing or misshapen tensors
+            raise UserError(f"{weights_path}: cannot load weights ({str(exc).splitlines()[0]})") from None
+        synth.net.to(resolve_device(device)).eval()
+        synth.training = TrainResult(**manifest["training"]) if manifest.get("training") else None
+        synth.info = manifest.get("info", {})
+        return synth
+
+    def _require_fitted(self) -> None:
+        if self.net is None or self.transformer is None:
+            raise UserError("the synthesizer is not fitted: call fit() or Synthesizer.load() first")
+
+
+def _check_rows(n: int) -> int:
+    if not isinstance(n, (int, np.integer)) or n < 0:
+        raise UserError(f"number of rows must be a non-negative integer, got {n!r}")
+    return int(n)
+
+
+def _fingerprint(input_hash: str, settings: ModelSettings) -> str:
+    payload = json.dumps({"input": input_hash, "settings": settings.fingerprint_fields(),
+                          "format_version": FORMAT_VERSION}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def model_cache_key(input_hash: str, settings: ModelSettings) -> str:
+    """Key of a trained model: input content hash + the settings that change the weights."""
+    return _fingerprint(input_hash, settings)[:24]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (pd.Timestamp,)):
+        return value.isoformat()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")

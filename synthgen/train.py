@@ -1,0 +1,281 @@
+"""Training loop shared by both models: AdamW, KL warm-up, early stopping, checkpoints that resume.
+
+The encoded table is one tensor (on the GPU when training there); batches are shuffled index slices of it,
+not a per-row DataLoader. On CUDA the forward pass runs under bf16 autocast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from synthgen.config import ModelSettings
+from synthgen.errors import UserError
+from synthgen.io import atomic_path
+
+log = logging.getLogger("synthgen")
+
+ROW_VISITS = 2_500_000  # default training length: about this many rows seen, within [30, 300] epochs
+
+
+@dataclass
+class TrainResult:
+    device: str
+    epochs_planned: int
+    epochs_run: int
+    best_epoch: int
+    stopped_early: bool
+    best_val_loss: float | None
+    seconds: float
+    train_rows: int
+    val_rows: int
+    resumed_from_epoch: int | None = None
+    column_val_loss: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device cuda was asked for, but CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def auto_epochs(n_rows: int) -> int:
+    return int(np.clip(round(ROW_VISITS / max(n_rows, 1)), 30, 300))
+
+
+def split_rows(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded train/validation split of row numbers (no validation rows for tiny tables)."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(n * val_fraction)) if n >= 20 else 0
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def train(model: nn.Module, matrix: np.ndarray, settings: ModelSettings, *, checkpoint_dir: str | Path | None = None,
+          fingerprint: str = "", progress: bool | None = None) -> TrainResult:
+    """Fit `model` on the encoded table `matrix`; returns what happened. Restores the best epoch's weights."""
+    device = resolve_device(settings.device)
+    torch.manual_seed(settings.seed)
+    train_idx, val_idx = split_rows(len(matrix), settings.val_fraction, settings.seed)
+    data = torch.from_numpy(matrix).to(device)
+    x_train, x_val = data[torch.from_numpy(train_idx).to(device)], data[torch.from_numpy(val_idx).to(device)]
+    del data
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    epochs = settings.epochs or auto_epochs(len(x_train))
+    batch = min(settings.batch_size, len(x_train))
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _null_context()
+    log.info("training %s on %s: %d rows (%d for validation), up to %d epochs, batch %d, %d parameters",
+             type(model).__name__, device, len(x_train), len(x_val), epochs, batch,
+             sum(p.numel() for p in model.parameters()))
+
+    state = _TrainState(best_val=math.inf)
+    ckpt = _Checkpoint(Path(checkpoint_dir), fingerprint) if checkpoint_dir else None
+    if ckpt and ckpt.exists():
+        state = ckpt.load(model, optimizer, device)
+        log.info("resuming from the checkpoint of epoch %d in %s", state.epoch, ckpt.dir)
+    resumed_from = state.epoch if state.epoch else None
+
+    bar = _ProgressBar(epochs, enabled=sys.stderr.isatty() if progress is None else progress)
+    started = time.perf_counter() - state.seconds
+    log_every = max(1, epochs // 20)
+    try:
+        for epoch in range(state.epoch + 1, epochs + 1):
+            beta = settings.beta * min(1.0, epoch / settings.kl_warmup_epochs) if settings.kl_warmup_epochs else settings.beta
+            t0 = time.perf_counter()
+            model.train()
+            sums = torch.zeros(3, device=device)  # loss, reconstruction, kl
+            n_batches = 0
+            perm = torch.randperm(len(x_train), device=device)
+            stop = len(x_train) - (len(x_train) % batch if len(x_train) % batch < batch // 2 and len(x_train) > batch else 0)
+            for start in range(0, stop, batch):
+                xb = x_train[perm[start:start + batch]]
+                with autocast:
+                    loss, parts = model(xb, beta=beta)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+                optimizer.step()
+                sums += torch.stack([loss.detach(), parts["reconstruction"].detach(), parts.get("kl", torch.zeros((), device=device)).detach()])
+                n_batches += 1
+            loss_, rec_, kl_ = (sums / max(n_batches, 1)).tolist()
+            val_loss, val_parts = _evaluate(model, x_val, settings.beta, batch * 8, autocast) if len(x_val) else (loss_, None)
+            seconds = time.perf_counter() - t0
+            row = {"epoch": epoch, "loss": loss_, "reconstruction": rec_, "kl": kl_, "beta": beta,
+                   "val_loss": val_loss, "rows_per_s": len(x_train) / seconds}
+            state.history.append(row)
+            state.epoch = epoch
+            if val_loss < state.best_val - 1e-4 * abs(state.best_val) or epoch == 1:
+                state.best_val, state.best_epoch, state.bad_epochs = val_loss, epoch, 0
+                state.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                if val_parts is not None:
+                    state.column_val_loss = dict(zip(model.likelihood.columns, val_parts))
+            elif epoch > settings.kl_warmup_epochs:  # the objective moves during warm-up: do not count it
+                state.bad_epochs += 1
+            bar.update(row)
+            if epoch % log_every == 0 or epoch == epochs:
+                log.info("epoch %d/%d  loss %.3f  reconstruction %.3f  kl %.3f  val %.3f  %.0f rows/s",
+                         epoch, epochs, loss_, rec_, kl_, val_loss, row["rows_per_s"])
+            if not math.isfinite(loss_):
+                raise RuntimeError(f"training diverged at epoch {epoch} (loss {loss_}); try a lower lr")
+            state.seconds = time.perf_counter() - started
+            if ckpt and epoch % settings.checkpoint_every == 0 and epoch < epochs:
+                ckpt.save(model, optimizer, state)
+            if len(x_val) and state.bad_epochs >= settings.patience:
+                log.info("early stop at epoch %d: validation loss has not improved for %d epochs (best %.3f at epoch %d)",
+                         epoch, settings.patience, state.best_val, state.best_epoch)
+                break
+    finally:
+        bar.close()
+
+    if state.best_weights is not None:
+        model.load_state_dict(state.best_weights)
+    model.eval()
+    if model.prior.kind == "fitted":
+        model.prior.fit(_codes(model, x_train, batch * 8, autocast))
+    hardest = sorted(state.column_val_loss.items(), key=lambda kv: -kv[1])[:3]
+    if hardest:
+        log.info("hardest columns (validation loss per row): %s", ", ".join(f"{k} {v:.3f}" for k, v in hardest))
+    return TrainResult(
+        device=str(device), epochs_planned=epochs, epochs_run=state.epoch, best_epoch=state.best_epoch,
+        stopped_early=state.epoch < epochs, best_val_loss=state.best_val if len(x_val) else None,
+        seconds=time.perf_counter() - started, train_rows=len(x_train), val_rows=len(x_val),
+        resumed_from_epoch=resumed_from, column_val_loss=state.column_val_loss, history=state.history)
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, x: torch.Tensor, beta: float, batch: int, autocast) -> tuple[float, list[float]]:
+    model.eval()
+    total, parts_sum = 0.0, None
+    for start in range(0, len(x), batch):
+        xb = x[start:start + batch]
+        with autocast:
+            loss, parts = model(xb, beta=beta)
+        total += float(loss) * len(xb)
+        parts_sum = parts["parts"] * len(xb) if parts_sum is None else parts_sum + parts["parts"] * len(xb)
+    return total / len(x), (parts_sum / len(x)).tolist()
+
+
+@torch.no_grad()
+def _codes(model: nn.Module, x: torch.Tensor, batch: int, autocast) -> torch.Tensor:
+    out = []
+    for start in range(0, len(x), batch):
+        with autocast:
+            out.append(model.codes(x[start:start + batch]).float())
+    return torch.cat(out)
+
+
+class _null_context:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@dataclass
+class _TrainState:
+    best_val: float
+    epoch: int = 0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    seconds: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+    column_val_loss: dict[str, float] = field(default_factory=dict)
+    best_weights: dict[str, torch.Tensor] | None = None
+
+
+class _Checkpoint:
+    """Weights, optimizer and RNG state as safetensors, counters as JSON; both written atomically."""
+
+    def __init__(self, directory: Path, fingerprint: str) -> None:
+        self.dir = directory
+        self.fingerprint = fingerprint
+        self.tensors, self.meta = directory / "checkpoint.safetensors", directory / "checkpoint.json"
+
+    def exists(self) -> bool:
+        if not (self.tensors.exists() and self.meta.exists()):
+            return False
+        try:
+            meta = json.loads(self.meta.read_text())
+        except json.JSONDecodeError:
+            return False
+        if meta.get("fingerprint") != self.fingerprint:
+            log.info("ignoring the checkpoint in %s: it belongs to other data or settings", self.dir)
+            return False
+        return True
+
+    def save(self, model: nn.Module, optimizer: torch.optim.Optimizer, state: _TrainState) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        if state.best_weights is not None:
+            tensors.update({f"best.{k}": v.detach().cpu().contiguous() for k, v in state.best_weights.items()})
+        opt = optimizer.state_dict()
+        for idx, per_param in opt["state"].items():
+            for name, value in per_param.items():
+                tensors[f"opt.{idx}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
+        tensors["rng.torch"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            tensors["rng.cuda"] = torch.cuda.get_rng_state()
+        meta = {"fingerprint": self.fingerprint, "param_groups": opt["param_groups"],
+                **{k: v for k, v in asdict(state).items() if k != "best_weights"}}
+        with atomic_path(self.tensors) as tmp:
+            save_file(tensors, str(tmp))
+        with atomic_path(self.meta) as tmp:
+            tmp.write_text(json.dumps(meta))
+
+    def load(self, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> _TrainState:
+        tensors = load_file(str(self.tensors))
+        meta = json.loads(self.meta.read_text())
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        opt_state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith("opt."):
+                _, idx, name = key.split(".", 2)
+                opt_state.setdefault(int(idx), {})[name] = value.to(device) if name != "step" else value
+        optimizer.load_state_dict({"state": opt_state, "param_groups": meta.pop("param_groups")})
+        torch.set_rng_state(tensors["rng.torch"])
+        if "rng.cuda" in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state(tensors["rng.cuda"])
+        best = {k[5:]: v.to(device) for k, v in tensors.items() if k.startswith("best.")} or None
+        meta.pop("fingerprint", None)
+        return _TrainState(**meta, best_weights=best)
+
+
+class _ProgressBar:
+    def __init__(self, epochs: int, enabled: bool) -> None:
+        self.progress = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(TextColumn("epoch"), MofNCompleteColumn(), BarColumn(), TimeRemainingColumn(),
+                                     TextColumn("{task.fields[stats]}"), console=Console(stderr=True), transient=True)
+            self.task = self.progress.add_task("train", total=epochs, stats="")
+            self.progress.start()
+
+    def update(self, row: dict[str, float]) -> None:
+        if self.progress is not None:
+            stats = (f"loss {row['loss']:.3f} rec {row['reconstruction']:.3f} kl {row['kl']:.3f} "
+                     f"val {row['val_loss']:.3f} {row['rows_per_s']:.0f} rows/s")
+            self.progress.update(self.task, completed=row["epoch"], stats=stats)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()

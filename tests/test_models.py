@@ -1,0 +1,225 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sdmetrics.reports.single_table import QualityReport
+
+from synthgen import Synthesizer, UserError
+from synthgen.config import ModelSettings
+from synthgen.models import AE, VAE
+from synthgen.schema import infer_schema
+from synthgen.transform import TableTransformer
+
+
+def tiny_table(n: int = 300, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    return pd.DataFrame({
+        "key": [f"A{i:04d}" for i in range(n)],
+        "x": np.round(x, 3),
+        "y": np.round(2 * x + rng.normal(scale=0.1, size=n), 2),
+        "count": rng.poisson(3, n),
+        "color": rng.choice(["red", "green", "blue"], n),
+        "flag": rng.random(n) < 0.3,
+        "maybe": np.where(rng.random(n) < 0.2, np.nan, rng.gamma(2, 2, n).round(1)),
+        "when": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 365, n), unit="D"),
+    })
+
+
+def encoded(df):
+    tt = TableTransformer().fit(df, infer_schema(df))
+    return tt, torch.from_numpy(tt.transform(df))
+
+
+@pytest.mark.parametrize("model_cls", [VAE, AE])
+def test_shapes_and_loss_parts(model_cls):
+    tt, x = encoded(tiny_table())
+    settings = ModelSettings(model="vae" if model_cls is VAE else "ae", latent_dim=4, hidden=[16])
+    model = model_cls(tt.layout, settings)
+    loss, parts = model(x[:32])
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    assert parts["parts"].shape == (len(model.likelihood.columns),)
+    assert set(model.likelihood.columns) == {"x", "y", "count", "color", "flag", "maybe", "when"}
+    assert torch.allclose(parts["parts"].sum(), parts["reconstruction"])
+    codes = model.codes(x[:32])
+    assert codes.shape == (32, 4)
+    out_t = model.decoder.forward_t(codes)
+    assert out_t.shape == (model.likelihood.out_width, 32)
+    drawn = model.likelihood.sample(out_t).T
+    assert drawn.shape == (32, tt.layout.n_inputs)
+    for block in tt.layout.discrete:  # every drawn code is a valid class
+        col = drawn[:, block.input_col]
+        assert (col >= 0).all() and (col < block.n_classes).all() and (col == col.round()).all()
+
+
+def test_vae_has_positive_kl_and_ae_has_none():
+    tt, x = encoded(tiny_table())
+    vae = VAE(tt.layout, ModelSettings(latent_dim=4, hidden=[16]))
+    ae = AE(tt.layout, ModelSettings(model="ae", latent_dim=4, hidden=[16]))
+    _, vae_parts = vae(x)
+    ae_loss, ae_parts = ae(x)
+    assert vae_parts["kl"] > 0
+    assert "kl" not in ae_parts and torch.allclose(ae_loss, ae_parts["reconstruction"])
+    assert ae.likelihood.continuous == "mse" and vae.likelihood.continuous == "gaussian"
+    assert isinstance(vae.encoder.net[-1], torch.nn.Linear) and vae.encoder.net[-1].out_features == 8  # mean, log-var
+    assert ae.encoder.net[-1].out_features == 4
+
+
+@pytest.fixture(scope="module")
+def fitted_vae():
+    df = tiny_table(600)
+    return df, Synthesizer("vae", epochs=15, latent_dim=8, hidden=[64, 64], seed=3).fit(df, progress=False)
+
+
+def test_sample_has_columns_dtypes_rows_and_categories(fitted_vae):
+    df, synth = fitted_vae
+    out = synth.sample(1000, seed=1)
+    assert list(out.columns) == list(df.columns) and len(out) == 1000
+    assert out.dtypes.to_dict() == df.dtypes.to_dict()
+    assert set(out["color"]) <= set(df["color"])
+    assert out["key"].is_unique and out["key"].str.fullmatch(r"A[0-9]{4,}").all()
+    assert out["x"].between(df["x"].min(), df["x"].max()).all()
+    assert 0.05 < out["maybe"].isna().mean() < 0.4  # the missing rate is learned, not imputed away
+    assert synth.sample(0).shape == (0, df.shape[1])
+    with pytest.raises(UserError):
+        synth.sample(-1)
+
+
+def test_seeds_reproduce_on_cpu():
+    df = tiny_table(400)
+    a = Synthesizer("vae", epochs=5, hidden=[32], seed=7).fit(df, progress=False)
+    b = Synthesizer("vae", epochs=5, hidden=[32], seed=7).fit(df, progress=False)
+    for (k, va), vb in zip(a.net.state_dict().items(), b.net.state_dict().values()):
+        assert torch.equal(va, vb), k
+    pd.testing.assert_frame_equal(a.sample(500, seed=2), b.sample(500, seed=2))
+    assert not a.sample(500, seed=2).equals(a.sample(500, seed=3))
+
+
+def test_batches_and_blocks_do_not_change_rows(fitted_vae, tmp_path):
+    _, synth = fitted_vae
+    from synthgen.sample import BLOCK_ROWS
+
+    n = BLOCK_ROWS + 1234
+    whole = synth.sample(n, seed=11)
+    path = synth.sample_to_parquet(n, tmp_path / "s.parquet", seed=11, batch_rows=1000)
+    pd.testing.assert_frame_equal(pd.read_parquet(path), whole)
+    assert whole["key"].is_unique
+
+
+def test_save_load_sample_and_refusals(fitted_vae, tmp_path):
+    _, synth = fitted_vae
+    path = synth.save(tmp_path / "model")
+    assert sorted(p.name for p in path.iterdir()) == ["model.safetensors", "synthgen.json"]
+    loaded = Synthesizer.load(path, device="cpu")
+    pd.testing.assert_frame_equal(loaded.sample(300, seed=5), synth.sample(300, seed=5))
+
+    manifest = json.loads((path / "synthgen.json").read_text())
+    manifest["format_version"] = 99
+    (path / "synthgen.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match="format version 99 is not supported"):
+        Synthesizer.load(path)
+    manifest["format_version"], manifest["format"] = 1, "pickle"
+    (path / "synthgen.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match="not a synthgen model"):
+        Synthesizer.load(path)
+    manifest["format"] = "synthgen-model"
+    (path / "synthgen.json").write_text(json.dumps(manifest))
+    weights = bytearray((path / "model.safetensors").read_bytes())
+    weights[-10] ^= 0xFF  # one flipped byte in the weights
+    (path / "model.safetensors").write_bytes(bytes(weights))
+    with pytest.raises(UserError, match="do not match the checksum"):
+        Synthesizer.load(path)
+    (path / "synthgen.json").write_text("not json")
+    with pytest.raises(UserError, match="not valid JSON"):
+        Synthesizer.load(path)
+
+
+def test_ae_baseline_fits_a_gaussian_to_its_codes():
+    df = tiny_table(500)
+    ae = Synthesizer("ae", epochs=10, hidden=[32], latent_dim=4).fit(df, progress=False)
+    assert ae.net.prior.kind == "fitted"
+    assert not torch.equal(ae.net.prior.chol, torch.eye(4))  # fitted after training, not the identity
+    standard = Synthesizer("ae", prior="standard", epochs=10, hidden=[32], latent_dim=4).fit(df, progress=False)
+    assert torch.equal(standard.net.prior.chol, torch.eye(4))
+    assert len(ae.sample(100, seed=0)) == 100
+
+
+def shapes_score(real, synthetic, schema) -> float:
+    report = QualityReport()
+    report.generate(real, synthetic, schema.to_metadata(), verbose=False)
+    return float(report.get_properties().set_index("Property").loc["Column Shapes", "Score"])
+
+
+def test_fit_on_real_table_beats_a_trivial_baseline(credit_df):
+    train = credit_df.sample(frac=0.8, random_state=0).reset_index(drop=True)
+    synth = Synthesizer("vae", epochs=40, seed=0).fit(train, progress=False)
+    synthetic = synth.sample(len(train), seed=1)
+    # trivial baseline: every column drawn uniformly from its observed distinct values
+    rng = np.random.default_rng(0)
+    trivial = pd.DataFrame({c: rng.choice(train[c].dropna().unique(), len(train)) for c in train.columns})
+    trivial = trivial.astype(train.dtypes.to_dict())
+    ours, baseline = shapes_score(train, synthetic, synth.schema), shapes_score(train, trivial, synth.schema)
+    assert ours > 0.9 and ours > baseline + 0.15, (ours, baseline)
+
+
+def test_training_resumes_from_checkpoint(tmp_path, monkeypatch):
+    df = tiny_table(400)
+    settings = dict(epochs=12, hidden=[32], latent_dim=4, seed=1, checkpoint_every=4, patience=100)
+    straight = Synthesizer("vae", **settings).fit(df, progress=False)
+
+    from synthgen import train as train_module
+
+    original = train_module._ProgressBar.update
+
+    def killed_at_epoch_10(self, row):
+        original(self, row)
+        if row["epoch"] == 10:
+            raise KeyboardInterrupt
+
+    ckpt = tmp_path / "ckpt"
+    monkeypatch.setattr(train_module._ProgressBar, "update", killed_at_epoch_10)
+    with pytest.raises(KeyboardInterrupt):
+        Synthesizer("vae", **settings).fit(df, checkpoint_dir=ckpt, progress=False)
+    assert json.loads((ckpt / "checkpoint.json").read_text())["epoch"] == 8
+    monkeypatch.setattr(train_module._ProgressBar, "update", original)
+    resumed = Synthesizer("vae", **settings).fit(df, checkpoint_dir=ckpt, progress=False)
+    assert resumed.training.resumed_from_epoch == 8 and resumed.training.epochs_run == 12
+    for (k, va), vb in zip(straight.net.state_dict().items(), resumed.net.state_dict().values()):
+        assert torch.allclose(va, vb, atol=1e-6), k
+    # a checkpoint of other settings is ignored, not loaded
+    other = Synthesizer("vae", **{**settings, "seed": 2}).fit(df, checkpoint_dir=ckpt, progress=False)
+    assert other.training.resumed_from_epoch is None
+
+
+def test_bad_settings_are_clear_errors():
+    with pytest.raises(UserError, match="lr"):
+        Synthesizer("vae", lr=-1)
+    with pytest.raises(UserError, match="unknown setting"):
+        Synthesizer("vae", epoch=3)
+    with pytest.raises(UserError, match="not fitted"):
+        Synthesizer().sample(3)
+
+
+def test_cli_fit_then_sample(tmp_path):
+    import subprocess
+    import sys
+
+    data = tmp_path / "t.csv"
+    tiny_table(300).to_csv(data, index=False)
+    model = tmp_path / "model"
+    cli = [sys.executable, "-m", "synthgen.cli"]
+    fit = subprocess.run(cli + ["fit", str(data), "--out", str(model), "--epochs", "3", "--seed", "1", "-q"],
+                         capture_output=True, text=True)
+    assert fit.returncode == 0, fit.stderr
+    assert (model / "model.safetensors").exists() and not (tmp_path / "model.ckpt").exists()
+    out = tmp_path / "rows.parquet"
+    run = subprocess.run(cli + ["sample", str(model), "--rows", "2500", "--out", str(out), "--seed", "4", "-q"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    rows = pd.read_parquet(out)
+    assert len(rows) == 2500 and list(rows.columns) == list(tiny_table(5).columns)
+    bad = subprocess.run(cli + ["sample", str(tmp_path), "--rows", "5", "--out", str(tmp_path / "x.parquet")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and not (tmp_path / "x.parquet").exists()
