@@ -7,6 +7,8 @@ STAMP := $(VENV)/.synthgen-installed
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export PREFECT_UI_ENABLED := false
+# OpenMP threads sleep instead of spinning while they wait (see synthgen/__init__.py)
+export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: run test install browser clean bench
 
@@ -31,8 +33,7 @@ browser:
 		|| echo "note: chromium not installed; the browser test will be skipped"; }
 
 run: $(STAMP)
-	$(VENV)/bin/synthgen schema data/demo/telco_churn.parquet > /dev/null
-	$(PY) benchmarks/roundtrip.py data/demo/telco_churn.parquet
+	$(VENV)/bin/synthgen generate --config data/demo/demo.yaml
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q

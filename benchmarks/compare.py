@@ -11,18 +11,22 @@ and .md (and -latest copies).
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
-import sys
-import time
-import warnings
-from datetime import datetime, timezone
-from pathlib import Path
+import os
 
-import numpy as np
-import pandas as pd
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: the same for every model in this process
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

@@ -139,6 +139,154 @@ def sample(
     print(f"{out}: {rows} rows (seed {synth.last_seed}) in {elapsed:.1f}s, {rows / max(elapsed, 1e-9):,.0f} rows/s")
 
 
+@app.command()
+@user_errors
+def evaluate(
+    real: Path = typer.Argument(..., help="The real (training) table the synthetic rows were learned from."),
+    synthetic: Path = typer.Argument(..., help="The synthetic table: synthgen's or any other tool's, same columns."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for report.json, report.html and report.md."),
+    holdout: Optional[Path] = typer.Option(None, help="Real rows the generator never saw: needed for privacy and utility."),
+    target: Optional[str] = typer.Option(None, help="Column to predict for utility (train on synthetic, test on real)."),
+    metadata: Optional[Path] = typer.Option(None, help="SDV single-table metadata JSON (column kinds)."),
+    max_rows: int = typer.Option(50_000, help="Score large tables on a seeded sample of this many rows per side."),
+    seed: int = typer.Option(0, help="Seed of the row samples and the classifiers."),
+    gate_max_copies: Optional[str] = typer.Option(None, help="Privacy gate: largest share of exact copies of training rows, or 'natural'."),
+    gate_min_dcr_ratio: Optional[float] = typer.Option(None, help="Privacy gate: smallest DCR ratio (synthetic / holdout median)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Score any synthetic table against its real one and write the quality report. Exit 1 if a privacy gate fails."""
+    import time
+
+    from synthgen.evaluate import evaluate as run_evaluation
+    from synthgen.io import read_table, source_fingerprint
+    from synthgen.report import library_versions, write_report
+    from synthgen.schema import infer_schema, load_metadata
+
+    _setup_logging(quiet)
+    gate = _gate(gate_max_copies, gate_min_dcr_ratio)
+    real_df, synth_df = read_table(real), read_table(synthetic)
+    holdout_df = read_table(holdout) if holdout else None
+    schema = infer_schema(real_df, load_metadata(str(metadata)) if metadata else None)
+    t0 = time.perf_counter()
+    ev = run_evaluation(real_df, synth_df, holdout=holdout_df, target=target, schema=schema, max_rows=max_rows,
+                        seed=seed, gate=gate)
+    name = synthetic.stem
+    report = {"dataset": real.stem, "run_id": f"evaluate-{name}", "primary_model": name,
+              "input": {"path": str(real), "sha256": source_fingerprint(real), "rows": len(real_df),
+                        "train_rows": len(real_df), "holdout_rows": None if holdout_df is None else len(holdout_df)},
+              "schema": schema.explain(), "seeds": {"evaluation": seed}, "versions": library_versions(),
+              "config": {"max_rows": max_rows, "target": target, "gate": gate, "holdout": str(holdout) if holdout else None},
+              "timings": {"evaluate": round(time.perf_counter() - t0, 2)},
+              "models": {name: {"evaluation": ev, "sample": {"path": str(synthetic), "rows": len(synth_df)}}}}
+    paths = write_report(report, out)
+    q = ev["quality"]
+    print(f"overall {q['overall']:.3f}  column shapes {q['column_shapes']:.3f}  pair trends {q['column_pair_trends']:.3f} "
+          f"(all pairs {q['column_pair_trends_all_pairs']:.3f})  detection {ev['detection']['score']:.3f}")
+    print(f"report: {paths['html']}")
+    if ev["privacy_gate"]["passed"] is False:
+        print("error: the privacy gate failed: " + "; ".join(c["check"] for c in ev["privacy_gate"]["checks"] if not c["passed"]),
+              file=sys.stderr)
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _gate(max_copies: Optional[str], min_dcr_ratio: Optional[float]) -> Optional[dict]:
+    gate: dict = {}
+    if max_copies is not None:
+        if max_copies != "natural":
+            try:
+                gate["max_exact_copy_share"] = float(max_copies)
+            except ValueError:
+                raise UserError(f"--gate-max-copies must be a share (0.01) or 'natural', got {max_copies!r}") from None
+        else:
+            gate["max_exact_copy_share"] = "natural"
+    if min_dcr_ratio is not None:
+        gate["min_dcr_ratio"] = min_dcr_ratio
+    return gate or None
+
+
+@app.command()
+@user_errors
+def generate(
+    input: Optional[Path] = typer.Argument(None, help="Table to learn (or `input:` in the config file)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML run config; options below override it."),
+    rows: Optional[int] = typer.Option(None, help="Rows to sample per model (default: as many as the training part)."),
+    models: Optional[str] = typer.Option(None, help="Comma-separated: vae,ae (default both)."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs (default: from the table size)."),
+    target: Optional[str] = typer.Option(None, help="Column to predict in the utility check."),
+    seed: Optional[int] = typer.Option(None, help="Seed of the split and training (same seed: cached model reused)."),
+    sample_seed: Optional[int] = typer.Option(None, help="Seed of the sampled rows (default: fresh each run)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Put the whole run under this folder."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Run the whole pipeline as a Prefect flow: train, sample, evaluate, publish Parquet and a quality report."""
+    from synthgen.config import load_run_config
+    from synthgen.runs import preflight
+
+    _setup_logging(quiet)
+    overrides = dict(input=str(input) if input else None, rows=rows, target=target, seed=seed, sample_seed=sample_seed,
+                     out=str(out) if out else None, device=device,
+                     models=[m.strip() for m in models.split(",") if m.strip()] if models else None,
+                     model={"epochs": epochs} if epochs else None)
+    if input is None and config is None:
+        raise UserError("give an INPUT table or a --config file with `input:`")
+    cfg = load_run_config(str(config) if config else None, **overrides)
+    preflight(cfg)  # bad input or settings: one error line and exit 2 before any work starts
+    from flows.generate import generate as generate_flow
+
+    state = generate_flow(config_file=str(config) if config else None, settings=cfg.model_dump(exclude_unset=True),
+                          return_state=True)
+    summary = _flow_summary(state)
+    if summary is None:
+        print(f"error: the run failed: {state.message}", file=sys.stderr)
+        raise typer.Exit(EXIT_FAILED)
+    _print_summary(summary)
+    if summary["status"] != "passed":
+        print(f"error: the privacy gate failed; rows withheld for {', '.join(summary['verdict']['failed_gates'])} "
+              f"(see {summary['report']})", file=sys.stderr)
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _flow_summary(state) -> Optional[dict]:
+    """The run summary a flow state carries (a gate failure still carries one), or None for a crash."""
+    try:
+        data = state.result(raise_on_failure=False)
+    except Exception:  # noqa: BLE001 - a crashed run has no summary to show
+        return None
+    return data if isinstance(data, dict) and "run_id" in data else None
+
+
+def _print_summary(summary: dict) -> None:
+    print(f"run {summary['run_id']} ({summary['dataset']}): {summary['status']}")
+    for row in summary["scores"]:
+        reused = " (cached model reused)" if summary["reused"].get(row["model"]) else ""
+        parts = [f"{k} {row[k]:.3f}" for k in ("overall", "column_shapes", "pair_trends", "detection", "utility_ratio")
+                 if isinstance(row.get(k), float)]
+        print(f"  {row['model']}: {'  '.join(parts)}  privacy gate {row['privacy_gate']}{reused}")
+    for model, path in summary["outputs"].items():
+        print(f"  {model} rows: {path}")
+    print(f"  report: {summary['report']}")
+    print(f"  all runs: {summary['index']}")
+
+
+@app.command()
+@user_errors
+def serve(
+    config: Path = typer.Argument(..., help="YAML run config with `schedule:` (cron)."),
+    cron: Optional[str] = typer.Option(None, help="Cron schedule, overriding the config's."),
+    name: Optional[str] = typer.Option(None, help="Deployment name (default generate-<dataset>)."),
+) -> None:
+    """Serve the generate flow on a cron schedule (needs a Prefect server: PREFECT_API_URL)."""
+    from synthgen.config import load_run_config
+    from synthgen.runs import preflight
+
+    _setup_logging()
+    preflight(load_run_config(str(config)))
+    from flows.serve import serve as serve_flow
+
+    serve_flow(str(config), cron=cron, name=name)
+
+
 @app.callback()
 def _root() -> None:
     """synthgen: synthetic tabular data with a VAE, an AE baseline, Prefect flows and quality reports."""

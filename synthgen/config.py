@@ -63,3 +63,83 @@ def validated(model_cls: type[BaseModel], values: dict[str, Any], where: str = "
             msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
             problems.append(f"{loc}: {msg}")
         raise UserError(f"bad {where}: " + "; ".join(problems)) from None
+
+
+class PrivacyGate(BaseModel):
+    """Limits a run must meet to be published as passed (see synthgen.evaluate.privacy_gate)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_exact_copy_share: float | Literal["natural"] | None = Field(
+        None, description="largest share of synthetic rows that equal a training row; 'natural' = the holdout's rate")
+    min_dcr_ratio: float | None = Field(None, gt=0, description="median DCR synthetic / holdout, at least")
+    max_closer_to_train_share: float | None = Field(None, gt=0, le=1)
+
+    def as_dict(self) -> dict[str, Any] | None:
+        values = {k: v for k, v in self.model_dump().items() if v is not None}
+        return values or None
+
+
+class RunConfig(BaseModel):
+    """One generation run: what to read, which models, how many rows, where to publish."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: str = Field(..., description="CSV, Parquet (file or folder) or JSON Lines table")
+    dataset: str | None = Field(None, description="name used in output paths (default: the input file's stem)")
+    metadata: str | None = Field(None, description="SDV single-table metadata JSON overriding inference")
+    models: list[Literal["vae", "ae"]] = Field(default_factory=lambda: ["vae", "ae"], min_length=1)
+    rows: int | None = Field(None, ge=1, description="rows to sample per model (default: as many as the training part)")
+    seed: int = Field(0, description="seed of the split and the training: the same seed reuses a cached model")
+    sample_seed: int | None = Field(None, description="seed of the sampled rows (default: a fresh one per run)")
+    holdout_fraction: float = Field(0.2, ge=0.0, lt=0.9, description="real rows kept out of training for privacy and utility")
+    target: str | None = Field(None, description="column to predict for the utility check")
+    model: dict[str, Any] = Field(default_factory=dict, description="model settings (epochs, latent_dim, ...)")
+    privacy_gate: PrivacyGate = Field(default_factory=PrivacyGate)
+    max_eval_rows: int = Field(50_000, ge=100)
+    out: str | None = Field(None, description="put the whole run (data, reports, model cache) under this folder")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    reuse_models: bool = Field(True, description="reuse a cached model trained on the same input and settings")
+    sample_shards: int = Field(1, ge=1, description="sample in this many shards (on Dask workers when there are any)")
+    max_train_rows: int | None = Field(None, ge=100, description="train on a seeded sample when the table is larger")
+    schedule: str | None = Field(None, description="cron schedule for `synthgen serve` (e.g. '0 3 * * *')")
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        for model in self.models:  # every model setting must be valid before any work starts
+            self.model_settings(model)
+        if self.schedule is not None and len(self.schedule.split()) not in (5, 6):
+            raise ValueError(f"schedule must be a cron expression like '0 3 * * *', got {self.schedule!r}")
+        return self
+
+    def model_settings(self, model: str) -> ModelSettings:
+        extra = {"max_train_rows": self.max_train_rows} if self.max_train_rows else {}
+        return validated(ModelSettings, {"seed": self.seed, **self.model, **extra, "model": model, "device": self.device},
+                         "model settings")
+
+
+def load_run_config(path: str | None = None, **overrides: Any) -> RunConfig:
+    """Settings from a YAML file, then overrides (flow parameters, CLI options) that are not None."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        import os
+
+        import yaml
+
+        if not os.path.isfile(path):
+            raise UserError(f"{path}: no such config file")
+        try:
+            loaded = yaml.safe_load(open(path, encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(loaded, dict):
+            raise UserError(f"{path}: the config must be a mapping of settings")
+        values.update(loaded)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "model" and isinstance(value, dict):
+            values["model"] = {**values.get("model", {}), **value}
+        else:
+            values[key] = value
+    return validated(RunConfig, values, "config")

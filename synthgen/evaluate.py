@@ -65,6 +65,8 @@ def evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, *, holdout: pd.DataFra
     log.info("evaluating fidelity with SDMetrics on %d real and %d synthetic rows", len(real_s), len(synth_s))
     result["quality"] = quality(real_s, synth_s, schema)
     result["diagnostic"] = diagnostic(real_s, synth_s, schema)
+    result["distributions"] = distributions(real_s, synth_s, schema)
+    result["associations"] = {"real": associations(real_s, schema), "synthetic": associations(synth_s, schema, like=real_s)}
     timings["fidelity"] = time.perf_counter() - t0
     if detection:
         t0 = time.perf_counter()
@@ -277,6 +279,91 @@ class _Features:
                 missing = np.isnan(x)
                 blocks.append(np.stack([np.where(missing, 0.0, x), missing.astype(np.float64)], 1).astype(np.float32))
         return np.concatenate(blocks, axis=1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# What the report plots: marginals and pairwise associations, as compact JSON
+
+
+def distributions(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, bins: int = 30,
+                  top: int = 20) -> dict[str, dict[str, Any]]:
+    """Per column, real and synthetic shares on the same support: histogram bins cut on the real data,
+    or the real data's most frequent categories (+ other). Missing cells are their own share."""
+    out = {}
+    for col in schema.columns:
+        if col.kind in ("id", "empty"):
+            continue
+        r, s = real[col.name], synthetic[col.name]
+        entry: dict[str, Any] = {"kind": col.kind, "missing": [float(r.isna().mean()), float(s.isna().mean())]}
+        if col.kind in ("numerical", "datetime"):
+            rx, sx = _as_number(r, col), _as_number(s, col)
+            rx, sx = rx[~np.isnan(rx)], sx[~np.isnan(sx)]
+            edges = np.histogram_bin_edges(rx, bins=bins) if len(rx) else np.linspace(0, 1, bins + 1)
+            entry.update(type="histogram", edges=edges.tolist(),
+                         real=_shares(np.histogram(np.clip(rx, edges[0], edges[-1]), edges)[0]),
+                         synthetic=_shares(np.histogram(np.clip(sx, edges[0], edges[-1]), edges)[0]),
+                         datetime=col.kind == "datetime")
+        else:
+            counts = r.astype(object).value_counts(normalize=True)
+            labels = [str(v) for v in counts.index[:top]]
+            sc = s.dropna().astype(object).astype(str).value_counts(normalize=True)
+            rc = r.dropna().astype(object).astype(str).value_counts(normalize=True)
+            entry.update(type="bar", labels=labels + (["(other)"] if len(counts) > top else []),
+                         real=[float(rc.get(v, 0.0)) for v in labels], synthetic=[float(sc.get(v, 0.0)) for v in labels])
+            if len(counts) > top:
+                entry["real"].append(float(rc.drop(labels, errors="ignore").sum()))
+                entry["synthetic"].append(float(sc.drop(labels, errors="ignore").sum()))
+        out[col.name] = entry
+    return out
+
+
+def _shares(counts: np.ndarray) -> list[float]:
+    total = counts.sum()
+    return (counts / total).tolist() if total else counts.astype(float).tolist()
+
+
+def associations(df: pd.DataFrame, schema: Schema, like: pd.DataFrame | None = None) -> dict[str, Any]:
+    """Pairwise association matrix: Pearson correlation for two numbers, Cramer's V otherwise (numbers cut
+    into the deciles of `like`, the real table, so both tables are cut the same way)."""
+    like = df if like is None else like
+    cols = [c for c in schema.columns if c.kind not in ("id", "empty")]
+    numeric, binned = {}, {}
+    for col in cols:
+        if col.kind in ("numerical", "datetime"):
+            x, ref = _as_number(df[col.name], col), _as_number(like[col.name], col)
+            numeric[col.name] = x
+            ref = ref[~np.isnan(ref)]
+            edges = np.unique(np.quantile(ref, np.linspace(0, 1, 11))) if len(ref) else np.array([0.0])
+            codes = np.digitize(x, edges[1:-1]).astype(float)
+            codes[np.isnan(x)] = -1
+            binned[col.name] = codes
+        else:
+            binned[col.name] = pd.factorize(df[col.name].astype(object), use_na_sentinel=False)[0].astype(float)
+    names = [c.name for c in cols]
+    matrix = np.eye(len(names))
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            a, b = names[i], names[j]
+            if a in numeric and b in numeric:
+                ok = ~np.isnan(numeric[a]) & ~np.isnan(numeric[b])
+                value = np.corrcoef(numeric[a][ok], numeric[b][ok])[0, 1] if ok.sum() > 2 else np.nan
+            else:
+                value = _cramers_v(binned[a], binned[b])
+            matrix[i, j] = matrix[j, i] = 0.0 if not np.isfinite(value) else value
+    return {"columns": names, "matrix": np.round(matrix, 4).tolist()}
+
+
+def _cramers_v(a: np.ndarray, b: np.ndarray) -> float:
+    _, ai = np.unique(a, return_inverse=True)
+    _, bi = np.unique(b, return_inverse=True)
+    table = np.zeros((ai.max() + 1, bi.max() + 1))
+    np.add.at(table, (ai, bi), 1)
+    n = table.sum()
+    if n == 0 or min(table.shape) < 2:
+        return 0.0
+    expected = table.sum(1, keepdims=True) @ table.sum(0, keepdims=True) / n
+    chi2 = np.sum((table - expected) ** 2 / np.where(expected > 0, expected, 1))
+    return float(np.sqrt(chi2 / n / (min(table.shape) - 1)))
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -221,3 +221,29 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (pd.Timestamp,)):
         return value.isoformat()
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def fit_or_reuse(train: TableSource, settings: ModelSettings, cache_dir: str | os.PathLike, *, cache_key_input: str,
+                 metadata: dict | str | None = None, reuse: bool = True,
+                 progress: bool | None = False) -> tuple[Synthesizer, Path, bool]:
+    """A trained model for (`cache_key_input`, settings): loaded from the cache when one exists, else trained
+    (resumable: its checkpoints sit beside the cache entry) and saved there. Returns (model, folder, reused)."""
+    cache_dir = Path(cache_dir)
+    model_dir = cache_dir / f"{settings.model}-{model_cache_key(cache_key_input, settings)}"
+    if reuse and (model_dir / MANIFEST).is_file():
+        try:
+            synth = Synthesizer.load(model_dir, device=settings.device)
+            log.info("reusing the cached %s model %s: same input and settings, training skipped",
+                     settings.model, model_dir.name)
+            return synth, model_dir, True
+        except UserError as exc:
+            log.warning("cached model %s is unusable (%s): training again", model_dir, exc)
+    log.info("training the %s model: %s", settings.model,
+             "no cached model for this input and these settings" if reuse else "model reuse is off")
+    checkpoints = model_dir.with_name(model_dir.name + ".ckpt")
+    synth = Synthesizer(**settings.model_dump()).fit(train, metadata=metadata, checkpoint_dir=checkpoints, progress=progress)
+    synth.save(model_dir)
+    import shutil
+
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return synth, model_dir, False

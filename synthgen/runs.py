@@ -1,0 +1,188 @@
+"""A generation run's lifecycle: checks before any work, where outputs go, the seeded split, and publishing
+so that a failed or killed run leaves nothing partial.
+
+A run writes everything under `<base>/.synthgen-staging/<run-id>/` and, only when every step succeeded,
+renames its two folders into place:
+
+    <base>/data/synthetic/<dataset>/<run-id>/<model>.parquet + manifest.json
+    <base>/reports/<dataset>/<run-id>/report.{html,json,md}
+
+then rebuilds `<base>/reports/index.html`. Staging folders of runs that died are removed by the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthgen.config import RunConfig
+from synthgen.errors import UserError
+from synthgen.io import read_table, source_fingerprint, write_json, write_parquet
+from synthgen.report import write_index
+from synthgen.schema import infer_schema, load_metadata
+
+log = logging.getLogger("synthgen")
+
+STAGING = ".synthgen-staging"
+
+
+def preflight(cfg: RunConfig) -> dict[str, Any]:
+    """Every check a user's input can fail, before any work starts: the input reads as a table, the metadata
+    fits it, there is something to learn, the target is a column. Returns what it learned about the input."""
+    df = read_table(cfg.input)
+    schema = infer_schema(df, load_metadata(cfg.metadata))
+    if cfg.target is not None:
+        if cfg.target not in df.columns:
+            raise UserError(f"target column {cfg.target!r} is not in {cfg.input}")
+        if schema[cfg.target].kind in ("id", "empty", "text"):
+            raise UserError(f"target column {cfg.target!r} is {schema[cfg.target].kind}: nothing to predict")
+    if cfg.holdout_fraction > 0 and len(df) < 10:
+        raise UserError(f"{cfg.input}: {len(df)} rows are too few to keep a holdout (set holdout_fraction: 0)")
+    dataset_name(cfg.input, cfg.dataset)
+    return {"path": str(cfg.input), "sha256": source_fingerprint(cfg.input), "rows": len(df), "columns": df.shape[1]}
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def dataset_name(input_path: str, given: str | None = None) -> str:
+    name = given or Path(input_path).name.split(".")[0]
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", name):
+        raise UserError(f"dataset name {name!r} must be letters, digits, '_', '-' or '.'")
+    return name
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    base: Path
+    dataset: str
+    run_id: str
+
+    @property
+    def staging(self) -> Path:
+        return self.base / STAGING / self.run_id
+
+    @property
+    def staged_data(self) -> Path:
+        return self.staging / "data"
+
+    @property
+    def staged_report(self) -> Path:
+        return self.staging / "report"
+
+    @property
+    def work(self) -> Path:
+        return self.staging / "work"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base / "data" / "synthetic" / self.dataset / self.run_id
+
+    @property
+    def report_dir(self) -> Path:
+        return self.base / "reports" / self.dataset / self.run_id
+
+    @property
+    def reports_root(self) -> Path:
+        return self.base / "reports"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.base / "models"
+
+    def create(self) -> RunPaths:
+        clean_stale_staging(self.base)
+        for folder in (self.staged_data, self.staged_report, self.work):
+            folder.mkdir(parents=True, exist_ok=True)
+        (self.staging / "pid").write_text(str(os.getpid()))
+        return self
+
+
+def clean_stale_staging(base: Path) -> None:
+    """Remove staging folders whose run is no longer alive (a killed run's leftovers)."""
+    root = base / STAGING
+    if not root.is_dir():
+        return
+    for folder in root.iterdir():
+        pid_file = folder / "pid"
+        try:
+            pid = int(pid_file.read_text())
+        except (OSError, ValueError):
+            pid = None
+        if pid is None or not _alive(pid):
+            log.info("removing the unpublished leftovers of run %s", folder.name)
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def split_train_holdout(input_path: str, work: Path, fraction: float, seed: int) -> dict[str, Any]:
+    """Seeded split of the input into train and holdout Parquet files; returns their paths and sizes."""
+    df = read_table(input_path)
+    perm = np.random.default_rng(seed).permutation(len(df))
+    n_holdout = int(round(fraction * len(df))) if len(df) >= 10 else 0
+    train = df.iloc[np.sort(perm[n_holdout:])].reset_index(drop=True)
+    holdout = df.iloc[np.sort(perm[:n_holdout])].reset_index(drop=True)
+    train_path = write_parquet(train, work / "train.parquet")
+    holdout_path = write_parquet(holdout, work / "holdout.parquet") if n_holdout else None
+    return {"train": str(train_path), "holdout": str(holdout_path) if holdout_path else None,
+            "train_rows": len(train), "holdout_rows": len(holdout)}
+
+
+def publish(paths: RunPaths, manifest: dict[str, Any]) -> dict[str, str]:
+    """Move the staged run into place (report first, then the data with its manifest) and rebuild the index.
+
+    If the second move fails the first is undone, so a run is either fully published or not at all.
+    """
+    write_json(manifest, paths.staged_data / "manifest.json")
+    for target in (paths.report_dir, paths.data_dir):
+        if target.exists():
+            raise RuntimeError(f"{target} already exists: run ids must be unique")
+        target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(paths.staged_report, paths.report_dir)
+    try:
+        os.replace(paths.staged_data, paths.data_dir)
+    except BaseException:
+        os.replace(paths.report_dir, paths.staged_report)
+        raise
+    _remove_staging(paths)
+    index = write_index(paths.reports_root)
+    return {"data": str(paths.data_dir), "report": str(paths.report_dir / "report.html"), "index": str(index)}
+
+
+def discard(paths: RunPaths) -> None:
+    """Throw away a run that failed: nothing of it is published."""
+    _remove_staging(paths)
+
+
+def _remove_staging(paths: RunPaths) -> None:
+    shutil.rmtree(paths.staging, ignore_errors=True)
+    try:
+        (paths.base / STAGING).rmdir()  # only when no other run is staging there
+    except OSError:
+        pass
+
+
+def read_manifest(data_dir: str | Path) -> dict[str, Any]:
+    return json.loads((Path(data_dir) / "manifest.json").read_text())
