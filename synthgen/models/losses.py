@@ -1,0 +1,136 @@
+"""Per-column reconstruction losses read from the transformer's layout, and sampling from the same distributions.
+
+- softmax blocks (categories, and the point-mass / missing / continuous modes of numbers): cross-entropy;
+- continuous values: Gaussian negative log-likelihood with a learned scale ("gaussian", the VAE: the decoder
+  predicts a mean and a log-scale per row, so a confident reconstruction gets little noise and an uncertain
+  one more; one global scale per column blurred the joint structure of the rows it draws), or half the
+  squared error ("mse", the AE: a Gaussian with a fixed unit scale, nothing learned);
+  a continuous value only counts on rows whose mode says "continuous".
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from synthgen.transform import Layout
+
+SIGMA_MIN, SIGMA_MAX = 0.01, 1.0  # the targets are standard normal: a scale above 1 explains nothing
+
+
+class ColumnLikelihood(nn.Module):
+    def __init__(self, layout: Layout, continuous: str = "gaussian") -> None:
+        super().__init__()
+        assert continuous in ("gaussian", "mse")
+        self.continuous = continuous
+        self.n_inputs = layout.n_inputs
+        self.columns = list(dict.fromkeys([b.column for b in layout.discrete] + [s.column for s in layout.continuous]))
+        col_index = {name: i for i, name in enumerate(self.columns)}
+        self.n_logits = sum(b.n_classes for b in layout.discrete)
+        self.groups = nn.ModuleList(_BlockGroup(blocks, self.n_logits) for blocks in _group_by_width(layout.discrete))
+        slots = layout.continuous
+        part_of = [col_index[b.column] for g in _group_by_width(layout.discrete) for b in g] + [col_index[s.column] for s in slots]
+        self.register_buffer("part_of", torch.tensor(part_of, dtype=torch.long))
+        self.register_buffer("cont_cols", torch.tensor([s.input_col for s in slots], dtype=torch.long))
+        self.register_buffer("cont_out", torch.tensor([s.out_index for s in slots], dtype=torch.long))
+        self.register_buffer("gate_cols", torch.tensor([s.gate_col if s.gate_col is not None else 0 for s in slots], dtype=torch.long))
+        self.register_buffer("gate_codes", torch.tensor([s.gate_code if s.gate_code is not None else -1 for s in slots], dtype=torch.long))
+        self.register_buffer("gated", torch.tensor([s.gate_col is not None for s in slots], dtype=torch.bool))
+        # decoder output: the layout's logits and means, then (gaussian) one log-scale per continuous value
+        self.out_width = layout.out_width + (len(slots) if continuous == "gaussian" else 0)
+        self.register_buffer("scale_out", torch.arange(layout.out_width, self.out_width, dtype=torch.long))
+
+    def _padded_t(self, out: torch.Tensor) -> torch.Tensor:
+        """(layout.out_width + 1, B): the decoder output transposed, plus a -inf row the groups pad with.
+
+        Softmax blocks are reduced over their classes along dim 0, so every op runs over contiguous rows.
+        """
+        logits = out[:, :self.n_logits].T
+        return torch.cat([logits, logits.new_full((1, out.shape[0]), float("-inf"))], dim=0)
+
+    def sigma(self, out: torch.Tensor) -> torch.Tensor:  # (B, n_slots)
+        return torch.sigmoid(out[:, self.scale_out]) * (SIGMA_MAX - SIGMA_MIN) + SIGMA_MIN
+
+    def _continuous_mask(self, x: torch.Tensor) -> torch.Tensor:  # (B, n_slots): which values count
+        gate = x[:, self.gate_cols].long() == self.gate_codes
+        return torch.where(self.gated, gate, torch.ones_like(gate)).to(x.dtype)
+
+    def forward(self, out: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean loss per row, and its parts per column (in `self.columns` order)."""
+        out = out.float()
+        out_t = self._padded_t(out)
+        sums = [nll for group in self.groups for nll in group.nll(out_t, x).sum(1).unbind()]
+        if len(self.cont_cols):
+            target, mean = x[:, self.cont_cols], out[:, self.cont_out]  # (B, n_slots)
+            if self.continuous == "gaussian":
+                sigma = self.sigma(out)
+                nll = 0.5 * ((target - mean) / sigma) ** 2 + sigma.log() + 0.5 * math.log(2 * math.pi)
+            else:
+                nll = 0.5 * (target - mean) ** 2
+            sums.extend((nll * self._continuous_mask(x)).sum(0).unbind())
+        per_part = torch.stack(sums) / x.shape[0]
+        parts = torch.zeros(len(self.columns), device=x.device).index_add(0, self.part_of, per_part)
+        return parts.sum(), parts
+
+    @torch.no_grad()
+    def sample(self, out_t: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw a compact matrix, transposed (n_inputs, B), from the decoder's transposed output
+        (out_width, B): ancestral sampling from every column's distribution, never argmax."""
+        n = out_t.shape[1]
+        # the logits, plus one -inf row that the padded softmax groups point at
+        padded = out_t.new_empty(self.n_logits + 1, n, dtype=torch.float32)
+        padded[:-1] = out_t[:self.n_logits]
+        padded[-1] = float("-inf")
+        matrix_t = torch.zeros(self.n_inputs, n, device=out_t.device)
+        for group in self.groups:
+            matrix_t[group.input_cols] = group.sample(padded, generator)
+        if len(self.cont_cols):
+            values = out_t[self.cont_out].float()  # (n_slots, B)
+            if self.continuous == "gaussian":
+                sigma = torch.sigmoid(out_t[self.scale_out].float()) * (SIGMA_MAX - SIGMA_MIN) + SIGMA_MIN
+                values += sigma * torch.randn(values.shape, device=out_t.device, generator=generator)
+            gate = matrix_t[self.gate_cols] == self.gate_codes.unsqueeze(1).float()
+            values *= (gate | ~self.gated.unsqueeze(1))
+            matrix_t[self.cont_cols] = values
+        return matrix_t
+
+
+def _group_by_width(blocks) -> list[list]:
+    """Softmax blocks in a few groups of similar width, so that each group is one padded tensor op."""
+    groups: dict[int, list] = {}
+    for b in blocks:
+        bucket = next(w for w in (2, 4, 8, 16, 64, 256, 1 << 30) if b.n_classes <= w)
+        groups.setdefault(bucket, []).append(b)
+    return [groups[k] for k in sorted(groups)]
+
+
+class _BlockGroup(nn.Module):
+    """Softmax blocks of similar width gathered into one (n_blocks, width, B) tensor, padded with -inf."""
+
+    def __init__(self, blocks, pad: int) -> None:
+        super().__init__()
+        width = max(b.n_classes for b in blocks)
+        index = [[b.out_start + k if k < b.n_classes else pad for k in range(width)] for b in blocks]
+        self.register_buffer("index", torch.tensor(index, dtype=torch.long))  # (n_blocks, width)
+        self.register_buffer("input_cols", torch.tensor([b.input_col for b in blocks], dtype=torch.long))
+        self.register_buffer("last_class", torch.tensor([b.n_classes - 1 for b in blocks], dtype=torch.long))
+
+    def nll(self, out_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # (n_blocks, B) cross-entropy
+        logp = torch.log_softmax(out_t[self.index], dim=1)  # (n_blocks, width, B)
+        target = x[:, self.input_cols].T.long().unsqueeze(1)  # (n_blocks, 1, B)
+        return -logp.gather(1, target).squeeze(1)
+
+    def sample(self, out_t: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:  # (n_blocks, B)
+        """Inverse-CDF draw: the class where the running sum of unnormalized probabilities passes u * total."""
+        weights = out_t[self.index]  # (n_blocks, width, B) logits
+        weights = (weights - weights.amax(1, keepdim=True)).exp_()
+        u = torch.rand(weights.shape[0], weights.shape[2], device=weights.device, generator=generator)
+        u *= weights.sum(1)
+        running = torch.zeros_like(u)
+        codes = torch.zeros_like(u)
+        for k in range(weights.shape[1] - 1):  # over classes, each step a contiguous (n_blocks, B) op
+            running += weights[:, k]
+            codes += running < u
+        return torch.minimum(codes, self.last_class.unsqueeze(1).float())

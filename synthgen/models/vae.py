@@ -1,0 +1,40 @@
+"""Variational autoencoder: q(z|x) = N(mu, diag(sigma^2)), loss = reconstruction + beta * KL(q || N(0, I)).
+
+New rows: z ~ N(0, I) (the prior it was trained against), decode, then draw every column from the
+decoder's distribution.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from synthgen.config import ModelSettings
+from synthgen.models.losses import ColumnLikelihood
+from synthgen.models.nets import Decoder, Encoder, LatentPrior
+from synthgen.transform import Layout
+
+
+class VAE(nn.Module):
+    def __init__(self, layout: Layout, settings: ModelSettings) -> None:
+        super().__init__()
+        net = dict(activation=settings.activation, norm=settings.norm, dropout=settings.dropout)
+        self.encoder = Encoder(layout, settings.hidden, 2 * settings.latent_dim, **net)  # mean and log-variance
+        self.likelihood = ColumnLikelihood(layout, continuous="gaussian")  # a mean and a scale per value
+        self.decoder = Decoder(self.likelihood.out_width, settings.hidden, settings.latent_dim, **net)
+        self.prior = LatentPrior(settings.latent_dim, settings.prior)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encoder(x).chunk(2, dim=1)  # (B, latent) each
+        return mu, logvar.clamp(-12.0, 8.0)
+
+    def forward(self, x: torch.Tensor, beta: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        mu, logvar = self.encode(x)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)  # reparameterization
+        reconstruction, parts = self.likelihood(self.decoder(z), x)
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1).mean()
+        return reconstruction + beta * kl, {"reconstruction": reconstruction, "kl": kl, "parts": parts}
+
+    @torch.no_grad()
+    def codes(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(x)[0]
