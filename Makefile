@@ -1,4 +1,6 @@
 # Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synthgen-installed
@@ -16,11 +18,11 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
-	@$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+	@$(PY) -m pip install -q --upgrade pip 2>&1 | { grep -v "is ignored" || true; }
 	@# A CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
-	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0 \
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0 2>&1 | { grep -v "is ignored" || true; } \
 		|| $(PY) -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
-	@$(PY) -m pip install -q -e ".[test,dask]" 2>&1 | grep -v "is ignored" || true
+	@$(PY) -m pip install -q -e ".[test,dask]" 2>&1 | { grep -v "is ignored" || true; }
 	@$(PY) -c "import synthgen, torch, prefect, sdmetrics, selenium, prefect_dask" \
 		|| (echo "error: installation failed" >&2; exit 1)
 	@touch $@
