@@ -12,6 +12,7 @@ os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "synthgen")  # synthgen's
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 import re  # noqa: E402
+import shutil  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -25,7 +26,8 @@ from synthgen.config import RunConfig, load_run_config  # noqa: E402
 from synthgen.evaluate import evaluate  # noqa: E402
 from synthgen.io import read_table  # noqa: E402
 from synthgen.report import library_versions, render_markdown, scores_rows, verdict, write_report  # noqa: E402
-from synthgen.runs import RunPaths, dataset_name, discard, new_run_id, preflight, publish, split_train_holdout  # noqa: E402
+from synthgen.runs import RunPaths, dataset_name, discard, new_run_id, peak_rss_mb, preflight, publish, split_train_holdout  # noqa: E402
+from synthgen.sample import part_name  # noqa: E402
 from synthgen.schema import Schema, infer_schema, load_metadata  # noqa: E402
 from synthgen.synthesizer import Synthesizer, fit_or_reuse  # noqa: E402
 
@@ -78,7 +80,31 @@ def sample(model: str, trained: dict, rows: int, seed: int, paths: RunPaths, dev
     synth.sample_to_parquet(rows, out, seed=seed)
     seconds = time.perf_counter() - t0
     get_run_logger().info("%s: sampled %d rows in %.1fs (%.0f rows/s), seed %d", model, rows, seconds, rows / max(seconds, 1e-9), seed)
-    return {"path": str(out), "rows": rows, "seed": seed, "seconds": seconds}
+    return {"path": str(out), "rows": rows, "seed": seed, "seconds": seconds, "shards": 1}
+
+
+@task(name="sample-shard", cache_policy=NO_CACHE)
+def sample_shard(model_dir: str, rows: int, seed: int, shard: int, shards: int, folder: str, device: str) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    path = Synthesizer.load(model_dir, device=device).sample_shard(
+        rows, Path(folder) / part_name(shard), seed=seed, shard=shard, shards=shards)
+    return {"path": str(path), "seconds": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb()}
+
+
+def sample_sharded(model: str, trained: dict, rows: int, seed: int, paths: RunPaths, cfg: RunConfig) -> dict[str, Any]:
+    """Shards with independent seeds, on the flow's task runner (Dask workers when it has them), written as
+    part files of one Parquet dataset inside the run's staging folder: published with the run, or not at all."""
+    folder = paths.staged_data / f"{model}.parquet"
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    futures = [sample_shard.submit(trained["model_dir"], rows, seed, k, cfg.sample_shards, str(folder), cfg.device)
+               for k in range(cfg.sample_shards)]
+    parts = [f.result() for f in futures]
+    seconds = time.perf_counter() - t0
+    get_run_logger().info("%s: sampled %d rows in %d shards in %.1fs (%.0f rows/s), seed %d", model, rows,
+                          cfg.sample_shards, seconds, rows / max(seconds, 1e-9), seed)
+    return {"path": str(folder), "rows": rows, "seed": seed, "seconds": seconds, "shards": cfg.sample_shards,
+            "peak_rss_mb_per_shard": [p["peak_rss_mb"] for p in parts]}
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
@@ -120,7 +146,10 @@ def generate(input: str | None = None, config_file: str | None = None, models: l
             t0 = time.perf_counter()
             trained = train(cfg, model, parts, input_info, paths)
             t1 = time.perf_counter()
-            sampled = sample(model, trained, rows_n, draw_seed, paths, cfg.device)
+            if cfg.sample_shards > 1:
+                sampled = sample_sharded(model, trained, rows_n, draw_seed, paths, cfg)
+            else:
+                sampled = sample(model, trained, rows_n, draw_seed, paths, cfg.device)
             t2 = time.perf_counter()
             evaluation = score(cfg, parts, sampled, schema)
             timings.update({f"{model}_fit": t1 - t0, f"{model}_sample": t2 - t1, f"{model}_evaluate": time.perf_counter() - t2})
@@ -137,7 +166,8 @@ def generate(input: str | None = None, config_file: str | None = None, models: l
         v = verdict(report)
         withheld = list(v["failed_gates"])
         for model in withheld:  # rows that failed the privacy gate are not published, only the report saying why
-            Path(models_out[model]["sample"]["path"]).unlink(missing_ok=True)
+            withheld_path = Path(models_out[model]["sample"]["path"])
+            shutil.rmtree(withheld_path) if withheld_path.is_dir() else withheld_path.unlink(missing_ok=True)
             models_out[model]["sample"]["path"] = None
             logger.warning("%s: privacy gate failed, its synthetic rows are withheld", model)
         outputs = {m: str(paths.data_dir / f"{m}.parquet") for m in cfg.models if m not in withheld}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -234,8 +235,15 @@ def generate(
     preflight(cfg)  # bad input or settings: one error line and exit 2 before any work starts
     from flows.generate import generate as generate_flow
 
-    state = generate_flow(config_file=str(config) if config else None, settings=cfg.model_dump(exclude_unset=True),
-                          return_state=True)
+    api = contextlib.nullcontext()
+    if cfg.executor == "dask":  # tasks (and sampling shards) on Dask workers
+        from flows.many import dask_runner, shared_api
+
+        generate_flow = generate_flow.with_options(task_runner=dask_runner(cfg.dask_address, cfg.dask_workers))
+        api = shared_api()
+    with api:
+        state = generate_flow(config_file=str(config) if config else None, settings=cfg.model_dump(exclude_unset=True),
+                              return_state=True)
     summary = _flow_summary(state)
     if summary is None:
         print(f"error: the run failed: {state.message}", file=sys.stderr)
@@ -267,6 +275,43 @@ def _print_summary(summary: dict) -> None:
         print(f"  {model} rows: {path}")
     print(f"  report: {summary['report']}")
     print(f"  all runs: {summary['index']}")
+
+
+@app.command("generate-many")
+@user_errors
+def generate_many(
+    tables: Optional[list[Path]] = typer.Argument(None, help="Tables to run (or `datasets:` in the config)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML settings applied to every dataset."),
+    folder: Optional[Path] = typer.Option(None, help="Also run every table directly in this folder."),
+    address: Optional[str] = typer.Option(None, help="Scheduler address of an existing Dask cluster (tcp://host:8786)."),
+    workers: int = typer.Option(2, help="Workers of the local Dask cluster (when no --address)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Put every run under this folder."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """One generate run per dataset, in parallel on Dask. Exit 1 if any dataset did not pass."""
+    from synthgen.config import load_run_config
+
+    _setup_logging(quiet)
+    settings = {"out": str(out)} if out else {}
+    base = load_run_config(str(config) if config else None, **{"input": "-", **settings})
+    from flows.many import dataset_inputs, run_many
+
+    # settings are checked before any work; a bad table fails its own run only, and the summary says so
+    inputs = dataset_inputs([str(t) for t in tables] if tables else base.datasets, str(folder) if folder else None)
+    state = run_many(str(config) if config else None, datasets=inputs, settings=settings, address=address, n_workers=workers)
+    try:
+        summary = state.result(raise_on_failure=False)
+    except Exception:  # noqa: BLE001
+        summary = None
+    if not isinstance(summary, dict) or "datasets" not in summary:
+        print(f"error: the run failed: {state.message}", file=sys.stderr)
+        raise typer.Exit(EXIT_FAILED)
+    for r in summary["datasets"]:
+        scores = ", ".join(f"{m} {v:.3f}" for m, v in r["overall"].items() if isinstance(v, float))
+        print(f"  {r['dataset']}: {r['status']}" + (f" ({scores}) {r['report']}" if r["report"] else f": {r['error']}"))
+    print(f"{summary['passed']} passed, {summary['failed']} did not")
+    if summary["failed"]:
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command()

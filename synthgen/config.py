@@ -103,6 +103,10 @@ class RunConfig(BaseModel):
     sample_shards: int = Field(1, ge=1, description="sample in this many shards (on Dask workers when there are any)")
     max_train_rows: int | None = Field(None, ge=100, description="train on a seeded sample when the table is larger")
     schedule: str | None = Field(None, description="cron schedule for `synthgen serve` (e.g. '0 3 * * *')")
+    executor: Literal["local", "dask"] = Field("local", description="where tasks run: threads here, or Dask workers")
+    dask_address: str | None = Field(None, description="scheduler of an existing Dask cluster (default: a LocalCluster)")
+    dask_workers: int = Field(2, ge=1, description="workers of the LocalCluster")
+    datasets: list[str] | None = Field(None, description="tables for `synthgen generate-many`")
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:

@@ -184,5 +184,12 @@ def _remove_staging(paths: RunPaths) -> None:
         pass
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def read_manifest(data_dir: str | Path) -> dict[str, Any]:
     return json.loads((Path(data_dir) / "manifest.json").read_text())

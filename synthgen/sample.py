@@ -75,6 +75,20 @@ def iter_blocks(model: nn.Module, transformer: TableTransformer, n_rows: int, se
                                             row_offset=first, id_seed=seed, exact=False)
 
 
+def shard_range(n_rows: int, shard: int, shards: int) -> tuple[int, int]:
+    """(first row, row count) of shard `shard` of `shards`: contiguous runs of whole blocks."""
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} is not in [0, {shards})")
+    blocks = -(-n_rows // BLOCK_ROWS)
+    first, last = shard * blocks // shards, (shard + 1) * blocks // shards
+    start = first * BLOCK_ROWS
+    return start, max(0, min(last * BLOCK_ROWS, n_rows) - start)
+
+
+def part_name(shard: int) -> str:
+    return f"part-{shard:05d}.parquet"
+
+
 class Throughput:
     """Logs progress of long sampling runs: rows so far and rows/s."""
 

@@ -21,7 +21,7 @@ from synthgen.config import ModelSettings, validated
 from synthgen.errors import UserError
 from synthgen.io import ParquetStreamWriter, TableSource, atomic_path, read_table, source_fingerprint
 from synthgen.models import MODELS
-from synthgen.sample import BLOCK_ROWS, Throughput, iter_blocks
+from synthgen.sample import BLOCK_ROWS, Throughput, iter_blocks, part_name, shard_range
 from synthgen.schema import Schema, infer_schema, load_metadata
 from synthgen.train import TrainResult, resolve_device, train
 from synthgen.transform import TableTransformer
@@ -108,16 +108,37 @@ class Synthesizer:
         return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
     def sample_to_parquet(self, n: int, path: str | os.PathLike, seed: int | None = None,
-                          batch_rows: int = 4 * BLOCK_ROWS) -> Path:
-        """Stream `n` rows into one Parquet file, a row group per batch: memory stays flat for any `n`."""
+                          batch_rows: int = 4 * BLOCK_ROWS, shards: int = 1) -> Path:
+        """Stream `n` rows into one Parquet file, a row group per batch: memory stays flat for any `n`.
+
+        With `shards` > 1, `path` is a folder of part files (part-00000.parquet, ...), one Parquet dataset,
+        renamed into place once every part is written. The rows are the same whatever the sharding.
+        """
         self._require_fitted()
         seed = self._seed(seed)
         n = _check_rows(n)
-        meter = Throughput(n)
+        if shards == 1:
+            return self._write_rows(Path(path), n, seed, 0, batch_rows)
+        with atomic_path(path, is_dir=True) as folder:
+            for shard in range(shards):
+                self.sample_shard(n, folder / part_name(shard), seed=seed, shard=shard, shards=shards, batch_rows=batch_rows)
+        return Path(path)
+
+    def sample_shard(self, n: int, path: str | os.PathLike, *, seed: int, shard: int, shards: int,
+                     batch_rows: int = 4 * BLOCK_ROWS) -> Path:
+        """Write shard `shard` of `shards` of the `n`-row stream for `seed` to one part file.
+
+        Shards cut the stream on block boundaries, so they can run on different workers, in any order."""
+        self._require_fitted()
+        start, rows = shard_range(_check_rows(n), shard, shards)
+        return self._write_rows(Path(path), rows, int(seed), start, batch_rows)
+
+    def _write_rows(self, path: Path, rows: int, seed: int, start_row: int, batch_rows: int) -> Path:
+        meter = Throughput(rows)
         pending: list[pd.DataFrame] = []
         pending_rows = 0
         with ParquetStreamWriter(path, row_group_rows=max(batch_rows, 1)) as writer:
-            for block in iter_blocks(self.net, self.transformer, n, seed):
+            for block in iter_blocks(self.net, self.transformer, rows, seed, start_row=start_row):
                 pending.append(block)
                 pending_rows += len(block)
                 if pending_rows >= batch_rows:
@@ -126,7 +147,7 @@ class Synthesizer:
                 meter.add(len(block))
             if pending or writer.rows == 0:
                 writer.write(pd.concat(pending, ignore_index=True) if pending else self.sample(0, seed))
-        return Path(path)
+        return path
 
     def _seed(self, seed: int | None) -> int:
         if seed is None:
