@@ -9,8 +9,8 @@ STAMP := $(VENV)/.synthgen-installed
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export PREFECT_UI_ENABLED := false
-# OpenMP threads sleep instead of spinning while they wait (see synthgen/__init__.py)
-export OMP_WAIT_POLICY := PASSIVE
+# OpenMP threads spin only briefly while they wait (see synthgen/__init__.py)
+export GOMP_SPINCOUNT := 1000
 
 .PHONY: run test install browser clean bench
 

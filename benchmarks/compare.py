@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: the same for every model in this process
+os.environ.setdefault("GOMP_SPINCOUNT", "1000")  # before torch loads: the same for every model in this process
 
 import argparse  # noqa: E402
 import json  # noqa: E402

@@ -24,6 +24,7 @@ class ModelSettings(BaseModel):
     norm: Literal["none", "batch", "layer"] = "none"
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     lr: float = Field(2e-3, gt=0)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     weight_decay: float = Field(1e-5, ge=0)
     beta: float = Field(1.0, gt=0, description="weight of the KL term (VAE)")
     kl_warmup_epochs: int = Field(10, ge=0)

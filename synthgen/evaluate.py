@@ -32,7 +32,8 @@ log = logging.getLogger("synthgen")
 
 TABLE = "table"
 DEFAULT_MAX_ROWS = 50_000  # rows per side scored by SDMetrics and detection on large tables
-DEFAULT_PRIVACY_ROWS = 20_000  # synthetic / holdout rows whose closest training record is searched
+DEFAULT_PRIVACY_ROWS = 10_000  # synthetic / holdout rows whose closest training record is searched
+DISTANCE_LEVELS = 64  # categories kept apart in the distance space (the rest count as one "other")
 SDMETRICS_DCR_MAX_ROWS = 1_500  # SDMetrics' own DCR metrics cross-join in pandas: small tables only (3.5k rows: 70 s)
 
 
@@ -408,7 +409,7 @@ def privacy(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame,
     """Distance to closest training record (DCR) of synthetic rows against real holdout rows, and copies."""
     from sklearn.neighbors import NearestNeighbors
 
-    feats = _Features(train, schema)
+    feats = _Features(train, schema, max_levels=DISTANCE_LEVELS)
     train_x = feats.distance_space(train)
     synth_q, hold_q = _sample(synthetic, query_rows, seed + 2), _sample(holdout, query_rows, seed + 3)
     synth_x = feats.distance_space(synth_q)

@@ -141,10 +141,15 @@ def source_fingerprint(source: TableSource) -> str:
 def _temp_sibling(target: Path, is_dir: bool = False) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".synthgen-tmp-{target.name}-"
+    umask = os.umask(0)
+    os.umask(umask)
     if is_dir:
-        return Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+        path.chmod(0o777 & ~umask)  # mkdtemp makes it private; the published folder follows the umask
+        return path
     fd, name = tempfile.mkstemp(prefix=prefix, dir=target.parent)
     os.close(fd)
+    os.chmod(name, 0o666 & ~umask)
     return Path(name)
 
 

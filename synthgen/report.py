@@ -185,7 +185,8 @@ def render_html(report: dict[str, Any]) -> str:
     def fig_html(fig: go.Figure, height: int = 300) -> str:
         fig.update_layout(height=height, margin=dict(l=40, r=10, t=40, b=40), template="plotly_white",
                           legend=dict(orientation="h", y=-0.2))
-        div = fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False, "responsive": True})
+        div = fig.to_html(full_html=False, include_plotlyjs=False,
+                          config={"displaylogo": False, "responsive": True, "displayModeBar": False})
         figures.append(div)
         return f'<div class="plot">{div}</div>'
 
@@ -199,7 +200,7 @@ def render_html(report: dict[str, Any]) -> str:
                  f'<div class="card {v["quality"]}"><div class="label">Quality ({esc(MODEL_NAMES.get(primary, primary or ""))})</div>'
                  f'<div class="value">{esc(v["quality"])} · {_f(v["quality_score"])}</div></div>'
                  f'<div class="card {gate_class}"><div class="label">Privacy gate</div><div class="value">{esc(v["privacy_gate"])}</div></div>'
-                 f'<div class="card notset"><div class="label">Rows</div><div class="value">'
+                 f'<div class="card notset"><div class="label">Training rows → synthetic rows per model</div><div class="value">'
                  f'{_rows_text(report)}</div></div></div>')
     # -- models side by side
     rows = scores_rows(report)
@@ -287,7 +288,8 @@ def render_html(report: dict[str, Any]) -> str:
 def _rows_text(report: dict[str, Any]) -> str:
     inp = report.get("input") or {}
     sampled = [m.get("sample", {}).get("rows") for m in report["models"].values() if m.get("sample")]
-    return f"{inp.get('rows', '?')} real → {sampled[0] if sampled else '?'} synthetic"
+    real = inp.get("train_rows") or inp.get("rows", "?")
+    return f"{real:,} real → {sampled[0]:,} synthetic" if sampled and isinstance(real, int) else f"{real} real"
 
 
 def _table(head: list[str], rows: list[list[str]]) -> str:
@@ -333,7 +335,8 @@ def _heatmaps(go, assoc: dict):
     fig = make_subplots(rows=1, cols=3, subplot_titles=("real", "synthetic", "|difference|"), horizontal_spacing=0.06)
     for i, (matrix, scale, lo) in enumerate(((real, "RdBu", -1), (synth, "RdBu", -1), (diff, "Reds", 0)), start=1):
         fig.add_trace(go.Heatmap(z=matrix, x=cols, y=cols, zmin=lo, zmax=1, colorscale=scale, reversescale=scale == "RdBu",
-                                 showscale=i == 3 or i == 1, colorbar=dict(x=0.3 if i == 1 else 1.0, len=0.8)), row=1, col=i)
+                                 showscale=i >= 2, colorbar=dict(x=0.655 if i == 2 else 1.0, len=0.8, thickness=12)),
+                      row=1, col=i)
     fig.update_yaxes(autorange="reversed")
     return fig
 

@@ -26,7 +26,7 @@ from synthgen.io import atomic_path
 
 log = logging.getLogger("synthgen")
 
-ROW_VISITS = 2_500_000  # default training length: about this many rows seen, within [30, 300] epochs
+ROW_VISITS = 4_000_000  # default training length: about this many rows seen, within [30, 300] epochs
 
 
 @dataclass
@@ -58,6 +58,14 @@ def resolve_device(name: str) -> torch.device:
 
 def auto_epochs(n_rows: int) -> int:
     return int(np.clip(round(ROW_VISITS / max(n_rows, 1)), 30, 300))
+
+
+def learning_rate(settings: ModelSettings, epoch: int, epochs: int) -> float:
+    """Constant, or cosine decay from `lr` to 5% of it over the planned epochs."""
+    if settings.lr_schedule == "constant" or epochs <= 1:
+        return settings.lr
+    progress = (epoch - 1) / (epochs - 1)
+    return settings.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def split_rows(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -98,6 +106,8 @@ def train(model: nn.Module, matrix: np.ndarray, settings: ModelSettings, *, chec
     try:
         for epoch in range(state.epoch + 1, epochs + 1):
             beta = settings.beta * min(1.0, epoch / settings.kl_warmup_epochs) if settings.kl_warmup_epochs else settings.beta
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(settings, epoch, epochs)
             t0 = time.perf_counter()
             model.train()
             sums = torch.zeros(3, device=device)  # loss, reconstruction, kl

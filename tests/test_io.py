@@ -150,3 +150,18 @@ def test_schema_cli_prints_json_and_sdv_metadata(tmp_path, demo_df):
     assert out["columns"]["female"]["kind"] == "categorical"
     assert "tenure" in proc.stderr  # the readable table
     assert json.loads(meta.read_text()) == out["metadata"]
+
+
+def test_written_files_follow_the_umask(tmp_path, small):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        path = write_parquet(small, tmp_path / "x.parquet")
+        with atomic_path(tmp_path / "folder", is_dir=True) as folder:
+            (folder / "a.txt").write_text("a")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o755
