@@ -620,6 +620,8 @@ def _restore_categorical(values: np.ndarray, missing: np.ndarray, col: ColumnSch
 
 
 def _empty_column(n: int, col: ColumnSchema) -> pd.Series:
+    if col.dtype == "category":  # as pandas reads an all-missing category column: no categories, float-typed
+        return pd.Series(pd.Categorical([np.nan] * n))
     try:
         return pd.Series([None] * n, dtype=object).astype(_nullable(col.dtype))
     except (TypeError, ValueError):
