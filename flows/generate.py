@@ -69,7 +69,11 @@ def train(cfg: RunConfig, model: str, parts: dict, input_info: dict, paths: RunP
     else:
         logger.info("%s: trained on %s, %d of %d epochs%s, %.1fs", model, t.device, t.epochs_run, t.epochs_planned,
                     f" (early stop, best epoch {t.best_epoch})" if t.stopped_early else "", t.seconds)
-    return {"model_dir": str(model_dir), "reused": reused, "training": t.to_dict() if t else None}
+    training = {**t.to_dict(), "table_rows": synth.info.get("rows"), "rows_used": synth.info.get("train_rows_used")}
+    if training["rows_used"] and training["table_rows"] and training["rows_used"] < training["table_rows"]:
+        logger.warning("%s: trained on a seeded sample of %d of the %d training rows (max_train_rows)", model,
+                       training["rows_used"], training["table_rows"])
+    return {"model_dir": str(model_dir), "reused": reused, "training": training}
 
 
 @task(name="sample", cache_policy=NO_CACHE)

@@ -225,13 +225,14 @@ def render_html(report: dict[str, Any]) -> str:
     fig.update_layout(barmode="group", title="Headline scores (higher is better)", yaxis=dict(range=[0, 1.05]))
     parts.append(fig_html(fig, 340))
     # -- training
-    train_rows = [[MODEL_NAMES.get(n, n), str(m.get("training", {}).get("epochs_run", "–")),
-                   "yes" if m.get("training", {}).get("stopped_early") else "no", str(m.get("training", {}).get("device", "–")),
-                   _f(m.get("training", {}).get("seconds"), 1), _f(m.get("training", {}).get("best_val_loss")),
-                   "reused" if m.get("reused") else "trained"] for n, m in models.items() if m.get("training")]
+    train_rows = [[MODEL_NAMES.get(n, n), _rows_used(m["training"]), str(m["training"].get("epochs_run", "–")),
+                   "yes" if m["training"].get("stopped_early") else "no", str(m["training"].get("device", "–")),
+                   _f(m["training"].get("seconds"), 1), _f(m["training"].get("best_val_loss")),
+                   "reused from cache" if m.get("reused") else "trained"] for n, m in models.items() if m.get("training")]
     if train_rows:
         parts.append("<h2>Training</h2>")
-        parts.append(_table(["model", "epochs", "early stop", "device", "seconds", "best validation loss", "model"], train_rows))
+        parts.append(_table(["model", "rows used", "epochs", "early stop", "device", "seconds", "best validation loss",
+                             "model"], train_rows))
         curves = [go.Scatter(name=MODEL_NAMES.get(n, n), x=[h["epoch"] for h in m["training"].get("history", [])],
                              y=[h["val_loss"] for h in m["training"].get("history", [])], mode="lines",
                              line=dict(color=COLORS.get(n))) for n, m in models.items() if m.get("training", {}).get("history")]
@@ -283,6 +284,15 @@ def render_html(report: dict[str, Any]) -> str:
             f"{esc(str(report.get('dataset', '')))}</title><link rel=\"icon\" href=\"data:,\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><style>{CSS}</style>"
             f"<script type=\"text/javascript\">{get_plotlyjs()}</script></head><body><main>{body}</main></body></html>")
+
+
+def _rows_used(training: dict[str, Any]) -> str:
+    used, total = training.get("rows_used") or training.get("train_rows"), training.get("table_rows")
+    if not isinstance(used, int):
+        return "–"
+    if isinstance(total, int) and used < total:
+        return f"{used:,} of {total:,} (seeded sample, max_train_rows)"
+    return f"{used:,}"
 
 
 def _rows_text(report: dict[str, Any]) -> str:

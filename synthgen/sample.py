@@ -7,9 +7,7 @@ in batches, or in shards on other workers (shards start on a block boundary).
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import time
 from collections.abc import Iterator
 
@@ -18,6 +16,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from synthgen.models.nets import fast_bf16
 from synthgen.transform import TableTransformer
 
 log = logging.getLogger("synthgen")
@@ -27,28 +26,6 @@ BLOCK_ROWS = 65_536
 
 def block_seed(seed: int, block: int) -> int:
     return int(np.random.SeedSequence([seed, block]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
-
-
-@functools.cache
-def fast_bf16(device_type: str) -> bool:
-    """Whether the decoder runs in bf16 when sampling: on CUDA, and on CPUs where a bf16 matrix
-    product measures faster than a float32 one (AVX512-BF16 / AMX: about 3x here). SYNTHGEN_PRECISION=fp32
-    turns it off. Logits and means then carry about 3 significant digits, far below the sampling noise."""
-    choice = os.environ.get("SYNTHGEN_PRECISION", "auto")
-    if choice in ("fp32", "bf16"):
-        return choice == "bf16"
-    if device_type == "cuda":
-        return True
-    a, b = torch.randn(2048, 256), torch.randn(256, 256)
-    timings = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        x, w = a.to(dtype), b.to(dtype)
-        torch.mm(x, w)
-        t0 = time.perf_counter()
-        for _ in range(10):
-            torch.mm(x, w)
-        timings[dtype] = time.perf_counter() - t0
-    return timings[torch.bfloat16] < 0.7 * timings[torch.float32]
 
 
 @torch.inference_mode()
