@@ -15,7 +15,7 @@ class ModelSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     model: Literal["vae", "ae"] = "vae"
-    # training length: None picks it from the table size (about 2.5M row visits, 30 to 300 epochs)
+    # training length: None picks it from the table size (train.ROW_VISITS rows seen, 30 to 300 epochs)
     epochs: int | None = Field(None, ge=1)
     batch_size: int = Field(1024, ge=2)
     latent_dim: int = Field(32, ge=1)

@@ -28,11 +28,20 @@ def block_seed(seed: int, block: int) -> int:
     return int(np.random.SeedSequence([seed, block]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
+# On a CPU the decoder runs this many rows at a time: its activations stay in cache, 1.3-1.5x faster than one
+# 65,536-row product (the rows are the same: the decoder draws nothing)
+CHUNK_ROWS = 4096
+
+
 @torch.inference_mode()
 def sample_matrix(model: nn.Module, n: int, generator: torch.Generator) -> np.ndarray:
     """z from the model's prior -> decoder -> a draw from every column's distribution: (n, n_inputs)."""
     z = model.prior.sample(n, generator)  # (n, latent)
-    out_t = model.decoder.forward_t(z, torch.bfloat16 if fast_bf16(z.device.type) else None)  # (out_width, n)
+    dtype = torch.bfloat16 if fast_bf16(z.device.type) else None
+    chunk = n if z.device.type == "cuda" else CHUNK_ROWS
+    out_t = torch.empty(model.likelihood.out_width, n, device=z.device)  # (out_width, n)
+    for a in range(0, n, chunk):
+        out_t[:, a:a + chunk] = model.decoder.forward_t(z[a:a + chunk], dtype)
     return model.likelihood.sample(out_t, generator).cpu().numpy().T  # (n, n_inputs), column-major
 
 
