@@ -40,7 +40,7 @@ class ModelSettings(BaseModel):
     max_train_rows: int | None = Field(None, ge=100, description="train on a seeded sample of this many rows")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    # auto: bf16 mixed precision on CUDA and on CPUs where it measures faster than float32
+    # auto: bf16 mixed precision on CUDA and on CPUs with bf16 units (models.nets.fast_bf16); training and sampling
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     checkpoint_every: int = Field(10, ge=1)
 

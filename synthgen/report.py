@@ -226,12 +226,13 @@ def render_html(report: dict[str, Any]) -> str:
     parts.append(fig_html(fig, 340))
     # -- training
     train_rows = [[MODEL_NAMES.get(n, n), _rows_used(m["training"]), str(m["training"].get("epochs_run", "–")),
-                   "yes" if m["training"].get("stopped_early") else "no", str(m["training"].get("device", "–")),
+                   "yes" if m["training"].get("stopped_early") else "no",
+                   " ".join(str(m["training"].get(k, "")) for k in ("device", "precision")).strip() or "–",
                    _f(m["training"].get("seconds"), 1), _f(m["training"].get("best_val_loss")),
                    "reused from cache" if m.get("reused") else "trained"] for n, m in models.items() if m.get("training")]
     if train_rows:
         parts.append("<h2>Training</h2>")
-        parts.append(_table(["model", "rows used", "epochs", "early stop", "device", "seconds", "best validation loss",
+        parts.append(_table(["model", "rows used", "epochs", "early stop", "device, precision", "seconds", "best validation loss",
                              "model"], train_rows))
         curves = [go.Scatter(name=MODEL_NAMES.get(n, n), x=[h["epoch"] for h in m["training"].get("history", [])],
                              y=[h["val_loss"] for h in m["training"].get("history", [])], mode="lines",

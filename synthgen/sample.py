@@ -34,10 +34,11 @@ CHUNK_ROWS = 4096
 
 
 @torch.inference_mode()
-def sample_matrix(model: nn.Module, n: int, generator: torch.Generator) -> np.ndarray:
+def sample_matrix(model: nn.Module, n: int, generator: torch.Generator, precision: str = "auto") -> np.ndarray:
     """z from the model's prior -> decoder -> a draw from every column's distribution: (n, n_inputs)."""
     z = model.prior.sample(n, generator)  # (n, latent)
-    dtype = torch.bfloat16 if fast_bf16(z.device.type) else None
+    bf16 = precision == "bf16" or (precision == "auto" and fast_bf16(z.device.type))
+    dtype = torch.bfloat16 if bf16 else None
     chunk = n if z.device.type == "cuda" else CHUNK_ROWS
     out_t = torch.empty(model.likelihood.out_width, n, device=z.device)  # (out_width, n)
     for a in range(0, n, chunk):
@@ -46,8 +47,10 @@ def sample_matrix(model: nn.Module, n: int, generator: torch.Generator) -> np.nd
 
 
 def iter_blocks(model: nn.Module, transformer: TableTransformer, n_rows: int, seed: int,
-                start_row: int = 0) -> Iterator[pd.DataFrame]:
-    """Rows [start_row, start_row + n_rows) of the seeded stream, one DataFrame per block."""
+                start_row: int = 0, precision: str = "auto") -> Iterator[pd.DataFrame]:
+    """Rows [start_row, start_row + n_rows) of the seeded stream, one DataFrame per block.
+
+    `precision` is the model's setting (auto, fp32, bf16): the decoder runs as the model was trained."""
     if start_row % BLOCK_ROWS:
         raise ValueError(f"start_row must be a multiple of {BLOCK_ROWS}")
     model.eval()
@@ -56,7 +59,7 @@ def iter_blocks(model: nn.Module, transformer: TableTransformer, n_rows: int, se
         rows = min(BLOCK_ROWS, start_row + n_rows - first)
         block = first // BLOCK_ROWS
         generator = torch.Generator(device=device).manual_seed(block_seed(seed, block))
-        matrix = sample_matrix(model, rows, generator)
+        matrix = sample_matrix(model, rows, generator, precision)
         yield transformer.inverse_transform(matrix, rng=np.random.default_rng([seed, block]),
                                             row_offset=first, id_seed=seed, exact=False)
 

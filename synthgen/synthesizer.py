@@ -100,7 +100,7 @@ class Synthesizer:
         n = _check_rows(n)
         meter = Throughput(n)
         parts = []
-        for block in iter_blocks(self.net, self.transformer, n, seed):
+        for block in iter_blocks(self.net, self.transformer, n, seed, precision=self.settings.precision):
             parts.append(block)
             meter.add(len(block))
         if not parts:
@@ -138,7 +138,8 @@ class Synthesizer:
         pending: list[pd.DataFrame] = []
         pending_rows = 0
         with ParquetStreamWriter(path, row_group_rows=max(batch_rows, 1)) as writer:
-            for block in iter_blocks(self.net, self.transformer, rows, seed, start_row=start_row):
+            for block in iter_blocks(self.net, self.transformer, rows, seed, start_row=start_row,
+                                     precision=self.settings.precision):
                 pending.append(block)
                 pending_rows += len(block)
                 if pending_rows >= batch_rows:

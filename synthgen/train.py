@@ -43,6 +43,7 @@ class TrainResult:
     train_rows: int
     val_rows: int
     resumed_from_epoch: int | None = None
+    precision: str = "fp32"
     column_val_loss: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
 
@@ -169,7 +170,8 @@ def train(model: nn.Module, matrix: np.ndarray, settings: ModelSettings, *, chec
         device=str(device), epochs_planned=epochs, epochs_run=state.epoch, best_epoch=state.best_epoch,
         stopped_early=state.epoch < epochs, best_val_loss=state.best_val if len(x_val) else None,
         seconds=time.perf_counter() - started, train_rows=len(x_train), val_rows=len(x_val),
-        resumed_from_epoch=resumed_from, column_val_loss=state.column_val_loss, history=state.history)
+        resumed_from_epoch=resumed_from, precision="bf16 mixed" if mixed else "fp32",
+        column_val_loss=state.column_val_loss, history=state.history)
 
 
 @torch.no_grad()

@@ -97,6 +97,24 @@ def test_seeds_reproduce_on_cpu():
     assert not a.sample(500, seed=2).equals(a.sample(500, seed=3))
 
 
+def test_first_fit_in_a_process_trains_the_same_model(monkeypatch):
+    """Choosing the precision (once per process) must not draw from the seeded global RNG."""
+    from synthgen.models.nets import fast_bf16
+
+    monkeypatch.setenv("SYNTHGEN_PRECISION", "auto")
+    monkeypatch.setattr("synthgen.models.nets._cpu_flags", lambda: None, raising=False)  # the timing probe, as on non-Linux
+    df = tiny_table(200)
+    fast_bf16.cache_clear()
+    try:
+        first = Synthesizer("vae", epochs=3, hidden=[16], seed=3).fit(df, progress=False)
+        again = Synthesizer("vae", epochs=3, hidden=[16], seed=3).fit(df, progress=False)
+    finally:
+        fast_bf16.cache_clear()
+    for (k, va), vb in zip(first.net.state_dict().items(), again.net.state_dict().values()):
+        assert torch.equal(va, vb), k
+    assert first.training.precision in ("fp32", "bf16 mixed")
+
+
 def test_batches_and_blocks_do_not_change_rows(fitted_vae, tmp_path):
     _, synth = fitted_vae
     from synthgen.sample import BLOCK_ROWS

@@ -14,14 +14,22 @@ from synthgen.transform import Layout
 
 @functools.cache
 def fast_bf16(device_type: str) -> bool:
-    """Whether bf16 pays off here: on CUDA, and on CPUs where a bf16 matrix product measures faster than a
-    float32 one (AVX512-BF16 / AMX: about 3x on these machines). SYNTHGEN_PRECISION=fp32 or bf16 decides."""
+    """Whether bf16 pays off here: on CUDA, and on CPUs with bf16 units (AVX512-BF16 / AMX: a bf16 matrix
+    product about 2-3x faster than a float32 one on these machines). SYNTHGEN_PRECISION=fp32 or bf16 decides.
+
+    The CPU flags decide where the OS lists them, so a seeded run trains the same model however busy the
+    machine is; elsewhere a short timing probe decides, with its own generator (the global RNG is seeded).
+    """
     choice = os.environ.get("SYNTHGEN_PRECISION", "auto")
     if choice in ("fp32", "bf16"):
         return choice == "bf16"
     if device_type == "cuda":
         return True
-    a, b = torch.randn(2048, 256), torch.randn(256, 256)
+    flags = _cpu_flags()
+    if flags is not None:
+        return bool(flags & {"avx512_bf16", "amx_bf16"})
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2048, 256, generator=gen), torch.randn(256, 256, generator=gen)
     timings = {}
     for dtype in (torch.float32, torch.bfloat16):
         x, w = a.to(dtype), b.to(dtype)
@@ -31,6 +39,18 @@ def fast_bf16(device_type: str) -> bool:
             torch.mm(x, w)
         timings[dtype] = time.perf_counter() - t0
     return timings[torch.bfloat16] < 0.7 * timings[torch.float32]
+
+
+def _cpu_flags() -> set[str] | None:
+    """The CPU feature flags from /proc/cpuinfo (Linux), or None where there is no such file."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        return None
+    return None
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "leaky_relu": nn.LeakyReLU}
