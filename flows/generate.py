@@ -1,7 +1,7 @@
 """The generation pipeline as a Prefect flow. Orchestration only: every task calls a synthgen function.
 
-ingest -> infer/validate schema -> split (train/holdout, seeded) -> train each model (or reuse it) ->
-sample -> evaluate -> report -> publish. Tasks pass paths and hashes, never DataFrames.
+ingest (read, hash, infer and validate the schema) -> split (train/holdout, seeded) -> train each model
+(or reuse it) -> sample -> evaluate -> report -> publish. Tasks pass paths and hashes, never DataFrames.
 """
 
 from __future__ import annotations
@@ -28,25 +28,19 @@ from synthgen.io import read_table  # noqa: E402
 from synthgen.report import library_versions, render_markdown, scores_rows, verdict, write_report  # noqa: E402
 from synthgen.runs import RunPaths, dataset_name, discard, new_run_id, peak_rss_mb, preflight, publish, split_train_holdout  # noqa: E402
 from synthgen.sample import part_name  # noqa: E402
-from synthgen.schema import Schema, infer_schema, load_metadata  # noqa: E402
+from synthgen.schema import Schema  # noqa: E402
 from synthgen.synthesizer import Synthesizer, fit_or_reuse  # noqa: E402
 
 
 @task(name="ingest", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def ingest(cfg: RunConfig) -> dict[str, Any]:
-    info = preflight(cfg)
-    get_run_logger().info("input %s: %d rows x %d columns, sha256 %s", info["path"], info["rows"], info["columns"],
-                          info["sha256"][:12])
-    return info
-
-
-@task(name="infer-schema", cache_policy=NO_CACHE)
-def infer(cfg: RunConfig) -> dict[str, Any]:
-    schema = infer_schema(read_table(cfg.input), load_metadata(cfg.metadata))
+def ingest(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read the input once: its size and hash, and its schema inferred and checked against the settings."""
+    info, schema = preflight(cfg)
     logger = get_run_logger()
+    logger.info("input %s: %d rows x %d columns, sha256 %s", info["path"], info["rows"], info["columns"], info["sha256"][:12])
     for row in schema.explain():
         logger.info("column %s: %s (%s)", row["column"], row["kind"], row["reason"])
-    return schema.to_dict()
+    return info, schema.to_dict()
 
 
 @task(name="split", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -139,8 +133,7 @@ def generate(input: str | None = None, config_file: str | None = None, models: l
     paths = RunPaths(Path(cfg.out or ".").resolve(), dataset_name(cfg.input, cfg.dataset), run_id).create()
     started = time.perf_counter()
     try:
-        input_info = ingest(cfg)
-        schema = infer(cfg)
+        input_info, schema = ingest(cfg)
         parts = split(cfg, paths)
         rows_n = cfg.rows or parts["train_rows"]
         draw_seed = cfg.sample_seed if cfg.sample_seed is not None else int.from_bytes(os.urandom(4), "little") >> 1

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -238,6 +239,17 @@ def _concrete_schema(schema: pa.Schema) -> pa.Schema:
     # An object column that is all-missing in the first batch comes out as Arrow's null type: make it text.
     fields = [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in schema]
     return pa.schema(fields, metadata=schema.metadata)
+
+
+def json_default(value: Any) -> Any:
+    """What json.dumps cannot write itself: numpy scalars, timestamps and paths."""
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
 def write_json(obj, path: str | os.PathLike) -> Path:

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from synthgen.io import atomic_path
+from synthgen.io import atomic_path, json_default
 
 REPORT_VERSION = 1
 QUALITY_LEVELS = ((0.90, "good"), (0.80, "fair"), (0.0, "poor"))
@@ -57,20 +57,12 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
     report = _clean(dict(report, report_version=REPORT_VERSION, verdict=verdict(report)))
     report.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     paths = {"json": out_dir / "report.json", "html": out_dir / "report.html", "md": out_dir / "report.md"}
-    contents = {"json": json.dumps(report, indent=2, default=_json_default, allow_nan=False),
+    contents = {"json": json.dumps(report, indent=2, default=json_default, allow_nan=False),
                 "html": render_html(report), "md": render_markdown(report)}
     for key, path in paths.items():
         with atomic_path(path) as tmp:
             tmp.write_text(contents[key], encoding="utf-8")
     return paths
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
 def _clean(value: Any) -> Any:

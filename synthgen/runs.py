@@ -23,22 +23,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from synthgen.config import RunConfig
 from synthgen.errors import UserError
 from synthgen.io import read_table, source_fingerprint, write_json, write_parquet
 from synthgen.report import write_index
-from synthgen.schema import infer_schema, load_metadata
+from synthgen.schema import Schema, infer_schema, load_metadata
+from synthgen.train import split_rows
 
 log = logging.getLogger("synthgen")
 
 STAGING = ".synthgen-staging"
 
 
-def preflight(cfg: RunConfig) -> dict[str, Any]:
+def preflight(cfg: RunConfig) -> tuple[dict[str, Any], Schema]:
     """Every check a user's input can fail, before any work starts: the input reads as a table, the metadata
-    fits it, there is something to learn, the target is a column. Returns what it learned about the input."""
+    fits it, there is something to learn, the target is a column. Returns what it learned about the input
+    (path, sha256, rows, columns) and the schema it inferred."""
     df = read_table(cfg.input)
     schema = infer_schema(df, load_metadata(cfg.metadata))
     if cfg.target is not None:
@@ -49,7 +49,8 @@ def preflight(cfg: RunConfig) -> dict[str, Any]:
     if cfg.holdout_fraction > 0 and len(df) < 10:
         raise UserError(f"{cfg.input}: {len(df)} rows are too few to keep a holdout (set holdout_fraction: 0)")
     dataset_name(cfg.input, cfg.dataset)
-    return {"path": str(cfg.input), "sha256": source_fingerprint(cfg.input), "rows": len(df), "columns": df.shape[1]}
+    info = {"path": str(cfg.input), "sha256": source_fingerprint(cfg.input), "rows": len(df), "columns": df.shape[1]}
+    return info, schema
 
 
 def new_run_id() -> str:
@@ -140,12 +141,11 @@ def _alive(pid: int) -> bool:
 def split_train_holdout(input_path: str, work: Path, fraction: float, seed: int) -> dict[str, Any]:
     """Seeded split of the input into train and holdout Parquet files; returns their paths and sizes."""
     df = read_table(input_path)
-    perm = np.random.default_rng(seed).permutation(len(df))
-    n_holdout = int(round(fraction * len(df))) if len(df) >= 10 else 0
-    train = df.iloc[np.sort(perm[n_holdout:])].reset_index(drop=True)
-    holdout = df.iloc[np.sort(perm[:n_holdout])].reset_index(drop=True)
+    kept, held = split_rows(len(df), fraction, seed, min_rows=10)
+    train = df.iloc[kept].reset_index(drop=True)
+    holdout = df.iloc[held].reset_index(drop=True)
     train_path = write_parquet(train, work / "train.parquet")
-    holdout_path = write_parquet(holdout, work / "holdout.parquet") if n_holdout else None
+    holdout_path = write_parquet(holdout, work / "holdout.parquet") if len(held) else None
     return {"train": str(train_path), "holdout": str(holdout_path) if holdout_path else None,
             "train_rows": len(train), "holdout_rows": len(holdout)}
 

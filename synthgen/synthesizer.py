@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from synthgen import __version__
 from synthgen.config import ModelSettings, validated
 from synthgen.errors import UserError
-from synthgen.io import ParquetStreamWriter, TableSource, atomic_path, read_table, source_fingerprint
+from synthgen.io import ParquetStreamWriter, TableSource, atomic_path, json_default, read_table, source_fingerprint
 from synthgen.models import MODELS
 from synthgen.sample import BLOCK_ROWS, Throughput, iter_blocks, part_name, shard_range
 from synthgen.schema import Schema, infer_schema, load_metadata
@@ -170,9 +171,9 @@ class Synthesizer:
                 "torch_version": torch.__version__, "model": self.settings.model,
                 "settings": self.settings.model_dump(), "transformer": self.transformer.state(),
                 "training": self.training.to_dict() if self.training else None, "info": self.info,
-                "weights_sha256": _sha256(tmp / WEIGHTS),
+                "weights_sha256": source_fingerprint(tmp / WEIGHTS),
             }
-            (tmp / MANIFEST).write_text(json.dumps(manifest, default=_json_default))
+            (tmp / MANIFEST).write_text(json.dumps(manifest, default=json_default))
         log.info("saved the %s model to %s", self.settings.model, path)
         return path
 
@@ -192,7 +193,7 @@ class Synthesizer:
         if manifest.get("format_version") != FORMAT_VERSION:
             raise UserError(f"{path}: model format version {manifest.get('format_version')!r} is not supported "
                             f"by synthgen {__version__} (it reads version {FORMAT_VERSION})")
-        if _sha256(weights_path) != manifest.get("weights_sha256"):
+        if source_fingerprint(weights_path) != manifest.get("weights_sha256"):
             raise UserError(f"{weights_path}: weights do not match the checksum in {MANIFEST} (modified or corrupt)")
         settings = dict(manifest["settings"], device=device)
         synth = cls(**settings)
@@ -229,22 +230,6 @@ def model_cache_key(input_hash: str, settings: ModelSettings) -> str:
     return _fingerprint(input_hash, settings)[:24]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (pd.Timestamp,)):
-        return value.isoformat()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
-
-
 def fit_or_reuse(train: TableSource, settings: ModelSettings, cache_dir: str | os.PathLike, *, cache_key_input: str,
                  metadata: dict | str | None = None, reuse: bool = True,
                  progress: bool | None = False) -> tuple[Synthesizer, Path, bool]:
@@ -265,7 +250,5 @@ def fit_or_reuse(train: TableSource, settings: ModelSettings, cache_dir: str | o
     checkpoints = model_dir.with_name(model_dir.name + ".ckpt")
     synth = Synthesizer(**settings.model_dump()).fit(train, metadata=metadata, checkpoint_dir=checkpoints, progress=progress)
     synth.save(model_dir)
-    import shutil
-
     shutil.rmtree(checkpoints, ignore_errors=True)
     return synth, model_dir, False

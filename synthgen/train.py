@@ -71,10 +71,10 @@ def learning_rate(settings: ModelSettings, epoch: int, epochs: int) -> float:
     return settings.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def split_rows(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded train/validation split of row numbers (no validation rows for tiny tables)."""
+def split_rows(n: int, val_fraction: float, seed: int, min_rows: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of row numbers into (kept, held out), both sorted; nothing is held out below `min_rows`."""
     perm = np.random.default_rng(seed).permutation(n)
-    n_val = int(round(n * val_fraction)) if n >= 20 else 0
+    n_val = int(round(n * val_fraction)) if n >= min_rows else 0
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
