@@ -165,14 +165,20 @@ class CategoricalEncoder:
         table[: len(self.categories)] = self.categories
         if self.rare_code is not None:
             table[self.rare_code] = self.placeholder if self._text_like() else self.mode_value
+        if self._plain_numbers() and self.missing_code is None and None not in table:
+            table = table.astype(self.col.dtype)  # numbers as numbers: no per-value object conversion later
         values = table[codes]
         if self.other_code is not None:
             at = np.flatnonzero(codes == self.other_code)
             if len(at):
                 pick = rng.choice(len(self.overflow_values), size=len(at), p=self.overflow_p)
-                values[at] = np.asarray(self.overflow_values, dtype=object)[pick]
+                values[at] = np.asarray(self.overflow_values, dtype=values.dtype)[pick]
         missing = codes == self.missing_code if self.missing_code is not None else np.zeros(len(codes), bool)
         return values, missing
+
+    def _plain_numbers(self) -> bool:
+        """Whether the column's dtype is a plain numpy number or bool (not nullable, not object)."""
+        return self.col.dtype.startswith(("int", "uint", "float")) or self.col.dtype == "bool"
 
     def _text_like(self) -> bool:
         if self.dtype_categories is not None:
@@ -610,8 +616,11 @@ def _restore_dtype(s: pd.Series, col: ColumnSchema, missing: np.ndarray | None =
 
 def _restore_categorical(values: np.ndarray, missing: np.ndarray, col: ColumnSchema,
                          enc: CategoricalEncoder) -> pd.Series:
-    values = values.copy()
-    values[missing] = None
+    if values.dtype != object:  # plain numbers, nothing missing (CategoricalEncoder.decode)
+        return pd.Series(values)
+    if missing.any():
+        values = values.copy()
+        values[missing] = None
     if col.dtype == "category":
         return pd.Series(pd.Categorical(values, categories=enc.output_categories(), ordered=enc.ordered))
     s = pd.Series(values, dtype=object)

@@ -75,27 +75,39 @@ class ColumnLikelihood(nn.Module):
         return parts.sum(), parts
 
     @torch.no_grad()
-    def sample(self, out_t: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def draw_noise(self, n: int, generator: torch.Generator | None = None,
+                   device: torch.device | str = "cpu") -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """The randomness of `sample` for n rows, drawn up front so that rows sampled in chunks are the same
+        as rows sampled at once: one uniform per softmax block (n_blocks, n) per group, and (gaussian) one
+        standard normal per continuous value (n_slots, n)."""
+        uniforms = [torch.rand(len(g.input_cols), n, device=device, generator=generator) for g in self.groups]
+        normals = (torch.randn(len(self.cont_cols), n, device=device, generator=generator)
+                   if self.continuous == "gaussian" and len(self.cont_cols) else None)
+        return uniforms, normals
+
+    @torch.no_grad()
+    def sample(self, out_t: torch.Tensor, noise: tuple[list[torch.Tensor], torch.Tensor | None] | None = None) -> torch.Tensor:
         """Draw a compact matrix, transposed (n_inputs, B), from the decoder's transposed output
-        (out_width, B): ancestral sampling from every column's distribution, never argmax."""
+        (out_width, B): ancestral sampling from every column's distribution, never argmax. `noise`
+        comes from `draw_noise` (fresh when None)."""
         n = out_t.shape[1]
+        uniforms, normals = noise if noise is not None else self.draw_noise(n, device=out_t.device)
         # the logits, plus one -inf row that the padded softmax groups point at
         padded = out_t.new_empty(self.n_logits + 1, n, dtype=torch.float32)
         padded[:-1] = out_t[:self.n_logits]
         padded[-1] = float("-inf")
         matrix_t = torch.zeros(self.n_inputs, n, device=out_t.device)
-        for group in self.groups:
-            matrix_t[group.input_cols] = group.sample(padded, generator)
+        for group, u in zip(self.groups, uniforms):
+            matrix_t[group.input_cols] = group.sample(padded, u)
         if len(self.cont_cols):
             values = out_t[self.cont_out].float()  # (n_slots, B)
-            if self.continuous == "gaussian":
+            if normals is not None:
                 sigma = torch.sigmoid(out_t[self.scale_out].float()) * (SIGMA_MAX - SIGMA_MIN) + SIGMA_MIN
-                values += sigma * torch.randn(values.shape, device=out_t.device, generator=generator)
+                values += sigma * normals
             gate = matrix_t[self.gate_cols] == self.gate_codes.unsqueeze(1).float()
             values *= (gate | ~self.gated.unsqueeze(1))
             matrix_t[self.cont_cols] = values
         return matrix_t
-
 
 def _group_by_width(blocks) -> list[list]:
     """Softmax blocks in a few groups of similar width, so that each group is one padded tensor op."""
@@ -122,15 +134,12 @@ class _BlockGroup(nn.Module):
         target = x[:, self.input_cols].T.long().unsqueeze(1)  # (n_blocks, 1, B)
         return -logp.gather(1, target).squeeze(1)
 
-    def sample(self, out_t: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:  # (n_blocks, B)
-        """Inverse-CDF draw: the class where the running sum of unnormalized probabilities passes u * total."""
-        weights = out_t[self.index]  # (n_blocks, width, B) logits
-        weights = (weights - weights.amax(1, keepdim=True)).exp_()
-        u = torch.rand(weights.shape[0], weights.shape[2], device=weights.device, generator=generator)
-        u *= weights.sum(1)
-        running = torch.zeros_like(u)
-        codes = torch.zeros_like(u)
-        for k in range(weights.shape[1] - 1):  # over classes, each step a contiguous (n_blocks, B) op
-            running += weights[:, k]
-            codes += running < u
+    def sample(self, out_t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:  # (n_blocks, B)
+        """Inverse-CDF draw: the class where the running sum of probabilities passes u ~ U(0, 1) (n_blocks, B)."""
+        probs = torch.softmax(out_t[self.index], dim=1)  # (n_blocks, width, B)
+        running, codes, passed = torch.zeros_like(u), torch.zeros_like(u), torch.empty_like(u)
+        for k in range(probs.shape[1] - 1):  # over classes, each step a contiguous (n_blocks, B) op
+            running += probs[:, k]
+            torch.lt(running, u, out=passed)  # into a float tensor: no bool -> float copy
+            codes += passed
         return torch.minimum(codes, self.last_class.unsqueeze(1).float())
