@@ -151,7 +151,8 @@ def markdown(report: dict) -> str:
              f"Command: `{report['command']}`", "",
              "Scores: SDMetrics QualityReport against train (trends = official Column Pair Trends over the pairs with "
              "a real trend; all = over all pairs; aligned = all pairs with real bin edges); detection = 1 - (2 AUC - 1) "
-             "of a gradient-boosted real-vs-synthetic classifier; sample rows/s = median of 5 draws of 1M rows into a DataFrame (peers: one of 200k); utility = train on synthetic / train on real, tested "
+             "of a gradient-boosted real-vs-synthetic classifier; sample rows/s = median of 5 draws of 1M rows into a "
+             "DataFrame (peers: one of 200k); utility = train on synthetic / train on real, tested "
              "on real test rows (AUC or R^2); DCR ratio = median distance of synthetic rows to their closest train row "
              "/ the same for real test rows; copies = share of rows that equal a train row (synthetic / real test).", ""]
     head = "| dataset | model | fit s | sample rows/s | overall | shapes | trends (pairs) | all pairs | aligned | detection | utility | DCR ratio | copies |"

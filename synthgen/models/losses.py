@@ -109,6 +109,7 @@ class ColumnLikelihood(nn.Module):
             matrix_t[self.cont_cols] = values
         return matrix_t
 
+
 def _group_by_width(blocks) -> list[list]:
     """Softmax blocks in a few groups of similar width, so that each group is one padded tensor op."""
     groups: dict[int, list] = {}

@@ -7,7 +7,6 @@ import os
 import time
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from synthgen.transform import Layout
@@ -148,6 +147,7 @@ class Decoder(nn.Module):
                     h = layer(h.T.float()).to(h.dtype).T
             out[:, a:a + step] = torch.addmm(bias, weight, h)
         return out
+
 
 class LatentPrior(nn.Module):
     """Where generation draws z from: N(0, I) ("standard"), or a Gaussian with the mean and full covariance
