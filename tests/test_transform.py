@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from synthgen.schema import infer_schema
 from synthgen.transform import TableTransformer, column_differences, render_ids
 
-from conftest import SHARED, shared_dataset
+from conftest import shared_dataset
 
 NO_POOLING = dict(rare_threshold=0, max_categories=None)
 

@@ -1,0 +1,96 @@
+"""The CUDA path: training steps replayed from a captured CUDA graph, checkpoints across devices, and a model
+trained on the GPU sampled on the CPU. Skipped without CUDA (CI has none); `benchmarks/gpu_check.sh` runs it
+on a GPU machine. Imports nothing beyond the core packages, so it runs where sdmetrics is not installed."""
+
+import gc
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from synthgen import Synthesizer
+from synthgen import train as train_module
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def table(n: int = 6000, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    kind = rng.choice(["a", "b", "c", "d"], n, p=[0.4, 0.3, 0.2, 0.1])
+    x = rng.normal(size=n) + (kind == "a") * 3.0
+    return pd.DataFrame({"kind": kind, "x": x, "y": 2 * x + rng.normal(scale=0.3, size=n),
+                         "flag": rng.random(n) < 0.3, "count": rng.poisson(4, n)})
+
+
+SETTINGS = dict(epochs=12, hidden=[64, 64], latent_dim=8, batch_size=256, seed=0, patience=100, device="cuda")
+
+
+@pytest.mark.parametrize("model", ["vae", "ae"])
+def test_graphed_steps_train_like_eager_ones(model, monkeypatch):
+    df = table()
+    graphed = Synthesizer(model, **SETTINGS).fit(df, progress=False)
+    monkeypatch.setenv("SYNTHGEN_CUDA_GRAPH", "0")
+    eager = Synthesizer(model, **SETTINGS).fit(df, progress=False)
+    assert graphed.training.device.startswith("cuda") and graphed.training.precision == "bf16 mixed"
+    steps_per_epoch = (graphed.training.train_rows // 256)
+    # all full batches but the warm-up steps and the captures (one per KL warm-up epoch) are replays
+    assert graphed.training.graphed_steps >= 12 * steps_per_epoch - 3 - 10 - 12
+    assert eager.training.graphed_steps == 0
+    g = graphed.training.history
+    assert g[-1]["loss"] < 0.8 * g[0]["loss"]
+    best_g, best_e = graphed.training.best_val_loss, eager.training.best_val_loss
+    assert abs(best_g - best_e) < 0.1 * abs(best_e) + 0.1, (best_g, best_e)
+    rows = graphed.sample(2000, seed=1)
+    assert len(rows) == 2000 and set(rows["kind"]) <= set("abcd")
+
+
+def test_recaptures_when_learning_rate_changes_every_epoch():
+    settings = {**SETTINGS, "lr_schedule": "cosine", "kl_warmup_epochs": 4}
+    fit = Synthesizer("vae", **settings).fit(table(), progress=False)
+    assert fit.training.graphed_steps > 0
+    losses = [r["loss"] for r in fit.training.history]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+def test_cpu_checkpoint_resumes_on_cuda_with_graphs(tmp_path, monkeypatch):
+    df = table(3000)
+    settings = {**SETTINGS, "device": "auto", "checkpoint_every": 4}
+    ckpt = tmp_path / "ckpt"
+    original = train_module._ProgressBar.update
+
+    def killed_at_epoch_6(self, row):
+        original(self, row)
+        if row["epoch"] == 6:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "resolve_device", lambda name: torch.device("cpu"))
+    monkeypatch.setattr(train_module._ProgressBar, "update", killed_at_epoch_6)
+    with pytest.raises(KeyboardInterrupt):
+        Synthesizer("vae", **settings).fit(df, checkpoint_dir=ckpt, progress=False)
+    assert json.loads((ckpt / "checkpoint.json").read_text())["epoch"] == 4
+    monkeypatch.undo()
+    resumed = Synthesizer("vae", **settings).fit(df, checkpoint_dir=ckpt, progress=False)
+    assert resumed.training.device.startswith("cuda") and resumed.training.resumed_from_epoch == 4
+    assert resumed.training.epochs_run == 12 and resumed.training.graphed_steps > 0
+
+
+def test_model_trained_on_gpu_samples_on_cpu(tmp_path):
+    fit = Synthesizer("vae", **SETTINGS).fit(table(), progress=False)
+    fit.save(tmp_path / "model")
+    loaded = Synthesizer.load(tmp_path / "model", device="cpu")
+    assert next(loaded.net.parameters()).device.type == "cpu"
+    rows = loaded.sample(3000, seed=2)
+    assert list(rows.columns) == list(table(5).columns) and rows["flag"].dtype == bool
+
+
+def test_repeated_fits_do_not_grow_gpu_memory():
+    df = table(3000)
+    Synthesizer("vae", **SETTINGS).fit(df, progress=False)  # the first fit sets up cuBLAS workspaces for good
+    gc.collect()
+    before = torch.cuda.memory_allocated()
+    for _ in range(3):
+        Synthesizer("vae", **SETTINGS).fit(df, progress=False)
+    gc.collect()
+    assert torch.cuda.memory_allocated() - before < 8 * 2**20
