@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -123,13 +124,14 @@ def train(model: nn.Module, matrix: np.ndarray, settings: ModelSettings, *, chec
             model.train()
             step.sums.zero_()
             n_batches = 0
-            perm = torch.randperm(len(x_train), device=device)
+            perm = step.permutation()
             stop = len(x_train) - (len(x_train) % batch if len(x_train) % batch < batch // 2 and len(x_train) > batch else 0)
             for start in range(0, stop, batch):
                 step(perm[start:start + batch], beta)
                 n_batches += 1
             loss_, rec_, kl_ = (step.sums / max(n_batches, 1)).tolist()
-            val_loss, val_parts = _evaluate(model, x_val, settings.beta, batch * 8, autocast) if len(x_val) else (loss_, None)
+            with step.cuda_rng():  # the VAE draws z for validation too
+                val_loss, val_parts = _evaluate(model, x_val, settings.beta, batch * 8, autocast) if len(x_val) else (loss_, None)
             seconds = time.perf_counter() - t0
             row = {"epoch": epoch, "loss": loss_, "reconstruction": rec_, "kl": kl_, "beta": beta,
                    "val_loss": val_loss, "rows_per_s": len(x_train) / seconds}
@@ -192,11 +194,11 @@ class _TrainStep:
     """One optimizer step on the training rows `rows`; it adds the batch's (loss, reconstruction, kl) to `sums`.
 
     On CUDA a full-size step is captured once as a CUDA graph and then replayed. These models are small,
-    so an eager step there is launch overhead, not arithmetic: about 9 ms for some 400 small kernels
-    (measured on an H200: a diamonds epoch took 0.30 s, only 2x two CPU cores). The learning rate and the
-    KL weight are constants inside the graph, so it is captured again whenever either changes (the KL
-    warm-up epochs, a cosine schedule): one capture costs about one eager step. SYNTHGEN_CUDA_GRAPH=0 turns
-    this off; a capture that fails falls back to eager steps with a warning.
+    so an eager step there is launch overhead, not arithmetic: about 6 ms for some 400 small kernels
+    (measured on an H200: a diamonds epoch took 0.30 s eager, 0.032 s replayed, with bit-identical weights).
+    The learning rate and the KL weight are constants inside the graph, so it is captured again whenever
+    either changes (the KL warm-up epochs, a cosine schedule): one capture costs about one eager step.
+    SYNTHGEN_CUDA_GRAPH=0 turns this off; a capture that fails falls back to eager steps with a warning.
     """
 
     WARMUP_STEPS = 3  # eager steps before the first capture: the optimizer's state and cuBLAS set themselves up
@@ -204,12 +206,21 @@ class _TrainStep:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, x_train: torch.Tensor, batch: int,
                  autocast) -> None:
         self.model, self.optimizer, self.x_train, self.autocast = model, optimizer, x_train, autocast
+        self.cuda = x_train.device.type == "cuda"
         self.sums = torch.zeros(3, device=x_train.device)  # loss, reconstruction, kl: summed over the epoch's steps
-        self.use_graph = x_train.device.type == "cuda" and os.environ.get("SYNTHGEN_CUDA_GRAPH", "1") != "0"
+        self.use_graph = self.cuda and os.environ.get("SYNTHGEN_CUDA_GRAPH", "1") != "0"
         self.static_x = x_train.new_empty(batch, x_train.shape[1]) if self.use_graph else None
         self.graph: torch.cuda.CUDAGraph | None = None
         self.graph_key: tuple[float, float] | None = None
         self.eager_steps = self.graphed_steps = 0
+
+    def cuda_rng(self):
+        """Hold this around anything that draws from the default CUDA generator during training."""
+        return _CUDA_RNG if self.cuda else _null_context()
+
+    def permutation(self) -> torch.Tensor:
+        with self.cuda_rng():
+            return torch.randperm(len(self.x_train), device=self.x_train.device)
 
     def _step(self, xb: torch.Tensor, beta: float) -> None:
         with self.autocast:
@@ -222,9 +233,16 @@ class _TrainStep:
         self.sums += torch.stack([loss.detach(), parts["reconstruction"].detach(), kl.detach()])
 
     def __call__(self, rows: torch.Tensor, beta: float) -> None:
-        if not self.use_graph or len(rows) != len(self.static_x):  # CPU, or the epoch's odd-sized last batch
+        if not self.cuda:
             self._step(self.x_train[rows], beta)
             return
+        with _CUDA_RNG, torch.cuda.device(self.x_train.device):  # streams and captures belong to the table's GPU
+            if self.use_graph and len(rows) == len(self.static_x):
+                self._graph_step(rows, beta)
+            else:  # graphs off, or the epoch's odd-sized last batch
+                self._step(self.x_train[rows], beta)
+
+    def _graph_step(self, rows: torch.Tensor, beta: float) -> None:
         torch.index_select(self.x_train, 0, rows, out=self.static_x)
         key = (beta, self.optimizer.param_groups[0]["lr"])
         if self.graph_key != key:
@@ -240,7 +258,7 @@ class _TrainStep:
 
     def _warmup_step(self, beta: float) -> None:
         # as torch.cuda.graph's documentation asks: warm-up iterations run on a side stream
-        side = _side_stream(self.x_train.device)
+        side = _thread_stream(self.x_train.device, threading.get_ident())
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             self._step(self.static_x, beta)
@@ -249,13 +267,18 @@ class _TrainStep:
 
     def _capture(self, beta: float, key: tuple[float, float]) -> None:
         self.release()  # the previous graph, and its gradients: the capture must start without any
-        graph = torch.cuda.CUDAGraph()
+        graph, stream = torch.cuda.CUDAGraph(), torch.cuda.current_stream()
         try:
-            with torch.cuda.graph(graph):
+            # thread_local: another thread (flows run tasks in threads) may use the GPU while this one
+            # captures, each thread on a capture stream of its own
+            with torch.cuda.graph(graph, stream=_thread_stream(self.x_train.device, threading.get_ident()),
+                                  capture_error_mode="thread_local"):
                 self._step(self.static_x, beta)  # recorded, not run: zero_grad inside leaves fresh gradients
         except Exception as exc:  # noqa: BLE001 - any capture failure: keep training, eagerly
             log.warning("could not capture the training step as a CUDA graph (%s); training with eager steps",
                         str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            torch.cuda.set_stream(stream)  # a failed capture leaves its stream current
+            _end_generator_capture()
             self.use_graph = False
             self.optimizer.zero_grad(set_to_none=True)
             return
@@ -267,10 +290,26 @@ class _TrainStep:
         self.optimizer.zero_grad(set_to_none=True)
 
 
+# While a graph is being captured, torch marks the default CUDA generator as capturing, and any draw from it
+# elsewhere (another fit's shuffle, noise or graph replay) raises. Fits in threads take turns through this.
+_CUDA_RNG = threading.RLock()
+
+
+def _end_generator_capture() -> None:
+    """After a failed capture the default CUDA generator still thinks it is capturing, and every later draw
+    from it raises: give it a fresh copy of its own state (same seed and offset) that is not."""
+    gen = torch.cuda.default_generators[torch.cuda.current_device()]
+    try:
+        gen.graphsafe_set_state(gen.clone_state())
+    except (AttributeError, RuntimeError) as exc:  # torch < 2.4 keeps no such state
+        log.warning("could not reset the CUDA generator after the failed capture: %s", exc)
+
+
 @functools.cache
-def _side_stream(device: torch.device) -> torch.cuda.Stream:
-    """One warm-up stream per device for the whole process: cuBLAS keeps a workspace (64 MiB on an H200) for
-    every stream it has run on, so a new stream per fit grew GPU memory by 195 MiB a fit (measured)."""
+def _thread_stream(device: torch.device, thread: int) -> torch.cuda.Stream:
+    """The stream a thread warms up and captures on, one per device and thread for the whole process: cuBLAS
+    keeps a workspace (64 MiB on an H200) for every stream it has run on, so a new stream per fit grew GPU
+    memory by 195 MiB a fit (measured)."""
     return torch.cuda.Stream(device)
 
 

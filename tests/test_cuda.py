@@ -94,3 +94,36 @@ def test_repeated_fits_do_not_grow_gpu_memory():
         Synthesizer("vae", **SETTINGS).fit(df, progress=False)
     gc.collect()
     assert torch.cuda.memory_allocated() - before < 8 * 2**20
+
+
+def test_fits_in_two_threads_capture_side_by_side():
+    # flows run tasks in threads: one thread's capture must not break the other's eager GPU work
+    from concurrent.futures import ThreadPoolExecutor
+
+    def fit(model: str):
+        return Synthesizer(model, **SETTINGS).fit(table(), progress=False)
+
+    with ThreadPoolExecutor(2) as pool:
+        fits = list(pool.map(fit, ["vae", "ae"]))
+    for f in fits:
+        assert f.training.graphed_steps > 0 and np.isfinite(f.training.best_val_loss)
+
+
+def test_failed_capture_falls_back_to_eager_steps(monkeypatch, caplog):
+    original = train_module._TrainStep._step
+
+    def breaks_the_capture(self, xb, beta):
+        if torch.cuda.is_current_stream_capturing():
+            torch.cuda.synchronize()  # not allowed while capturing: the capture fails
+        original(self, xb, beta)
+
+    monkeypatch.setattr(train_module._TrainStep, "_step", breaks_the_capture)
+    with caplog.at_level("WARNING", logger="synthgen"):
+        fallback = Synthesizer("vae", **SETTINGS).fit(table(), progress=False)
+    assert "could not capture" in caplog.text
+    assert fallback.training.graphed_steps == 0 and np.isfinite(fallback.training.best_val_loss)
+    assert fallback.training.history[-1]["loss"] < fallback.training.history[0]["loss"]
+    monkeypatch.undo()
+    # nothing is left broken: the default CUDA generator draws again, and the next fit captures
+    torch.randn(4, device="cuda")
+    assert Synthesizer("vae", **SETTINGS).fit(table(), progress=False).training.graphed_steps > 0
