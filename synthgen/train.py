@@ -104,14 +104,15 @@ def train(model: nn.Module, matrix: np.ndarray, settings: ModelSettings, *, chec
              type(model).__name__, device, "bf16 mixed precision" if mixed else "float32", len(x_train), len(x_val),
              epochs, batch, sum(p.numel() for p in model.parameters()))
 
+    step = _TrainStep(model, optimizer, x_train, batch, autocast)
     state = _TrainState(best_val=math.inf)
     ckpt = _Checkpoint(Path(checkpoint_dir), fingerprint) if checkpoint_dir else None
     if ckpt and ckpt.exists():
-        state = ckpt.load(model, optimizer, device)
+        with step.cuda_rng():  # restores the CUDA generator's state
+            state = ckpt.load(model, optimizer, device)
         log.info("resuming from the checkpoint of epoch %d in %s", state.epoch, ckpt.dir)
     resumed_from = state.epoch if state.epoch else None
 
-    step = _TrainStep(model, optimizer, x_train, batch, autocast)
     bar = _ProgressBar(epochs, enabled=sys.stderr.isatty() if progress is None else progress)
     started = time.perf_counter() - state.seconds
     log_every = max(1, epochs // 20)
@@ -152,17 +153,18 @@ def train(model: nn.Module, matrix: np.ndarray, settings: ModelSettings, *, chec
                 raise RuntimeError(f"training diverged at epoch {epoch} (loss {loss_}); try a lower lr")
             state.seconds = time.perf_counter() - started
             if ckpt and epoch % settings.checkpoint_every == 0 and epoch < epochs:
-                ckpt.save(model, optimizer, state)
+                with step.cuda_rng():  # reads the CUDA generator's state
+                    ckpt.save(model, optimizer, state)
             if len(x_val) and state.bad_epochs >= settings.patience:
                 log.info("early stop at epoch %d: validation loss has not improved for %d epochs (best %.3f at epoch %d)",
                          epoch, settings.patience, state.best_val, state.best_epoch)
                 break
     finally:
         bar.close()
+        step.release()
 
     if step.graphed_steps:
         log.info("%d of the training steps ran as replays of a captured CUDA graph", step.graphed_steps)
-    step.release()
     if state.best_weights is not None:
         model.load_state_dict(state.best_weights)
     model.eval()
