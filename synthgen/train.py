@@ -260,7 +260,7 @@ class _TrainStep:
 
     def _warmup_step(self, beta: float) -> None:
         # as torch.cuda.graph's documentation asks: warm-up iterations run on a side stream
-        side = _thread_stream(self.x_train.device, threading.get_ident())
+        side = self._stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             self._step(self.static_x, beta)
@@ -273,8 +273,7 @@ class _TrainStep:
         try:
             # thread_local: another thread (flows run tasks in threads) may use the GPU while this one
             # captures, each thread on a capture stream of its own
-            with torch.cuda.graph(graph, stream=_thread_stream(self.x_train.device, threading.get_ident()),
-                                  capture_error_mode="thread_local"):
+            with torch.cuda.graph(graph, stream=self._stream(), capture_error_mode="thread_local"):
                 self._step(self.static_x, beta)  # recorded, not run: zero_grad inside leaves fresh gradients
         except Exception as exc:  # noqa: BLE001 - any capture failure: keep training, eagerly
             log.warning("could not capture the training step as a CUDA graph (%s); training with eager steps",
@@ -282,9 +281,12 @@ class _TrainStep:
             torch.cuda.set_stream(stream)  # a failed capture leaves its stream current
             _end_generator_capture()
             self.use_graph = False
-            self.optimizer.zero_grad(set_to_none=True)
+            self.release()
             return
         self.graph, self.graph_key = graph, key
+
+    def _stream(self) -> torch.cuda.Stream:
+        return _thread_stream(self.x_train.device, threading.get_ident())
 
     def release(self) -> None:
         """Drop the graph, and the gradients that live in its memory pool."""
@@ -406,7 +408,7 @@ class _Checkpoint:
                 _, idx, name = key.split(".", 2)
                 opt_state.setdefault(int(idx), {})[name] = value.to(device) if name != "step" else value
         groups = meta.pop("param_groups")
-        for saved, current in zip(groups, optimizer.param_groups):  # a GPU run's checkpoint resumes on a CPU
+        for saved, current in zip(groups, optimizer.param_groups):  # a checkpoint resumes on another device
             saved.update({k: current[k] for k in ("fused", "capturable", "foreach") if k in current})
         optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
         torch.set_rng_state(tensors["rng.torch"])
