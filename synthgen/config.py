@@ -20,7 +20,10 @@ class ModelSettings(BaseModel):
     batch_size: int = Field(1024, ge=2)
     latent_dim: int = Field(32, ge=1)
     hidden: list[int] = Field(default_factory=lambda: [256, 256], min_length=1)
-    activation: Literal["relu", "gelu", "silu", "leaky_relu"] = "relu"
+    # silu over relu, measured with benchmarks/compare.py's split (2026-11-27): train-on-synthetic utility 0.971 vs
+    # 0.909 on diamonds (2 seeds) and 0.947 vs 0.927 on credit (5 seeds); adult, cps1988, telco_churn the same
+    # within seed noise. It costs about 5% of sampling speed and up to 10% per training step.
+    activation: Literal["relu", "gelu", "silu", "leaky_relu"] = "silu"
     norm: Literal["none", "batch", "layer"] = "none"
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     lr: float = Field(2e-3, gt=0)

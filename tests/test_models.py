@@ -54,6 +54,22 @@ def test_shapes_and_loss_parts(model_cls):
         assert (col >= 0).all() and (col < block.n_classes).all() and (col == col.round()).all()
 
 
+@pytest.mark.parametrize("activation", ["relu", "gelu", "silu", "leaky_relu"])
+@pytest.mark.parametrize("norm", ["none", "layer"])
+def test_inference_decoder_matches_forward(activation, norm):
+    """Sampling's transposed, in-place decoder computes what the training forward does."""
+    tt, _ = encoded(tiny_table())
+    torch.manual_seed(0)
+    model = VAE(tt.layout, ModelSettings(latent_dim=4, hidden=[32, 16], activation=activation, norm=norm)).eval()
+    z = torch.randn(50, 4)
+    with torch.no_grad():
+        expected = model.decoder(z)
+    got = model.decoder.forward_t(z, chunk=16).T
+    assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
+    low = model.decoder.forward_t(z, dtype=torch.bfloat16).T  # the bf16 path: close, not equal
+    assert (low - expected).abs().max() < 0.05 * expected.abs().max()
+
+
 def test_vae_has_positive_kl_and_ae_has_none():
     tt, x = encoded(tiny_table())
     vae = VAE(tt.layout, ModelSettings(latent_dim=4, hidden=[16]))

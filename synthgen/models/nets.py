@@ -7,6 +7,7 @@ import os
 import time
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from synthgen.transform import Layout
@@ -55,6 +56,17 @@ def _cpu_flags() -> set[str] | None:
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "leaky_relu": nn.LeakyReLU}
 
 
+def _activate_(layer: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """An activation module's function, in place where torch has an in-place form (inference only)."""
+    if isinstance(layer, nn.ReLU):
+        return h.relu_()
+    if isinstance(layer, nn.SiLU):
+        return F.silu(h, inplace=True)
+    if isinstance(layer, nn.LeakyReLU):
+        return F.leaky_relu_(h, layer.negative_slope)
+    return layer(h)
+
+
 class InputExpander(nn.Module):
     """Compact matrix -> model input: each class code one-hot, then the continuous values.
 
@@ -76,7 +88,7 @@ class InputExpander(nn.Module):
         return torch.cat([onehot, x[:, self.cont_cols]], dim=1)
 
 
-def mlp(d_in: int, hidden: list[int], d_out: int, activation: str = "relu", norm: str = "none",
+def mlp(d_in: int, hidden: list[int], d_out: int, activation: str = "silu", norm: str = "none",
         dropout: float = 0.0) -> nn.Sequential:
     layers: list[nn.Module] = []
     for width in hidden:
@@ -141,8 +153,8 @@ class Decoder(nn.Module):
             for layer in layers:
                 if isinstance(layer, tuple):
                     h = torch.addmm(*layer, h)  # (width, rows)
-                elif isinstance(layer, nn.ReLU):
-                    h = h.relu_()
+                elif isinstance(layer, tuple(ACTIVATIONS.values())):  # elementwise: the layout does not matter
+                    h = _activate_(layer, h)
                 elif not isinstance(layer, nn.Dropout):  # normalization: over features, so on (rows, width)
                     h = layer(h.T.float()).to(h.dtype).T
             out[:, a:a + step] = torch.addmm(bias, weight, h)
