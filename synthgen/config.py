@@ -46,6 +46,9 @@ class ModelSettings(BaseModel):
     # auto: bf16 mixed precision on CUDA and on CPUs with bf16 units (models.nets.fast_bf16); training and sampling
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     checkpoint_every: int = Field(10, ge=1)
+    # torch threads for training on a CPU; None: 1 for models under train.ONE_THREAD_PARAMS parameters (the
+    # default network has about 0.2M), torch's own setting for larger ones
+    cpu_threads: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _default_prior(self) -> ModelSettings:
@@ -55,7 +58,7 @@ class ModelSettings(BaseModel):
 
     def fingerprint_fields(self) -> dict[str, Any]:
         """The settings that change the trained weights (not where or how often it is saved)."""
-        return self.model_dump(exclude={"device", "checkpoint_every"})
+        return self.model_dump(exclude={"device", "checkpoint_every", "cpu_threads"})
 
 
 def validated(model_cls: type[BaseModel], values: dict[str, Any], where: str = "settings") -> Any:

@@ -8,6 +8,7 @@ On CUDA each step is replayed from a captured CUDA graph (`_TrainStep`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -33,6 +34,10 @@ from synthgen.models.nets import fast_bf16
 log = logging.getLogger("synthgen")
 
 ROW_VISITS = 5_500_000  # default training length: about this many rows seen, within [30, 300] epochs
+# Below this many parameters a CPU step is a few hundred small ops, too small to split across threads: one thread
+# trains as fast as two whose OpenMP workers spin long (libgomp's default) and 1.5x faster than two that spin
+# briefly, as synthgen has them spin (see synthgen/__init__.py); measured on credit, telco_churn and cps1988.
+ONE_THREAD_PARAMS = 1_000_000
 
 
 @dataclass
@@ -49,6 +54,7 @@ class TrainResult:
     resumed_from_epoch: int | None = None
     precision: str = "fp32"
     graphed_steps: int = 0  # steps that ran as replays of a captured CUDA graph
+    cpu_threads: int | None = None  # torch threads the CPU training ran with
     column_val_loss: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
 
@@ -62,6 +68,28 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("device cuda was asked for, but CUDA is not available on this machine")
     return torch.device(name)
+
+
+def training_threads(model: nn.Module, settings: ModelSettings, device: torch.device) -> int | None:
+    """Torch threads for training on the CPU: `cpu_threads`, else 1 for models under ONE_THREAD_PARAMS
+    parameters; None leaves torch's setting (CUDA, large models)."""
+    if device.type != "cpu":
+        return None
+    if settings.cpu_threads:
+        return settings.cpu_threads
+    return 1 if sum(p.numel() for p in model.parameters()) < ONE_THREAD_PARAMS else None
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    before = torch.get_num_threads()
+    if n and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def auto_epochs(n_rows: int) -> int:
@@ -87,6 +115,14 @@ def train(model: nn.Module, matrix: np.ndarray, settings: ModelSettings, *, chec
           fingerprint: str = "", progress: bool | None = None) -> TrainResult:
     """Fit `model` on the encoded table `matrix`; returns what happened. Restores the best epoch's weights."""
     device = resolve_device(settings.device)
+    threads = training_threads(model, settings, device)
+    with _torch_threads(threads):
+        return _train(model, matrix, settings, device, checkpoint_dir=checkpoint_dir, fingerprint=fingerprint,
+                      progress=progress)
+
+
+def _train(model: nn.Module, matrix: np.ndarray, settings: ModelSettings, device: torch.device, *,
+           checkpoint_dir: str | Path | None, fingerprint: str, progress: bool | None) -> TrainResult:
     torch.manual_seed(settings.seed)
     train_idx, val_idx = split_rows(len(matrix), settings.val_fraction, settings.seed)
     data = torch.from_numpy(matrix).to(device)
@@ -100,8 +136,10 @@ def train(model: nn.Module, matrix: np.ndarray, settings: ModelSettings, *, chec
     # a captured CUDA graph must not reuse autocast's cache of cast weights across replays
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=device.type != "cuda") if mixed
                 else _null_context())
+    n_threads = torch.get_num_threads()
+    where = f"{device}, {n_threads} thread{'' if n_threads == 1 else 's'}" if device.type == "cpu" else str(device)
     log.info("training %s on %s (%s): %d rows (%d for validation), up to %d epochs, batch %d, %d parameters",
-             type(model).__name__, device, "bf16 mixed precision" if mixed else "float32", len(x_train), len(x_val),
+             type(model).__name__, where, "bf16 mixed precision" if mixed else "float32", len(x_train), len(x_val),
              epochs, batch, sum(p.numel() for p in model.parameters()))
 
     step = _TrainStep(model, optimizer, x_train, batch, autocast)
@@ -178,6 +216,7 @@ def train(model: nn.Module, matrix: np.ndarray, settings: ModelSettings, *, chec
         stopped_early=state.epoch < epochs, best_val_loss=state.best_val if len(x_val) else None,
         seconds=time.perf_counter() - started, train_rows=len(x_train), val_rows=len(x_val),
         resumed_from_epoch=resumed_from, precision="bf16 mixed" if mixed else "fp32", graphed_steps=step.graphed_steps,
+        cpu_threads=torch.get_num_threads() if device.type == "cpu" else None,
         column_val_loss=state.column_val_loss, history=state.history)
 
 

@@ -131,6 +131,26 @@ def test_first_fit_in_a_process_trains_the_same_model(monkeypatch):
     assert first.training.precision in ("fp32", "bf16 mixed")
 
 
+def test_small_models_train_on_one_cpu_thread_and_leave_the_callers_setting(monkeypatch):
+    import synthgen.train
+
+    df = tiny_table(200)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        small = Synthesizer("vae", epochs=2, seed=0).fit(df, progress=False)
+        assert small.training.cpu_threads == 1 and torch.get_num_threads() == 2
+        asked = Synthesizer("vae", epochs=2, seed=0, cpu_threads=2).fit(df, progress=False)
+        assert asked.training.cpu_threads == 2
+        monkeypatch.setattr(synthgen.train, "ONE_THREAD_PARAMS", 1_000)  # now the default network counts as large
+        large = Synthesizer("vae", epochs=2, seed=0).fit(df, progress=False)
+        assert large.training.cpu_threads == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    # a runtime choice, like the device: the cache key of the trained model does not change
+    assert ModelSettings(cpu_threads=2).fingerprint_fields() == ModelSettings().fingerprint_fields()
+
+
 def test_batches_and_blocks_do_not_change_rows(fitted_vae, tmp_path):
     _, synth = fitted_vae
     from synthgen.sample import BLOCK_ROWS
