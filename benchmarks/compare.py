@@ -13,11 +13,7 @@ from __future__ import annotations
 
 import os
 
-# synthgen's own OpenMP setting (synthgen/__init__.py) for our models in this process, before torch loads; the
-# peers run in a child process with the OpenMP defaults their users get (run_peer_isolated)
-USER_SPINCOUNT = os.environ.get("GOMP_SPINCOUNT")
-if not os.environ.get("SYNTHGEN_BENCH_PEER"):
-    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+os.environ.setdefault("GOMP_SPINCOUNT", "1000")  # before torch loads: the same for every model in this process
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -112,34 +108,6 @@ def run_peer(kind: str, train: pd.DataFrame, metadata: dict, seed: int, tvae_epo
                   "sample_rows_per_s_1m": median_rate(sample, 200_000, repeats=1)}
 
 
-def _peer_in_child(kind: str, train: pd.DataFrame, metadata: dict, seed: int, tvae_epochs: int,
-                   threads: int) -> tuple[pd.DataFrame, dict]:
-    torch.set_num_threads(threads)
-    return run_peer(kind, train, metadata, seed, tvae_epochs)
-
-
-def run_peer_isolated(kind: str, train: pd.DataFrame, metadata: dict, seed: int, tvae_epochs: int,
-                      threads: int) -> tuple[pd.DataFrame, dict]:
-    """run_peer in a fresh process whose OpenMP threads wait as libgomp's default has them (a long spin), as
-    SDV's users run it: synthgen's short spin, set in this process, slows TVAE's fit 1.7x (credit: 37.0 s
-    vs 21.8 s on 2 threads), and its own fit as much, so measuring both here would flatter neither."""
-    import multiprocessing
-
-    saved = {k: os.environ.get(k) for k in ("GOMP_SPINCOUNT", "SYNTHGEN_BENCH_PEER")}
-    os.environ["SYNTHGEN_BENCH_PEER"] = "1"
-    if USER_SPINCOUNT is None:
-        os.environ.pop("GOMP_SPINCOUNT", None)
-    try:
-        with multiprocessing.get_context("spawn").Pool(1) as pool:
-            return pool.apply(_peer_in_child, (kind, train, metadata, seed, tvae_epochs, threads))
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def summarize(ev: dict) -> dict:
     q, u, p = ev["quality"], ev.get("utility") or {}, ev.get("privacy") or {}
     return {"overall": q["overall"], "shapes": q["column_shapes"], "trends": q["column_pair_trends"],
@@ -179,10 +147,8 @@ def bars(name: str, results: dict) -> dict:
 def markdown(report: dict) -> str:
     lines = [f"# synthgen vs SDV peers ({report['started']})", "",
              f"synthgen {report['synthgen_version']}, sdv {report.get('sdv_version')}, sdmetrics {report['sdmetrics_version']}, "
-             f"torch {report['torch_version']} with {report['threads']} threads for every model, {report['machine']}. "
-             "synthgen runs as it does for its users (OpenMP workers spin briefly; networks under 1M parameters "
-             "train on one of them); the peers run in a process of their own with "
-             "OpenMP's default waiting, as they do for theirs.",
+             f"torch {report['torch_version']} with {report['threads']} threads for every model, {report['machine']}; "
+             "synthgen trains networks under 1M parameters on one of them (train.ONE_THREAD_PARAMS).",
              f"Command: `{report['command']}`", "",
              "Scores: SDMetrics QualityReport against train (trends = official Column Pair Trends over the pairs with "
              "a real trend; all = over all pairs; aligned = all pairs with real bin edges); detection = 1 - (2 AUC - 1) "
@@ -256,8 +222,7 @@ def main() -> None:
                 if model in OURS:
                     rows, info = run_ours(model, train, args.seed, trained)
                 else:
-                    rows, info = run_peer_isolated(model, train, schema.to_metadata(), args.seed, args.tvae_epochs,
-                                                   args.threads)
+                    rows, info = run_peer(model, train, schema.to_metadata(), args.seed, args.tvae_epochs)
                 ev = evaluate(train, rows, holdout=test, target=TARGETS.get(name), schema=schema, seed=args.seed)
                 ds["models"][model] = {**info, **summarize(ev), "evaluation_seconds": ev["seconds"]}
             except Exception as exc:  # noqa: BLE001 - one failing peer must not lose the others' numbers
