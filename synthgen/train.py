@@ -216,7 +216,7 @@ def _train(model: nn.Module, matrix: np.ndarray, settings: ModelSettings, device
         stopped_early=state.epoch < epochs, best_val_loss=state.best_val if len(x_val) else None,
         seconds=time.perf_counter() - started, train_rows=len(x_train), val_rows=len(x_val),
         resumed_from_epoch=resumed_from, precision="bf16 mixed" if mixed else "fp32", graphed_steps=step.graphed_steps,
-        cpu_threads=torch.get_num_threads() if device.type == "cpu" else None,
+        cpu_threads=n_threads if device.type == "cpu" else None,
         column_val_loss=state.column_val_loss, history=state.history)
 
 
