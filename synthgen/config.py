@@ -15,7 +15,8 @@ class ModelSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     model: Literal["vae", "ae"] = "vae"
-    # training length: None picks it from the table size (train.ROW_VISITS rows seen, 30 to 300 epochs)
+    # training length: None picks it from the table size (train.auto_epochs: 30 to 180 epochs, up to 300 for
+    # tables of a few batches)
     epochs: int | None = Field(None, ge=1)
     batch_size: int = Field(1024, ge=2)
     latent_dim: int = Field(32, ge=1)
@@ -26,7 +27,9 @@ class ModelSettings(BaseModel):
     activation: Literal["relu", "gelu", "silu", "leaky_relu"] = "silu"
     norm: Literal["none", "batch", "layer"] = "none"
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    lr: float = Field(2e-3, gt=0)
+    # 3e-3 over 2e-3 (2026-12-01, with the shorter auto_epochs): the same scores on adult, telco_churn, cps1988
+    # and credit within seed noise, higher on diamonds (overall 0.953 / 0.979 vs 0.946 / 0.975, seeds 0-1)
+    lr: float = Field(3e-3, gt=0)
     lr_schedule: Literal["constant", "cosine"] = "constant"
     weight_decay: float = Field(1e-5, ge=0)
     beta: float = Field(1.0, gt=0, description="weight of the KL term (VAE)")

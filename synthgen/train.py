@@ -33,7 +33,13 @@ from synthgen.models.nets import fast_bf16
 
 log = logging.getLogger("synthgen")
 
-ROW_VISITS = 5_500_000  # default training length: about this many rows seen, within [30, 300] epochs
+# Default training length: about ROW_VISITS rows seen, within [30, MAX_EPOCHS] epochs, and at least MIN_STEPS
+# optimizer steps (up to 300 epochs) so that a table of a few batches still gets enough updates. With lr 3e-3,
+# 180 epochs scored as well as 300 did at 2e-3 on telco_churn and cps1988 (benchmarks/compare.py's split, seeds
+# 0-2), in 60% of the time; a 1,000-row sample of adult (one step an epoch) needed the 300.
+ROW_VISITS = 5_500_000
+MAX_EPOCHS = 180
+MIN_STEPS = 600
 # Below this many parameters a CPU step is a few hundred small ops, too small to split across threads: one thread
 # trains as fast as two whose OpenMP workers spin long (libgomp's default) and 1.5x faster than two that spin
 # briefly, as synthgen has them spin (see synthgen/__init__.py); measured on credit, telco_churn and cps1988.
@@ -92,8 +98,10 @@ def _torch_threads(n: int | None):
             torch.set_num_threads(before)
 
 
-def auto_epochs(n_rows: int) -> int:
-    return int(np.clip(round(ROW_VISITS / max(n_rows, 1)), 30, 300))
+def auto_epochs(n_rows: int, batch_size: int) -> int:
+    epochs = int(np.clip(round(ROW_VISITS / max(n_rows, 1)), 30, MAX_EPOCHS))
+    steps_per_epoch = max(1, round(n_rows / batch_size))  # as the loop batches: a remainder under half is dropped
+    return max(epochs, min(300, math.ceil(MIN_STEPS / steps_per_epoch)))
 
 
 def learning_rate(settings: ModelSettings, epoch: int, epochs: int) -> float:
@@ -130,8 +138,8 @@ def _train(model: nn.Module, matrix: np.ndarray, settings: ModelSettings, device
     del data
     model.to(device)
     optimizer = _adamw(list(model.parameters()), settings)
-    epochs = settings.epochs or auto_epochs(len(x_train))
     batch = min(settings.batch_size, len(x_train))
+    epochs = settings.epochs or auto_epochs(len(x_train), batch)
     mixed = settings.precision == "bf16" or (settings.precision == "auto" and fast_bf16(device.type))
     # a captured CUDA graph must not reuse autocast's cache of cast weights across replays
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=device.type != "cuda") if mixed
