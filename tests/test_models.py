@@ -151,6 +151,18 @@ def test_small_models_train_on_one_cpu_thread_and_leave_the_callers_setting(monk
     assert ModelSettings(cpu_threads=2).fingerprint_fields() == ModelSettings().fingerprint_fields()
 
 
+def test_default_training_length_follows_the_table_size():
+    from synthgen.train import auto_epochs
+
+    assert auto_epochs(300_000, 1024) == 30  # large tables: about ROW_VISITS rows seen, never under 30 epochs
+    assert auto_epochs(38_836, 1024) == 142
+    assert auto_epochs(20_000, 1024) == 180  # at most MAX_EPOCHS
+    assert auto_epochs(3_207, 1024) == 200  # 3 steps an epoch: at least MIN_STEPS steps
+    assert auto_epochs(900, 900) == 300  # one step an epoch: up to 300 epochs
+    synth = Synthesizer("vae", hidden=[16], patience=1, seed=0).fit(tiny_table(200), progress=False)
+    assert synth.training.epochs_planned == 300 and synth.training.stopped_early
+
+
 def test_batches_and_blocks_do_not_change_rows(fitted_vae, tmp_path):
     _, synth = fitted_vae
     from synthgen.sample import BLOCK_ROWS
