@@ -98,9 +98,15 @@ def _torch_threads(n: int | None):
             torch.set_num_threads(before)
 
 
-def auto_epochs(n_rows: int, batch_size: int) -> int:
+def epoch_rows(n_rows: int, batch: int) -> int:
+    """Rows an epoch trains on: all of them, less a last partial batch under half a batch (a noisy step)."""
+    rest = n_rows % batch
+    return n_rows - rest if rest < batch // 2 and n_rows > batch else n_rows
+
+
+def auto_epochs(n_rows: int, batch: int) -> int:
     epochs = int(np.clip(round(ROW_VISITS / max(n_rows, 1)), 30, MAX_EPOCHS))
-    steps_per_epoch = max(1, round(n_rows / batch_size))  # as the loop batches: a remainder under half is dropped
+    steps_per_epoch = max(1, math.ceil(epoch_rows(n_rows, batch) / batch))
     return max(epochs, min(300, math.ceil(MIN_STEPS / steps_per_epoch)))
 
 
@@ -140,6 +146,7 @@ def _train(model: nn.Module, matrix: np.ndarray, settings: ModelSettings, device
     optimizer = _adamw(list(model.parameters()), settings)
     batch = min(settings.batch_size, len(x_train))
     epochs = settings.epochs or auto_epochs(len(x_train), batch)
+    rows_per_epoch = epoch_rows(len(x_train), batch)
     mixed = settings.precision == "bf16" or (settings.precision == "auto" and fast_bf16(device.type))
     # a captured CUDA graph must not reuse autocast's cache of cast weights across replays
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=device.type != "cuda") if mixed
@@ -172,8 +179,7 @@ def _train(model: nn.Module, matrix: np.ndarray, settings: ModelSettings, device
             step.sums.zero_()
             n_batches = 0
             perm = step.permutation()
-            stop = len(x_train) - (len(x_train) % batch if len(x_train) % batch < batch // 2 and len(x_train) > batch else 0)
-            for start in range(0, stop, batch):
+            for start in range(0, rows_per_epoch, batch):
                 step(perm[start:start + batch], beta)
                 n_batches += 1
             loss_, rec_, kl_ = (step.sums / max(n_batches, 1)).tolist()
