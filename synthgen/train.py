@@ -8,7 +8,6 @@ On CUDA each step is replayed from a captured CUDA graph (`_TrainStep`).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
@@ -29,7 +28,7 @@ from torch import nn
 from synthgen.config import ModelSettings
 from synthgen.errors import UserError
 from synthgen.io import atomic_path
-from synthgen.models.nets import fast_bf16
+from synthgen.models.nets import fast_bf16, torch_threads
 
 log = logging.getLogger("synthgen")
 
@@ -86,18 +85,6 @@ def training_threads(model: nn.Module, settings: ModelSettings, device: torch.de
     return 1 if sum(p.numel() for p in model.parameters()) < ONE_THREAD_PARAMS else None
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int | None):
-    before = torch.get_num_threads()
-    if n and n != before:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
-
-
 def epoch_rows(n_rows: int, batch: int) -> int:
     """Rows an epoch trains on: all of them, less a last partial batch under half a batch (a noisy step)."""
     rest = n_rows % batch
@@ -130,7 +117,7 @@ def train(model: nn.Module, matrix: np.ndarray, settings: ModelSettings, *, chec
     """Fit `model` on the encoded table `matrix`; returns what happened. Restores the best epoch's weights."""
     device = resolve_device(settings.device)
     threads = training_threads(model, settings, device)
-    with _torch_threads(threads):
+    with torch_threads(threads):
         return _train(model, matrix, settings, device, checkpoint_dir=checkpoint_dir, fingerprint=fingerprint,
                       progress=progress)
 

@@ -174,6 +174,27 @@ def test_batches_and_blocks_do_not_change_rows(fitted_vae, tmp_path):
     assert whole["key"].is_unique
 
 
+def test_blocks_drawn_by_parallel_threads_are_the_rows_of_one_thread(fitted_vae):
+    """On a CPU, blocks are drawn by several threads at once. The rows and their order must not depend on how
+    many, a consumer that stops early must not wait for the rest, and torch's thread setting comes back."""
+    from synthgen.sample import BLOCK_ROWS, iter_blocks
+
+    _, synth = fitted_vae
+    n = 3 * BLOCK_ROWS + 10  # four blocks, the last a short one
+
+    def blocks(threads: int):
+        return iter_blocks(synth.net, synth.transformer, n, 7, threads=threads)
+
+    before = torch.get_num_threads()
+    one = pd.concat(blocks(1), ignore_index=True)
+    pd.testing.assert_frame_equal(pd.concat(blocks(3), ignore_index=True), one)
+    pd.testing.assert_frame_equal(synth.sample(n, seed=7), one)  # threads as torch's setting says
+    stream = blocks(2)
+    pd.testing.assert_frame_equal(next(stream), one.iloc[:BLOCK_ROWS])
+    stream.close()
+    assert torch.get_num_threads() == before and one["key"].is_unique
+
+
 def test_chunked_decoding_and_drawing_do_not_change_rows(fitted_vae, monkeypatch):
     """The CPU path decodes and draws in cache-sized chunks; the randomness is drawn per block, so the rows
     must be those of one unchunked pass (as on a GPU), however odd the chunk sizes."""

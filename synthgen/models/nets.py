@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
@@ -39,6 +40,20 @@ def fast_bf16(device_type: str) -> bool:
             torch.mm(x, w)
         timings[dtype] = time.perf_counter() - t0
     return timings[torch.bfloat16] < 0.7 * timings[torch.float32]
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Torch's thread count set to `n` (None: left alone) for the block, then put back. It is one setting for
+    the whole process."""
+    before = torch.get_num_threads()
+    if n and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def _cpu_flags() -> set[str] | None:
