@@ -33,6 +33,8 @@ class ModelSettings(BaseModel):
     lr: float = Field(3e-3, gt=0)
     lr_schedule: Literal["constant", "cosine"] = "constant"
     weight_decay: float = Field(1e-5, ge=0)
+    # 1 is the ELBO. Lower raises train-on-synthetic utility (credit 0.957 at 0.8 vs 0.933, 8 seeds) but lowers
+    # Column Shapes (diamonds 0.967-0.971 at 0.8): README, "KL weight"
     beta: float = Field(1.0, gt=0, description="weight of the KL term (VAE)")
     kl_warmup_epochs: int = Field(10, ge=0)
     patience: int = Field(50, ge=1, description="epochs without a better validation loss before stopping")
