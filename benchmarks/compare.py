@@ -155,7 +155,7 @@ def markdown(report: dict) -> str:
              f"synthgen {report['synthgen_version']}, sdv {report.get('sdv_version')}, sdmetrics {report['sdmetrics_version']}, "
              f"torch {report['torch_version']} with {report['threads']} threads for every model, {report['machine']}; "
              "synthgen trains networks under 1M parameters on one of them (train.ONE_THREAD_PARAMS). "
-             f"Sampling rates: {report.get('sample_threads', report['threads'])} threads for every model.",
+             f"Sampling rates: {report['sample_threads']} threads for every model.",
              f"Command: `{report['command']}`", "",
              "Scores: SDMetrics QualityReport against train (trends = official Column Pair Trends over the pairs with "
              "a real trend; all = over all pairs; aligned = all pairs with real bin edges); detection = 1 - (2 AUC - 1) "

@@ -84,21 +84,27 @@ def iter_blocks(model: nn.Module, transformer: TableTransformer, n_rows: int, se
         return
     threads = max(1, min(threads or min(torch.get_num_threads(), MAX_SAMPLING_THREADS), len(firsts)))
     with torch_threads(1):
-        if threads == 1:
-            yield from map(draw, firsts)
-            return
-        with ThreadPoolExecutor(threads, thread_name_prefix="synthgen-sample") as pool:
-            pending: deque = deque()
-            try:
-                for first in firsts:
-                    pending.append(pool.submit(draw, first))
-                    if len(pending) == threads:
-                        yield pending.popleft().result()
-                while pending:
+        yield from _in_order(draw, firsts, threads)
+
+
+def _in_order(fn, items, threads: int) -> Iterator:
+    """fn(item) for each item, in order, computed by `threads` threads with at most `threads` results held ahead
+    (ThreadPoolExecutor.map would submit every item at once and hold all results a slow consumer has not read)."""
+    if threads == 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="synthgen-sample") as pool:
+        pending: deque = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) == threads:
                     yield pending.popleft().result()
-            finally:  # a consumer that stops early does not wait for blocks nobody will read
-                for future in pending:
-                    future.cancel()
+            while pending:
+                yield pending.popleft().result()
+        finally:  # a consumer that stops early does not wait for results nobody will read
+            for future in pending:
+                future.cancel()
 
 
 def shard_range(n_rows: int, shard: int, shards: int) -> tuple[int, int]:
