@@ -34,12 +34,13 @@ class ModelSettings(BaseModel):
     lr_schedule: Literal["constant", "cosine"] = "constant"
     weight_decay: float = Field(1e-5, ge=0)
     # 1 is the ELBO. Lower raises train-on-synthetic utility (credit 0.957 at 0.8 vs 0.933, 8 seeds) but lowers
-    # Column Shapes (diamonds 0.967-0.971 at 0.8): README, "KL weight"
+    # Column Shapes (diamonds 0.967-0.971 at 0.8) unless prior="fitted": README, "KL weight and the fitted prior"
     beta: float = Field(1.0, gt=0, description="weight of the KL term (VAE)")
     kl_warmup_epochs: int = Field(10, ge=0)
     patience: int = Field(50, ge=1, description="epochs without a better validation loss before stopping")
     val_fraction: float = Field(0.1, ge=0.0, lt=0.5)
-    # where generation draws z from. VAE: "standard" = N(0, I), the prior it was trained against.
+    # where generation draws z from. VAE: "standard" = N(0, I), the prior it was trained against; "fitted" = a
+    # Gaussian with the aggregate posterior's mean and covariance (for beta < 1, whose codes are not N(0, I)).
     # AE: "fitted" = a Gaussian (mean, full covariance) fitted to the training codes; "standard" shows why
     # an AE alone is no generator.
     prior: Literal["standard", "fitted"] | None = None

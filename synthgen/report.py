@@ -197,7 +197,9 @@ def render_html(report: dict[str, Any]) -> str:
     # -- models side by side
     rows = scores_rows(report)
     parts.append("<h2>Models side by side</h2>")
-    parts.append('<p class="note">The VAE draws z from its N(0, I) prior. The plain AE has no prior: it is sampled from a '
+    vae_prior = ("a Gaussian fitted to its aggregate posterior (model setting prior: fitted), not from its N(0, I) prior"
+                 if ((report.get("config") or {}).get("model") or {}).get("prior") == "fitted" else "its N(0, I) prior")
+    parts.append(f'<p class="note">The VAE draws z from {vae_prior}. The plain AE has no prior: it is sampled from a '
                  "Gaussian fitted to its training codes, and from N(0, I) to show why an AE alone is no generator. "
                  "Overall = mean of Column Shapes and Column Pair Trends (SDMetrics, official: pairs with a real trend); "
                  "all pairs = Column Pair Trends over every pair; detection: 1 = a gradient-boosted classifier cannot tell "

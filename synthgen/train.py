@@ -208,7 +208,7 @@ def _train(model: nn.Module, matrix: np.ndarray, settings: ModelSettings, device
         model.load_state_dict(state.best_weights)
     model.eval()
     if model.prior.kind == "fitted":
-        model.prior.fit(_codes(model, x_train, batch * 8, autocast))
+        model.prior.fit(*_codes(model, x_train, batch * 8, autocast))
     hardest = sorted(state.column_val_loss.items(), key=lambda kv: -kv[1])[:3]
     if hardest:
         log.info("hardest columns (validation loss per row): %s", ", ".join(f"{k} {v:.3f}" for k, v in hardest))
@@ -371,12 +371,16 @@ def _evaluate(model: nn.Module, x: torch.Tensor, beta: float, batch: int, autoca
 
 
 @torch.no_grad()
-def _codes(model: nn.Module, x: torch.Tensor, batch: int, autocast) -> torch.Tensor:
-    out = []
+def _codes(model: nn.Module, x: torch.Tensor, batch: int, autocast) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Every row's code (N, latent), and its posterior variance where the model has one."""
+    means, variances = [], []
     for start in range(0, len(x), batch):
         with autocast:
-            out.append(model.codes(x[start:start + batch]).float())
-    return torch.cat(out)
+            mean, variance = model.codes(x[start:start + batch])
+        means.append(mean.float())
+        if variance is not None:
+            variances.append(variance.float())
+    return torch.cat(means), (torch.cat(variances) if variances else None)
 
 
 class _null_context:

@@ -8,7 +8,7 @@ import pytest
 
 from synthgen import UserError
 from synthgen.evaluate import evaluate
-from synthgen.report import write_report
+from synthgen.report import render_html, write_report
 from synthgen.schema import infer_schema
 
 
@@ -131,6 +131,9 @@ def test_report_is_complete_for_mixed_tables(table, tmp_path):
     assert "<script src=" not in page and '<link rel="stylesheet"' not in page  # self-contained: opens offline
     assert "plotly.js" in page.lower()  # the bundle itself is inlined
     assert "report.html" in paths["md"].read_text()
+    assert "The VAE draws z from its N(0, I) prior" in page
+    fitted = render_html({**report, "config": {"model": {"prior": "fitted"}}})  # the page says where z came from
+    assert "fitted to its aggregate posterior" in fitted and "The VAE draws z from its N(0, I) prior" not in fitted
 
 
 def test_cli_evaluate_any_two_tables(table, tmp_path):

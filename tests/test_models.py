@@ -43,8 +43,9 @@ def test_shapes_and_loss_parts(model_cls):
     assert parts["parts"].shape == (len(model.likelihood.columns),)
     assert set(model.likelihood.columns) == {"x", "y", "count", "color", "flag", "maybe", "when"}
     assert torch.allclose(parts["parts"].sum(), parts["reconstruction"])
-    codes = model.codes(x[:32])
+    codes, variances = model.codes(x[:32])
     assert codes.shape == (32, 4)
+    assert (variances is None) if model_cls is AE else (variances.shape == (32, 4) and (variances > 0).all())
     out_t = model.decoder.forward_t(codes)
     assert out_t.shape == (model.likelihood.out_width, 32)
     drawn = model.likelihood.sample(out_t).T
@@ -81,6 +82,26 @@ def test_vae_has_positive_kl_and_ae_has_none():
     assert ae.likelihood.continuous == "mse" and vae.likelihood.continuous == "gaussian"
     assert isinstance(vae.encoder.net[-1], torch.nn.Linear) and vae.encoder.net[-1].out_features == 8  # mean, log-var
     assert ae.encoder.net[-1].out_features == 4
+
+
+def test_fitted_prior_of_a_vae_is_its_aggregate_posterior():
+    """prior="fitted" on a VAE matches the mean and covariance of z over all training rows, posterior noise
+    included (law of total covariance), not only the spread of the posterior means; standard stays N(0, I)."""
+    df = tiny_table(400)
+    synth = Synthesizer("vae", epochs=5, latent_dim=4, hidden=[32], prior="fitted", val_fraction=0.0, precision="fp32",
+                        seed=1).fit(df, progress=False)  # every row trains, no bf16 rounding of the codes
+    prior = synth.net.prior
+    with torch.no_grad():
+        mu, logvar = synth.net.encode(torch.from_numpy(synth.transformer.transform(df)))
+    drawn = torch.randn(200_000, 4, generator=torch.Generator().manual_seed(0))
+    z = (mu.repeat(50, 1) + torch.exp(0.5 * logvar).repeat(50, 1) * drawn[:len(mu) * 50]).double()
+    cov = prior.chol.double() @ prior.chol.double().T
+    assert torch.allclose(prior.mean.double(), mu.double().mean(0), atol=1e-5)
+    assert torch.allclose(cov, torch.cov(z.T), atol=0.03 * cov.diagonal().max().item())  # a Monte Carlo check
+    assert (cov.diagonal() - torch.cov(mu.double().T).diagonal() > 0.5 * logvar.exp().mean(0)).all()
+    assert synth.sample(50, seed=2).shape == (50, df.shape[1])
+    standard = Synthesizer("vae", epochs=1, latent_dim=4, hidden=[32], seed=1).fit(df, progress=False).net.prior
+    assert torch.equal(standard.mean, torch.zeros(4)) and torch.equal(standard.chol, torch.eye(4))
 
 
 @pytest.fixture(scope="module")

@@ -30,5 +30,5 @@ class AE(nn.Module):
         return reconstruction, {"reconstruction": reconstruction, "parts": parts}  # no KL term: no prior
 
     @torch.no_grad()
-    def codes(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)
+    def codes(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.encoder(x), None  # one point per row: no posterior variance

@@ -187,9 +187,13 @@ class LatentPrior(nn.Module):
         self.register_buffer("chol", torch.eye(latent_dim))
 
     @torch.no_grad()
-    def fit(self, codes: torch.Tensor) -> None:  # codes: (N, latent)
+    def fit(self, codes: torch.Tensor, variances: torch.Tensor | None = None) -> None:
+        """Match the first two moments of the codes (N, latent). `variances` (N, latent): each row's posterior
+        variance (VAE), so the Gaussian is the aggregate posterior's: Cov z = Cov E[z|x] + E[Var z|x]."""
         codes = codes.double()
         cov = torch.cov(codes.T).reshape(codes.shape[1], codes.shape[1])
+        if variances is not None:
+            cov = cov + torch.diag(variances.double().mean(0))
         jitter = 1e-6 * cov.diagonal().mean().clamp(min=1e-6)
         cov = cov + jitter * torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
         self.mean.copy_(codes.mean(0).float())

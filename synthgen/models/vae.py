@@ -1,7 +1,9 @@
 """Variational autoencoder: q(z|x) = N(mu, diag(sigma^2)), loss = reconstruction + beta * KL(q || N(0, I)).
 
 New rows: z ~ N(0, I) (the prior it was trained against), decode, then draw every column from the
-decoder's distribution.
+decoder's distribution. prior="fitted" (not the default) draws z from a Gaussian with the aggregate posterior's
+mean and covariance instead: where the KL term has not pulled the codes to N(0, I) (beta < 1), it keeps the
+samples where the decoder was trained.
 """
 
 from __future__ import annotations
@@ -36,5 +38,7 @@ class VAE(nn.Module):
         return reconstruction + beta * kl, {"reconstruction": reconstruction, "kl": kl, "parts": parts}
 
     @torch.no_grad()
-    def codes(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encode(x)[0]
+    def codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean and variance per row: what a fitted prior matches (prior="fitted")."""
+        mu, logvar = self.encode(x)
+        return mu, logvar.exp()
