@@ -208,7 +208,10 @@ def _train(model: nn.Module, matrix: np.ndarray, settings: ModelSettings, device
         model.load_state_dict(state.best_weights)
     model.eval()
     if model.prior.kind == "fitted":
-        model.prior.fit(*_codes(model, x_train, batch * 8, autocast))
+        codes, variances = _codes(model, x_train, batch * 8, autocast)
+        model.prior.fit(codes, variances)
+        log.info("generation draws z from a Gaussian fitted to the %s of %d training rows",
+                 "training codes" if variances is None else "aggregate posterior", len(codes))
     hardest = sorted(state.column_val_loss.items(), key=lambda kv: -kv[1])[:3]
     if hardest:
         log.info("hardest columns (validation loss per row): %s", ", ".join(f"{k} {v:.3f}" for k, v in hardest))
