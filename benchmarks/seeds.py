@@ -6,10 +6,12 @@
 
 compare.py's split; per seed: fit on train (the settings over the defaults), sample as many rows as train holds
 with seed + 1, score with synthgen.evaluate (fidelity against train, utility and privacy with test). One JSON
-line per seed, then the means. `--z-from posterior` decodes z drawn from the aggregate posterior (a random train
-row's q(z|x)) instead of the prior: a diagnosis, not a way to sample (those rows lean on single train rows). If
-it scores like the prior, what the rows lack is not in the latent at all, and a better prior would not help. Seed-to-seed spread is large on the small tables (credit's utility 0.90-0.97), so
+line per seed, then the means. Seed-to-seed spread is large on the small tables (credit's utility 0.90-0.97), so
 compare means over several seeds, not one run.
+
+`--z-from posterior` decodes z drawn from the aggregate posterior (a random train row's q(z|x)) instead of the
+prior: a diagnosis, not a way to sample (those rows lean on single train rows). If it scores like the prior, what
+the rows lack is not in the latent at all, and a better prior would not help.
 """
 
 from __future__ import annotations
@@ -45,10 +47,9 @@ def parse_seeds(text: str) -> list[int]:
 def draw_from_posterior(synth: Synthesizer, train) -> None:
     """Make `synth` decode z ~ q(z | x) of a random train row wherever it would draw z from its prior."""
     device = next(synth.net.parameters()).device
-    with torch.no_grad():
-        mu, logvar = synth.net.encode(torch.as_tensor(synth.transformer.transform(train), dtype=torch.float32,
-                                                      device=device))
-    std = torch.exp(0.5 * logvar)
+    mu, variance = synth.net.codes(torch.as_tensor(synth.transformer.transform(train), dtype=torch.float32,
+                                                   device=device))
+    std = variance.sqrt()
 
     def sample(n: int, generator: torch.Generator | None = None) -> torch.Tensor:  # (n, latent)
         rows = torch.randint(0, len(mu), (n,), generator=generator, device=device)
@@ -81,7 +82,8 @@ def main() -> None:
         synthetic = synth.sample(len(train), seed=seed + 1)
         ev = evaluate(train, synthetic, holdout=test, target=compare.TARGETS[args.dataset], schema=schema, seed=seed)
         q = ev["quality"]
-        row = {"dataset": args.dataset, "settings": settings, "z_from": args.z_from, "seed": seed, "epochs": synth.training.epochs_run,
+        row = {"dataset": args.dataset, "settings": settings, "z_from": args.z_from, "seed": seed,
+               "epochs": synth.training.epochs_run,
                "overall": q["overall"], "shapes": q["column_shapes"], "trends": q["column_pair_trends"],
                "aligned": q["column_pair_trends_aligned"], "utility": ev["utility"]["ratio"],
                "dcr_ratio": ev["privacy"]["dcr_ratio"], "fit_s": fit_s}
