@@ -72,12 +72,8 @@ def median_rate(sample, rows: int, repeats: int = 3) -> float:
 
 def run_ours(kind: str, train: pd.DataFrame, seed: int, trained: dict) -> tuple[pd.DataFrame, dict]:
     if kind == "ae-standard":  # the same trained AE, z drawn from N(0, I): why an AE alone is no generator
-        synth = trained["ae"]
-        synth.net.prior.kind = "standard"
-        try:
+        with trained["ae"].z_from_standard_normal() as synth:
             return synth.sample(len(train), seed=seed + 1), {"fit_s": None, "note": "the AE above, z ~ N(0, I)"}
-        finally:
-            synth.net.prior.kind = "fitted"
     model, settings = VARIANTS.get(kind, (kind, {}))
     t0 = time.perf_counter()
     synth = Synthesizer(model, seed=seed, **settings).fit(train, progress=False)

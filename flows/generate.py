@@ -67,7 +67,7 @@ def train(cfg: RunConfig, model: str, parts: dict, input_info: dict, paths: RunP
     if training["rows_used"] and training["table_rows"] and training["rows_used"] < training["table_rows"]:
         logger.warning("%s: trained on a seeded sample of %d of the %d training rows (max_train_rows)", model,
                        training["rows_used"], training["table_rows"])
-    return {"model_dir": str(model_dir), "reused": reused, "training": training}
+    return {"model_dir": str(model_dir), "reused": reused, "training": training, "settings": settings.fingerprint_fields()}
 
 
 @task(name="sample", cache_policy=NO_CACHE)
@@ -79,6 +79,17 @@ def sample(model: str, trained: dict, rows: int, seed: int, paths: RunPaths, dev
     seconds = time.perf_counter() - t0
     get_run_logger().info("%s: sampled %d rows in %.1fs (%.0f rows/s), seed %d", model, rows, seconds, rows / max(seconds, 1e-9), seed)
     return {"path": str(out), "rows": rows, "seed": seed, "seconds": seconds, "shards": 1}
+
+
+@task(name="sample-ae-standard-normal", cache_policy=NO_CACHE)
+def sample_ae_standard_normal(trained: dict, rows: int, seed: int, paths: RunPaths, device: str) -> dict[str, Any]:
+    """The trained AE's rows with z ~ N(0, I) instead of its fitted Gaussian, into the run's work folder: scored
+    for the report, never published."""
+    out = paths.work / "ae-standard.parquet"
+    with Synthesizer.load(trained["model_dir"], device=device).z_from_standard_normal() as synth:
+        synth.sample_to_parquet(rows, out, seed=seed)
+    get_run_logger().info("ae: sampled %d rows with z ~ N(0, I) for the report's contrast row (not published)", rows)
+    return {"path": str(out), "rows": rows, "seed": seed, "shards": 1}
 
 
 @task(name="sample-shard", cache_policy=NO_CACHE)
@@ -106,11 +117,12 @@ def sample_sharded(model: str, trained: dict, rows: int, seed: int, paths: RunPa
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def score(cfg: RunConfig, parts: dict, sampled: dict, schema: dict) -> dict[str, Any]:
+def score(cfg: RunConfig, parts: dict, sampled: dict, schema: dict, gated: bool = True) -> dict[str, Any]:
+    """`gated`: apply the privacy gate (rows that will be published); contrast rows are only scored."""
     holdout = read_table(parts["holdout"]) if parts["holdout"] else None
     return evaluate(read_table(parts["train"]), read_table(sampled["path"]), holdout=holdout,
                     target=cfg.target if holdout is not None else None, schema=Schema.from_dict(schema),
-                    max_rows=cfg.max_eval_rows, seed=cfg.seed, gate=cfg.privacy_gate.as_dict())
+                    max_rows=cfg.max_eval_rows, seed=cfg.seed, gate=cfg.privacy_gate.as_dict() if gated else None)
 
 
 @task(name="publish", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -151,13 +163,21 @@ def generate(input: str | None = None, config_file: str | None = None, models: l
             evaluation = score(cfg, parts, sampled, schema)
             timings.update({f"{model}_fit": t1 - t0, f"{model}_sample": t2 - t1, f"{model}_evaluate": time.perf_counter() - t2})
             models_out[model] = {"evaluation": evaluation, "training": trained["training"], "reused": trained["reused"],
-                                 "model_dir": trained["model_dir"], "sample": sampled}
+                                 "model_dir": trained["model_dir"], "sample": sampled, "settings": trained["settings"]}
+            if model == "ae" and cfg.ae_standard_normal_row and trained["settings"]["prior"] == "fitted":
+                t3 = time.perf_counter()
+                contrast = sample_ae_standard_normal(trained, rows_n, draw_seed, paths, cfg.device)
+                models_out["ae-standard"] = {
+                    "evaluation": score(cfg, parts, contrast, schema, gated=False), "training": None,
+                    "reused": trained["reused"], "model_dir": trained["model_dir"], "sample": {**contrast, "path": None},
+                    "settings": {**trained["settings"], "prior": "standard"}, "published": False}
+                timings["ae-standard_sample_and_evaluate"] = time.perf_counter() - t3
         report = {
             "dataset": paths.dataset, "run_id": run_id, "primary_model": cfg.models[0],
             "input": {**input_info, "train_rows": parts["train_rows"], "holdout_rows": parts["holdout_rows"]},
             "schema": Schema.from_dict(schema).explain(), "config": cfg.model_dump(),
             "seeds": {"split_and_training": cfg.seed, "sampling": draw_seed, "evaluation": cfg.seed},
-            "versions": library_versions(), "device": sorted({(m["training"] or {}).get("device", "?") for m in models_out.values()}),
+            "versions": library_versions(), "device": sorted({m["training"].get("device", "?") for m in models_out.values() if m["training"]}),
             "timings": {k: round(v, 2) for k, v in timings.items()}, "models": models_out,
         }
         v = verdict(report)
@@ -178,7 +198,7 @@ def generate(input: str | None = None, config_file: str | None = None, models: l
             "outputs": {m: {"path": p, "rows": rows_n} for m, p in outputs.items()}, "withheld": withheld,
             "models": {m: {"model_dir": d["model_dir"], "reused": d["reused"],
                            "epochs_run": (d["training"] or {}).get("epochs_run"), "device": (d["training"] or {}).get("device")}
-                       for m, d in models_out.items()},
+                       for m, d in models_out.items() if d.get("published", True)},
             "report": str(paths.report_dir / "report.html"), "verdict": v,
         }
         published = publish_run(report, manifest, paths)
@@ -188,7 +208,7 @@ def generate(input: str | None = None, config_file: str | None = None, models: l
     _artifacts(report, published, paths)
     summary = {"run_id": run_id, "dataset": paths.dataset, "status": manifest["status"], "outputs": outputs,
                "report": published["report"], "index": published["index"], "data_dir": published["data"],
-               "scores": scores_rows(report), "verdict": v, "reused": {m: d["reused"] for m, d in models_out.items()}}
+               "scores": scores_rows(report), "verdict": v, "reused": {m: models_out[m]["reused"] for m in cfg.models}}
     if withheld:
         return Failed(message=f"privacy gate failed for {', '.join(withheld)}: rows withheld, report published", data=summary)
     return Completed(message="published", data=summary)

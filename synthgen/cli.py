@@ -270,7 +270,8 @@ def _print_summary(summary: dict) -> None:
         reused = " (cached model reused)" if summary["reused"].get(row["model"]) else ""
         parts = [f"{k} {row[k]:.3f}" for k in ("overall", "column_shapes", "pair_trends", "detection", "utility_ratio")
                  if isinstance(row.get(k), float)]
-        print(f"  {row['model']}: {'  '.join(parts)}  privacy gate {row['privacy_gate']}{reused}")
+        gate = row["privacy_gate"] if row["privacy_gate"] == "rows not published" else f"privacy gate {row['privacy_gate']}"
+        print(f"  {row['model']}: {'  '.join(parts)}  {gate}{reused}")
     for model, path in summary["outputs"].items():
         print(f"  {model} rows: {path}")
     print(f"  report: {summary['report']}")

@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from synthgen.errors import UserError
 
 
+MODEL_KINDS = ("vae", "ae")
+
+
 class ModelSettings(BaseModel):
     """Everything that decides what a trained model is: the cache key of a trained model hashes these."""
 
@@ -110,7 +113,12 @@ class RunConfig(BaseModel):
     sample_seed: int | None = Field(None, description="seed of the sampled rows (default: a fresh one per run)")
     holdout_fraction: float = Field(0.2, ge=0.0, lt=0.9, description="real rows kept out of training for privacy and utility")
     target: str | None = Field(None, description="column to predict for the utility check")
-    model: dict[str, Any] = Field(default_factory=dict, description="model settings (epochs, latent_dim, ...)")
+    model: dict[str, Any] = Field(default_factory=dict, description=(
+        "model settings (epochs, latent_dim, ...) for every model; a `vae:` or `ae:` mapping inside holds settings "
+        "for that model only, over the shared ones"))
+    ae_standard_normal_row: bool = Field(True, description=(
+        "also sample the AE with z ~ N(0, I) and score those rows (never published): the report row that shows why an "
+        "autoencoder without a prior is no generator"))
     privacy_gate: PrivacyGate = Field(default_factory=PrivacyGate)
     max_eval_rows: int = Field(50_000, ge=100)
     out: str | None = Field(None, description="put the whole run (data, reports, model cache) under this folder")
@@ -126,16 +134,23 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
-        for model in self.models:  # every model setting must be valid before any work starts
-            self.model_settings(model)
+        for model in MODEL_KINDS:  # every model setting must be valid before any work starts, used or not
+            if model in self.models or model in self.model:
+                self.model_settings(model)
         if self.schedule is not None and len(self.schedule.split()) not in (5, 6):
             raise ValueError(f"schedule must be a cron expression like '0 3 * * *', got {self.schedule!r}")
         return self
 
     def model_settings(self, model: str) -> ModelSettings:
+        """The settings of one model: the shared ones under `model:`, then its own section (`model: {vae: {...}}`)."""
+        shared = {k: v for k, v in self.model.items() if k not in MODEL_KINDS}
+        own = self.model.get(model) or {}
+        if not isinstance(own, dict):
+            raise UserError(f"bad model settings: model.{model} must be a mapping of settings for the {model} only, "
+                            f"got {own!r}")
         extra = {"max_train_rows": self.max_train_rows} if self.max_train_rows else {}
-        return validated(ModelSettings, {"seed": self.seed, **self.model, **extra, "model": model, "device": self.device},
-                         "model settings")
+        return validated(ModelSettings, {"seed": self.seed, **shared, **own, **extra, "model": model, "device": self.device},
+                         f"{model} settings" if own else "model settings")
 
 
 def load_run_config(path: str | None = None, **overrides: Any) -> RunConfig:
@@ -159,7 +174,18 @@ def load_run_config(path: str | None = None, **overrides: Any) -> RunConfig:
         if value is None:
             continue
         if key == "model" and isinstance(value, dict):
-            values["model"] = {**values.get("model", {}), **value}
+            values["model"] = _merged(values.get("model") or {}, value)
         else:
             values[key] = value
     return validated(RunConfig, values, "config")
+
+
+def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` over `base`, per-model sections (`vae:`, `ae:`) merged key by key rather than replaced."""
+    out = dict(base)
+    for key, value in override.items():
+        if key in MODEL_KINDS and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out

@@ -117,7 +117,8 @@ def scores_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
             "pair_trends": q.get("column_pair_trends"), "pair_trends_all": q.get("column_pair_trends_all_pairs"),
             "detection": (ev.get("detection") or {}).get("score"), "utility_ratio": u.get("ratio"),
             "dcr_ratio": p.get("dcr_ratio"), "exact_copies": p.get("exact_copy_share"),
-            "privacy_gate": {True: "passed", False: "failed"}.get((ev.get("privacy_gate") or {}).get("passed"), "not set"),
+            "privacy_gate": ("rows not published" if model.get("published") is False else
+                             {True: "passed", False: "failed"}.get((ev.get("privacy_gate") or {}).get("passed"), "not set")),
         })
     return rows
 
@@ -134,7 +135,7 @@ def render_markdown(report: dict[str, Any], html_name: str = "report.html") -> s
                      f"{_f(r['pair_trends'])} | {_f(r['pair_trends_all'])} | {_f(r['detection'])} | {_f(r['utility_ratio'])} | "
                      f"{_f(r['dcr_ratio'], 2)} | {_f(r['exact_copies'], 4)} | {r['privacy_gate']} |")
     inp = report.get("input") or {}
-    lines += ["", f"Input: `{inp.get('path', '')}` ({inp.get('rows', '?')} rows, sha256 `{str(inp.get('sha256', ''))[:12]}`). "
+    lines += ["", _sampling_note(report), "", f"Input: `{inp.get('path', '')}` ({inp.get('rows', '?')} rows, sha256 `{str(inp.get('sha256', ''))[:12]}`). "
               f"Scores: SDMetrics {report.get('versions', {}).get('sdmetrics', '')} against the training rows.",
               "", f"Full report: [{html_name}]({html_name})", ""]
     return "\n".join(lines)
@@ -197,10 +198,7 @@ def render_html(report: dict[str, Any]) -> str:
     # -- models side by side
     rows = scores_rows(report)
     parts.append("<h2>Models side by side</h2>")
-    vae_prior = ("a Gaussian fitted to its aggregate posterior (model setting prior: fitted), not from its N(0, I) prior"
-                 if ((report.get("config") or {}).get("model") or {}).get("prior") == "fitted" else "its N(0, I) prior")
-    parts.append(f'<p class="note">The VAE draws z from {vae_prior}. The plain AE has no prior: it is sampled from a '
-                 "Gaussian fitted to its training codes, and from N(0, I) to show why an AE alone is no generator. "
+    parts.append(f'<p class="note">{esc(_sampling_note(report))} '
                  "Overall = mean of Column Shapes and Column Pair Trends (SDMetrics, official: pairs with a real trend); "
                  "all pairs = Column Pair Trends over every pair; detection: 1 = a gradient-boosted classifier cannot tell "
                  "synthetic from real; utility = score of a model trained on synthetic / trained on real, on real holdout "
@@ -230,7 +228,7 @@ def render_html(report: dict[str, Any]) -> str:
                              "model"], train_rows))
         curves = [go.Scatter(name=MODEL_NAMES.get(n, n), x=[h["epoch"] for h in m["training"].get("history", [])],
                              y=[h["val_loss"] for h in m["training"].get("history", [])], mode="lines",
-                             line=dict(color=COLORS.get(n))) for n, m in models.items() if m.get("training", {}).get("history")]
+                             line=dict(color=COLORS.get(n))) for n, m in models.items() if (m.get("training") or {}).get("history")]
         if curves:
             fig = go.Figure(curves)
             fig.update_layout(title="Validation loss per epoch (VAE: reconstruction + KL; AE: reconstruction)",
@@ -279,6 +277,34 @@ def render_html(report: dict[str, Any]) -> str:
             f"{esc(str(report.get('dataset', '')))}</title><link rel=\"icon\" href=\"data:,\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><style>{CSS}</style>"
             f"<script type=\"text/javascript\">{get_plotlyjs()}</script></head><body><main>{body}</main></body></html>")
+
+
+def _sampling_note(report: dict[str, Any]) -> str:
+    """Where each model's z came from, read from the settings each model ran with (the run config for reports
+    written before models recorded their settings)."""
+    models = report["models"]
+
+    def prior(name: str) -> str | None:
+        recorded = (models.get(name) or {}).get("settings") or {}
+        if "prior" in recorded:
+            return recorded["prior"]
+        return ((report.get("config") or {}).get("model") or {}).get("prior") or ("standard" if name == "vae" else "fitted")
+
+    notes = []
+    if "vae" in models:
+        notes.append("The VAE draws z from a Gaussian fitted to its aggregate posterior (model setting prior: fitted), not "
+                     "from its N(0, I) prior." if prior("vae") == "fitted" else "The VAE draws z from its N(0, I) prior.")
+    if "ae" in models:
+        if prior("ae") == "standard":
+            notes.append("The plain AE has no prior; this run samples it from N(0, I) (model setting prior: standard), "
+                         "which shows why an AE alone is no generator.")
+        elif "ae-standard" in models:
+            notes.append("The plain AE has no prior: it is sampled from a Gaussian fitted to its training codes, and in "
+                         "the row \"AE, z ~ N(0, I)\" from N(0, I), which shows why an AE alone is no generator (those "
+                         "rows are scored, not published).")
+        else:
+            notes.append("The plain AE has no prior: it is sampled from a Gaussian fitted to its training codes.")
+    return " ".join(notes)
 
 
 def _rows_used(training: dict[str, Any]) -> str:

@@ -134,6 +134,15 @@ def test_report_is_complete_for_mixed_tables(table, tmp_path):
     assert "The VAE draws z from its N(0, I) prior" in page
     fitted = render_html({**report, "config": {"model": {"prior": "fitted"}}})  # the page says where z came from
     assert "fitted to its aggregate posterior" in fitted and "The VAE draws z from its N(0, I) prior" not in fitted
+    # each model's recorded settings win over the run config (a `vae:` section may differ from the shared settings)
+    both = {"vae": {"evaluation": ev, "settings": {"prior": "fitted"}}, "ae": {"evaluation": ev, "settings": {"prior": "standard"}}}
+    page = render_html({**report, "config": {"model": {"prior": "standard"}}, "models": both})
+    assert "fitted to its aggregate posterior" in page and "this run samples it from N(0, I)" in page
+    contrast = {**both, "ae": {"evaluation": ev, "settings": {"prior": "fitted"}},
+                "ae-standard": {"evaluation": ev, "settings": {"prior": "standard"}, "published": False}}
+    page = render_html({**report, "models": contrast})
+    assert "fitted to its training codes, and in the row &quot;AE, z ~ N(0, I)&quot; from N(0, I)" in page
+    assert "rows not published" in page and "AE, z ~ N(0, I)" in page
 
 
 def test_cli_evaluate_any_two_tables(table, tmp_path):

@@ -13,7 +13,7 @@ import yaml
 
 pytestmark = pytest.mark.slow
 
-FAST = {"model": {"epochs": 3, "hidden": [32, 32], "latent_dim": 8}, "max_eval_rows": 1000}
+FAST = {"model": {"epochs": 3, "hidden": [32, 32], "latent_dim": 8}, "max_eval_rows": 1000, "ae_standard_normal_row": False}
 
 
 def run(small_table, out, **settings):
@@ -29,7 +29,8 @@ def published(out: Path) -> list[Path]:
 
 
 def test_run_publishes_parquet_manifest_report_and_artifacts(prefect_harness, small_table, tmp_path):
-    state, summary = run(small_table, tmp_path, sample_seed=5)
+    model = {**FAST["model"], "ae": {"latent_dim": 4}}  # a section for one model, over the shared settings
+    state, summary = run(small_table, tmp_path, sample_seed=5, model=model, ae_standard_normal_row=True)
     assert state.is_completed(), state.message
     data_dir = Path(summary["data_dir"])
     assert data_dir == tmp_path / "data" / "synthetic" / "churn_small" / summary["run_id"]
@@ -44,7 +45,17 @@ def test_run_publishes_parquet_manifest_report_and_artifacts(prefect_harness, sm
     report_dir = tmp_path / "reports" / "churn_small" / summary["run_id"]
     assert {p.name for p in report_dir.iterdir()} == {"report.html", "report.json", "report.md"}
     report = json.loads((report_dir / "report.json").read_text())
-    assert set(report["models"]) == {"vae", "ae"} and report["models"]["vae"]["evaluation"]["utility"]["target"] == "churn"
+    assert report["models"]["vae"]["evaluation"]["utility"]["target"] == "churn"
+    assert report["models"]["vae"]["settings"]["latent_dim"] == 8 and report["models"]["ae"]["settings"]["latent_dim"] == 4
+    # the AE is also drawn from N(0, I) and scored beside its fitted Gaussian, but those rows are not published
+    assert set(report["models"]) == {"vae", "ae", "ae-standard"} and set(manifest["outputs"]) == {"vae", "ae"}
+    assert set(manifest["models"]) == {"vae", "ae"} and sorted(p.name for p in data_dir.iterdir()) == [
+        "ae.parquet", "manifest.json", "vae.parquet"]
+    contrast = report["models"]["ae-standard"]
+    assert contrast["published"] is False and contrast["settings"]["prior"] == "standard"
+    assert contrast["evaluation"]["quality"]["overall"] != report["models"]["ae"]["evaluation"]["quality"]["overall"]
+    assert 'in the row "AE, z ~ N(0, I)" from N(0, I)' in (report_dir / "report.md").read_text()
+    assert [r["privacy_gate"] for r in summary["scores"]] == ["not set", "not set", "rows not published"]
     assert summary["run_id"] in (tmp_path / "reports" / "index.html").read_text()
     assert not (tmp_path / ".synthgen-staging").exists()
 
@@ -69,6 +80,7 @@ def test_second_run_reuses_the_model_and_a_changed_input_retrains(prefect_harnes
     _, first = run(small_table, tmp_path)
     _, second = run(small_table, tmp_path)
     assert first["reused"] == {"vae": False, "ae": False}
+    assert set(json.loads(Path(first["report"]).with_suffix(".json").read_text())["models"]) == {"vae", "ae"}  # no contrast row
     assert second["reused"] == {"vae": True, "ae": True}
     a = pd.read_parquet(first["outputs"]["vae"])
     b = pd.read_parquet(second["outputs"]["vae"])
@@ -139,6 +151,8 @@ def test_privacy_gate_failure_withholds_rows_and_reports_why(prefect_harness, sm
     (["generate", "--config", "{cfg}"], "input: [unclosed\n", "not valid YAML"),
     (["generate", "{table}", "--target", "nope"], None, "target column 'nope' is not in"),
     (["generate", "--config", "{cfg}"], "input: {table}\nmodel: {{lr: 0}}\n", "lr: Input should be greater than 0"),
+    (["generate", "--config", "{cfg}"], "input: {table}\nmodel: {{vae: {{betta: 1}}}}\n", "bad vae settings: betta: unknown setting"),
+    (["generate", "--config", "{cfg}"], "input: {table}\nmodels: [vae]\nmodel: {{ae: 3}}\n", "model.ae must be a mapping"),
 ])
 def test_bad_config_and_input_exit_2_with_one_line(small_table, tmp_path, args, content, message):
     cfg = tmp_path / "run.yaml"

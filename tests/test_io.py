@@ -165,3 +165,23 @@ def test_written_files_follow_the_umask(tmp_path, small):
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o755
+
+
+def test_run_config_model_sections_apply_to_one_model_only(tmp_path):
+    from synthgen.config import load_run_config
+
+    cfg = load_run_config(None, input="t.csv", model={"epochs": 5, "beta": 0.9, "vae": {"prior": "fitted", "beta": 0.8}})
+    vae, ae = cfg.model_settings("vae"), cfg.model_settings("ae")
+    assert (vae.epochs, vae.beta, vae.prior) == (5, 0.8, "fitted")
+    assert (ae.epochs, ae.beta, ae.prior) == (5, 0.9, "fitted")  # the AE's own default prior, the shared beta
+    cfg = load_run_config(None, input="t.csv", model={"ae": {"prior": "standard"}})
+    assert cfg.model_settings("vae").prior == "standard" and cfg.model_settings("ae").prior == "standard"
+    # an override (a CLI option, a flow parameter) merges into the file's section instead of replacing it
+    path = tmp_path / "run.yaml"
+    path.write_text("input: t.csv\nmodel:\n  epochs: 3\n  vae: {beta: 0.8}\n")
+    cfg = load_run_config(str(path), model={"epochs": 4, "vae": {"prior": "fitted"}})
+    assert (cfg.model_settings("vae").beta, cfg.model_settings("vae").prior, cfg.model_settings("vae").epochs) == (0.8, "fitted", 4)
+    with pytest.raises(UserError, match="bad ae settings: betta: unknown setting"):  # checked even when not run
+        load_run_config(None, input="t.csv", models=["vae"], model={"ae": {"betta": 1}})
+    with pytest.raises(UserError, match="model.vae must be a mapping"):
+        load_run_config(None, input="t.csv", model={"vae": 0.8})

@@ -172,6 +172,18 @@ def test_small_models_train_on_one_cpu_thread_and_leave_the_callers_setting(monk
     assert ModelSettings(cpu_threads=2).fingerprint_fields() == ModelSettings().fingerprint_fields()
 
 
+def test_cache_key_follows_input_settings_and_training_revision(monkeypatch):
+    import synthgen.synthesizer as synthesizer
+
+    key = synthesizer.model_cache_key("sha", ModelSettings())
+    assert key == synthesizer.model_cache_key("sha", ModelSettings(device="cpu", checkpoint_every=3))
+    assert key != synthesizer.model_cache_key("sha", ModelSettings(beta=0.8))
+    assert key != synthesizer.model_cache_key("other", ModelSettings())
+    # a model trained by older training code is not reused
+    monkeypatch.setattr(synthesizer, "TRAINING_REVISION", synthesizer.TRAINING_REVISION + 1)
+    assert key != synthesizer.model_cache_key("sha", ModelSettings())
+
+
 def test_default_training_length_follows_the_table_size():
     from synthgen.train import auto_epochs
 
@@ -267,6 +279,10 @@ def test_ae_baseline_fits_a_gaussian_to_its_codes():
     standard = Synthesizer("ae", prior="standard", epochs=10, hidden=[32], latent_dim=4).fit(df, progress=False)
     assert torch.equal(standard.net.prior.chol, torch.eye(4))
     assert len(ae.sample(100, seed=0)) == 100
+    # the same weights (same seed), so the fitted AE drawn from N(0, I) is the AE trained with prior="standard"
+    with ae.z_from_standard_normal() as contrast:
+        pd.testing.assert_frame_equal(contrast.sample(200, seed=3), standard.sample(200, seed=3))
+    assert ae.net.prior.kind == "fitted" and not ae.sample(200, seed=3).equals(standard.sample(200, seed=3))
 
 
 def shapes_score(real, synthetic, schema) -> float:
