@@ -304,6 +304,12 @@ def _sampling_note(report: dict[str, Any]) -> str:
                          "rows are scored, not published).")
         else:
             notes.append("The plain AE has no prior: it is sampled from a Gaussian fitted to its training codes.")
+    calibrated = [MODEL_NAMES.get(name, name) for name in ("vae", "ae")
+                  if ((models.get(name) or {}).get("settings") or {}).get("calibrate_marginals")]
+    if calibrated:
+        notes.append(f"Continuous values of the {' and the '.join(calibrated)} pass through a monotone map fitted to the "
+                     "model's own draws, so each column's distribution matches the training column's while every draw "
+                     "keeps its rank: the dependence between columns is the model's (model setting calibrate_marginals).")
     return " ".join(notes)
 
 

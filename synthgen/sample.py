@@ -59,6 +59,23 @@ def sample_matrix(model: nn.Module, n: int, generator: torch.Generator, precisio
     return matrix_t.cpu().numpy().T  # (n, n_inputs), column-major
 
 
+CALIBRATION_ROWS = 65_536
+
+
+def calibrate_marginals(model: nn.Module, seed: int, precision: str = "auto") -> int:
+    """Fit the model's marginal calibration (models.losses.MarginalCalibration) to CALIBRATION_ROWS rows drawn
+    from it with `seed`. Returns how many continuous values were calibrated (0 when the model has none)."""
+    calibration = model.likelihood.calibration
+    if calibration is None:
+        return 0
+    model.eval()
+    calibration.reset()
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    matrix = torch.as_tensor(sample_matrix(model, CALIBRATION_ROWS, generator, precision), device=device)
+    return calibration.fit(model.likelihood.continuous_values(matrix))
+
+
 def iter_blocks(model: nn.Module, transformer: TableTransformer, n_rows: int, seed: int,
                 start_row: int = 0, precision: str = "auto", threads: int | None = None) -> Iterator[pd.DataFrame]:
     """Rows [start_row, start_row + n_rows) of the seeded stream, one DataFrame per block, in order.

@@ -24,7 +24,7 @@ from synthgen.config import ModelSettings, validated
 from synthgen.errors import UserError
 from synthgen.io import ParquetStreamWriter, TableSource, atomic_path, json_default, read_table, source_fingerprint
 from synthgen.models import MODELS
-from synthgen.sample import BLOCK_ROWS, Throughput, iter_blocks, part_name, shard_range
+from synthgen.sample import BLOCK_ROWS, CALIBRATION_ROWS, Throughput, calibrate_marginals, iter_blocks, part_name, shard_range
 from synthgen.schema import Schema, infer_schema, load_metadata
 from synthgen.train import TrainResult, resolve_device, train
 from synthgen.transform import TableTransformer
@@ -95,6 +95,10 @@ class Synthesizer:
         fingerprint = _fingerprint(input_hash, st)
         self.training = train(self.net, matrix, st, checkpoint_dir=checkpoint_dir, fingerprint=fingerprint,
                               progress=progress)
+        if st.calibrate_marginals:
+            calibrated = calibrate_marginals(self.net, st.seed, st.precision)
+            log.info("calibrated the marginals of %d continuous values to the training columns' on %d drawn rows",
+                     calibrated, CALIBRATION_ROWS)
         self.info = {"input_sha256": input_hash, "fingerprint": fingerprint, "rows": len(df),
                      "train_rows_used": len(train_df), "encode_seconds": encode_s}
         return self
@@ -214,6 +218,7 @@ class Synthesizer:
         if source_fingerprint(weights_path) != manifest.get("weights_sha256"):
             raise UserError(f"{weights_path}: weights do not match the checksum in {MANIFEST} (modified or corrupt)")
         settings = dict(manifest["settings"], device=device)
+        settings.setdefault("calibrate_marginals", False)  # saved before the setting existed: no calibration weights
         synth = cls(**settings)
         synth.transformer = TableTransformer.from_state(manifest["transformer"])
         synth.net = MODELS[synth.settings.model](synth.transformer.layout, synth.settings)

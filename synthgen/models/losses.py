@@ -18,10 +18,71 @@ from torch import nn
 from synthgen.transform import Layout
 
 SIGMA_MIN, SIGMA_MAX = 0.01, 1.0  # the targets are standard normal: a scale above 1 explains nothing
+CALIBRATION_KNOTS = 257  # per continuous value
+MIN_CALIBRATION_VALUES = 1_000  # fewer drawn values leave a column uncalibrated: too few to place the tail knots
+
+
+class MarginalCalibration(nn.Module):
+    """One monotone piecewise-linear map per continuous value, from the model's drawn values to normal scores.
+
+    In the transformer's encoding a training column's continuous values are standard normal. Fitted to the
+    model's own draws (`fit`), the map sends each draw to the normal score of its quantile among them, so the
+    column's marginal, tails and range included, becomes the training column's, while every draw keeps its rank
+    within the column: the dependence between columns is still the model's. Identity until fitted.
+
+    The knots sit evenly spaced across the range of the draws (normal scores, so a few units wide), which makes
+    finding a value's segment one division rather than a search: it runs on every sampled value.
+    """
+
+    def __init__(self, n_slots: int) -> None:
+        super().__init__()
+        self.register_buffer("low", torch.empty(n_slots, 1))  # the lowest draw: the first knot
+        self.register_buffer("step", torch.empty(n_slots, 1))  # distance between knots
+        self.register_buffer("target", torch.empty(n_slots, CALIBRATION_KNOTS))  # normal score at each knot
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the identity, so that the model's own draws can be fitted again."""
+        self.low.fill_(-5.0)
+        self.step.fill_(10.0 / (CALIBRATION_KNOTS - 1))
+        self.target.copy_(torch.linspace(-5.0, 5.0, CALIBRATION_KNOTS, device=self.target.device).expand_as(self.target))
+
+    @torch.no_grad()
+    def fit(self, values: list[torch.Tensor]) -> int:
+        """`values[s]`: the values drawn for continuous slot s on the rows that use it. Returns how many slots
+        were calibrated (a slot with under MIN_CALIBRATION_VALUES values, or one value only, keeps the identity)."""
+        fitted = 0
+        for s, v in enumerate(values):
+            n = len(v)
+            if n < MIN_CALIBRATION_VALUES:
+                continue
+            v = v.double().sort().values
+            if v[-1] <= v[0]:
+                continue
+            knots = torch.linspace(float(v[0]), float(v[-1]), CALIBRATION_KNOTS, dtype=torch.float64, device=v.device)
+            below = torch.searchsorted(v, knots, right=False)
+            at_or_below = torch.searchsorted(v, knots, right=True)
+            quantile = ((below + at_or_below) / (2 * n)).clamp(0.5 / n, 1 - 0.5 / n)  # mid-rank, as the transformer's
+            self.low[s] = float(v[0])
+            self.step[s] = float(knots[1] - knots[0])
+            self.target[s] = torch.special.ndtri(quantile).float()
+            fitted += 1
+        return fitted
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:  # (n_slots, B) -> (n_slots, B)
+        position = (values - self.low) / self.step  # in knots from the first
+        segment = position.floor().clamp(0, CALIBRATION_KNOTS - 2)
+        index = segment.long()
+        z0, z1 = self.target.gather(1, index), self.target.gather(1, index + 1)
+        mapped = z0 + (position - segment) * (z1 - z0)
+        # beyond the outermost draws: shifted, not stretched
+        below = self.target[:, :1] + (values - self.low)
+        above = self.target[:, -1:] + (values - self.low - self.step * (CALIBRATION_KNOTS - 1))
+        return torch.where(position < 0, below, torch.where(position > CALIBRATION_KNOTS - 1, above, mapped))
 
 
 class ColumnLikelihood(nn.Module):
-    def __init__(self, layout: Layout, continuous: str = "gaussian") -> None:
+    def __init__(self, layout: Layout, continuous: str = "gaussian", calibrate: bool = False) -> None:
         super().__init__()
         assert continuous in ("gaussian", "mse")
         self.continuous = continuous
@@ -41,6 +102,7 @@ class ColumnLikelihood(nn.Module):
         # decoder output: the layout's logits and means, then (gaussian) one log-scale per continuous value
         self.out_width = layout.out_width + (len(slots) if continuous == "gaussian" else 0)
         self.register_buffer("scale_out", torch.arange(layout.out_width, self.out_width, dtype=torch.long))
+        self.calibration = MarginalCalibration(len(slots)) if calibrate and slots else None
 
     def _padded_t(self, out: torch.Tensor) -> torch.Tensor:
         """(layout.out_width + 1, B): the decoder output transposed, plus a -inf row the groups pad with.
@@ -74,6 +136,11 @@ class ColumnLikelihood(nn.Module):
         parts = torch.zeros(len(self.columns), device=x.device).index_add(0, self.part_of, per_part)
         return parts.sum(), parts
 
+    def continuous_values(self, matrix: torch.Tensor) -> list[torch.Tensor]:
+        """Per continuous slot, its values in a compact matrix (N, n_inputs) on the rows whose mode uses them."""
+        used = self._continuous_mask(matrix).bool()
+        return [matrix[used[:, s], col] for s, col in enumerate(self.cont_cols.tolist())]
+
     @torch.no_grad()
     def draw_noise(self, n: int, generator: torch.Generator | None = None,
                    device: torch.device | str = "cpu") -> tuple[list[torch.Tensor], torch.Tensor | None]:
@@ -104,6 +171,8 @@ class ColumnLikelihood(nn.Module):
             if normals is not None:
                 sigma = torch.sigmoid(out_t[self.scale_out].float()) * (SIGMA_MAX - SIGMA_MIN) + SIGMA_MIN
                 values += sigma * normals
+            if self.calibration is not None:
+                values = self.calibration(values)
             gate = matrix_t[self.gate_cols] == self.gate_codes.unsqueeze(1).float()
             values *= (gate | ~self.gated.unsqueeze(1))
             matrix_t[self.cont_cols] = values
