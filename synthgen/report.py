@@ -284,10 +284,12 @@ def _sampling_note(report: dict[str, Any]) -> str:
     written before models recorded their settings)."""
     models = report["models"]
 
+    def recorded(name: str) -> dict[str, Any]:
+        return (models.get(name) or {}).get("settings") or {}
+
     def prior(name: str) -> str | None:
-        recorded = (models.get(name) or {}).get("settings") or {}
-        if "prior" in recorded:
-            return recorded["prior"]
+        if "prior" in recorded(name):
+            return recorded(name)["prior"]
         return ((report.get("config") or {}).get("model") or {}).get("prior") or ("standard" if name == "vae" else "fitted")
 
     notes = []
@@ -304,8 +306,7 @@ def _sampling_note(report: dict[str, Any]) -> str:
                          "rows are scored, not published).")
         else:
             notes.append("The plain AE has no prior: it is sampled from a Gaussian fitted to its training codes.")
-    calibrated = [MODEL_NAMES.get(name, name) for name in ("vae", "ae")
-                  if ((models.get(name) or {}).get("settings") or {}).get("calibrate_marginals")]
+    calibrated = [MODEL_NAMES.get(name, name) for name in ("vae", "ae") if recorded(name).get("calibrate_marginals")]
     if calibrated:
         notes.append(f"Continuous values of the {' and the '.join(calibrated)} pass through a monotone map fitted to the "
                      "model's own draws, so each column's distribution matches the training column's while every draw "

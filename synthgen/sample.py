@@ -40,9 +40,14 @@ def block_seed(seed: int, block: int) -> int:
 DECODER_CHUNK, SAMPLE_CHUNK = 4096, 16384
 
 
-@torch.inference_mode()
 def sample_matrix(model: nn.Module, n: int, generator: torch.Generator, precision: str = "auto") -> np.ndarray:
     """z from the model's prior -> decoder -> a draw from every column's distribution: (n, n_inputs)."""
+    return draw_matrix_t(model, n, generator, precision).cpu().numpy().T  # column-major
+
+
+@torch.inference_mode()
+def draw_matrix_t(model: nn.Module, n: int, generator: torch.Generator, precision: str = "auto") -> torch.Tensor:
+    """What `sample_matrix` draws, transposed and on the model's device: (n_inputs, n)."""
     z = model.prior.sample(n, generator)  # (n, latent)
     uniforms, normals = model.likelihood.draw_noise(n, generator, z.device)
     bf16 = precision == "bf16" or (precision == "auto" and fast_bf16(z.device.type))
@@ -56,7 +61,7 @@ def sample_matrix(model: nn.Module, n: int, generator: torch.Generator, precisio
         model.decoder.forward_t(z[a:b], dtype, chunk=decoder_chunk, out=out_t[:, :b - a])
         noise = ([u[:, a:b] for u in uniforms], normals[:, a:b] if normals is not None else None)
         matrix_t[:, a:b] = model.likelihood.sample(out_t[:, :b - a], noise)
-    return matrix_t.cpu().numpy().T  # (n, n_inputs), column-major
+    return matrix_t
 
 
 CALIBRATION_ROWS = 65_536
@@ -70,10 +75,9 @@ def calibrate_marginals(model: nn.Module, seed: int, precision: str = "auto") ->
         return 0
     model.eval()
     calibration.reset()
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    matrix = torch.as_tensor(sample_matrix(model, CALIBRATION_ROWS, generator, precision), device=device)
-    return calibration.fit(model.likelihood.continuous_values(matrix))
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    matrix_t = draw_matrix_t(model, CALIBRATION_ROWS, generator, precision)  # stays on the device
+    return calibration.fit(model.likelihood.continuous_values(matrix_t.T))
 
 
 def iter_blocks(model: nn.Module, transformer: TableTransformer, n_rows: int, seed: int,

@@ -21,7 +21,8 @@ class AE(nn.Module):
         super().__init__()
         net = dict(activation=settings.activation, norm=settings.norm, dropout=settings.dropout)
         self.encoder = Encoder(layout, settings.hidden, settings.latent_dim, **net)  # the code itself
-        self.likelihood = ColumnLikelihood(layout, continuous="mse", calibrate=settings.calibrate_marginals)  # fixed unit scale: nothing learned
+        self.likelihood = ColumnLikelihood(layout, continuous="mse",  # fixed unit scale: nothing learned
+                                           calibrate=settings.calibrate_marginals)
         self.decoder = Decoder(self.likelihood.out_width, settings.hidden, settings.latent_dim, **net)
         self.prior = LatentPrior(settings.latent_dim, settings.prior)
 

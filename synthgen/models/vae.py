@@ -22,7 +22,8 @@ class VAE(nn.Module):
         super().__init__()
         net = dict(activation=settings.activation, norm=settings.norm, dropout=settings.dropout)
         self.encoder = Encoder(layout, settings.hidden, 2 * settings.latent_dim, **net)  # mean and log-variance
-        self.likelihood = ColumnLikelihood(layout, continuous="gaussian", calibrate=settings.calibrate_marginals)  # a mean and a scale per value
+        self.likelihood = ColumnLikelihood(layout, continuous="gaussian",  # a mean and a scale per value
+                                           calibrate=settings.calibrate_marginals)
         self.decoder = Decoder(self.likelihood.out_width, settings.hidden, settings.latent_dim, **net)
         self.prior = LatentPrior(settings.latent_dim, settings.prior)
 
