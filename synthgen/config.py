@@ -36,9 +36,10 @@ class ModelSettings(BaseModel):
     lr: float = Field(3e-3, gt=0)
     lr_schedule: Literal["constant", "cosine"] = "constant"
     weight_decay: float = Field(1e-5, ge=0)
-    # 1 is the ELBO. Lower raises train-on-synthetic utility (credit 0.957 at 0.8 vs 0.933, 8 seeds) but lowers
-    # Column Shapes (diamonds 0.967-0.971 at 0.8) unless prior="fitted": README, "KL weight and the fitted prior"
-    beta: float = Field(1.0, gt=0, description="weight of the KL term (VAE)")
+    # 1 is the ELBO, under which dependence that only a few columns share costs more KL than it saves and comes out
+    # blurred. 0.7 keeps it (credit's utility 0.935 -> 0.970, 8 seeds); the shapes it used to cost (codes further
+    # from N(0, I)) the marginal calibration gives back. README, "KL weight"
+    beta: float = Field(0.7, gt=0, description="weight of the KL term (VAE)")
     kl_warmup_epochs: int = Field(10, ge=0)
     patience: int = Field(50, ge=1, description="epochs without a better validation loss before stopping")
     val_fraction: float = Field(0.1, ge=0.0, lt=0.5)
@@ -47,11 +48,9 @@ class ModelSettings(BaseModel):
     # AE: "fitted" = a Gaussian (mean, full covariance) fitted to the training codes; "standard" shows why
     # an AE alone is no generator.
     prior: Literal["standard", "fitted"] | None = None
-    # after training, map each continuous column's draws through a monotone function fitted to the model's own
-    # draws so that its marginal is the training column's, ranks kept (models.losses.MarginalCalibration).
-    # benchmarks/seeds.py, 2026-12-01: Column Shapes 0.976 -> 0.986 on diamonds (seeds 0-2), 0.978 -> 0.981 on
-    # telco_churn (0-3), the same on adult, cps1988 and credit; utility the same within seed noise (cps1988's wage,
-    # a heavy-tailed regression target, 0.950 -> 0.946). README, "Marginal calibration"
+    # after training, calibrate each column's marginal to the training column's on the model's own draws: a
+    # monotone map per continuous value (ranks kept), a logit shift per category (models.losses.MarginalCalibration).
+    # README, "Marginal calibration"
     calibrate_marginals: bool = True
     rare_threshold: int = Field(5, ge=0)
     max_categories: int | None = Field(150, ge=1)

@@ -308,9 +308,10 @@ def _sampling_note(report: dict[str, Any]) -> str:
             notes.append("The plain AE has no prior: it is sampled from a Gaussian fitted to its training codes.")
     calibrated = [MODEL_NAMES.get(name, name) for name in ("vae", "ae") if recorded(name).get("calibrate_marginals")]
     if calibrated:
-        notes.append(f"Continuous values of the {' and the '.join(calibrated)} pass through a monotone map fitted to the "
-                     "model's own draws, so each column's distribution matches the training column's while every draw "
-                     "keeps its rank: the dependence between columns is the model's (model setting calibrate_marginals).")
+        notes.append(f"The columns of the {' and the '.join(calibrated)} are calibrated to the distributions of the "
+                     "training columns on draws of the model itself: continuous values pass through a monotone map (every draw keeps its "
+                     "rank), and each category's logit is shifted by one constant (on every row alike), so the "
+                     "dependence between columns is the model's (model setting calibrate_marginals).")
     return " ".join(notes)
 
 

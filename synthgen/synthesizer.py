@@ -36,7 +36,8 @@ FORMAT_VERSION = 1
 # Bumped whenever a code change alters what training produces for the same input and settings, so that cached
 # models (and checkpoints) from before it are trained again; unlike FORMAT_VERSION it leaves saved models loadable.
 # 2: a VAE's fitted prior matches the aggregate posterior (5c09c37), not only the posterior means.
-TRAINING_REVISION = 2
+# 3: the marginal calibration also shifts the categories' logits (a cached model would load without the shifts).
+TRAINING_REVISION = 3
 WEIGHTS, MANIFEST = "model.safetensors", "synthgen.json"
 
 
@@ -96,9 +97,9 @@ class Synthesizer:
         self.training = train(self.net, matrix, st, checkpoint_dir=checkpoint_dir, fingerprint=fingerprint,
                               progress=progress)
         if st.calibrate_marginals:
-            calibrated = calibrate_marginals(self.net, st.seed, st.precision)
-            log.info("calibrated the marginals of %d continuous values to the training columns' on %d drawn rows",
-                     calibrated, CALIBRATION_ROWS)
+            blocks, values = calibrate_marginals(self.net, torch.from_numpy(matrix), st.seed, st.precision)
+            log.info("calibrated the marginals of %d category blocks and %d continuous values to the training "
+                     "columns' on %d drawn rows", blocks, values, CALIBRATION_ROWS)
         self.info = {"input_sha256": input_hash, "fingerprint": fingerprint, "rows": len(df),
                      "train_rows_used": len(train_df), "encode_seconds": encode_s}
         return self
@@ -223,7 +224,12 @@ class Synthesizer:
         synth.transformer = TableTransformer.from_state(manifest["transformer"])
         synth.net = MODELS[synth.settings.model](synth.transformer.layout, synth.settings)
         try:
-            synth.net.load_state_dict(load_file(str(weights_path)))
+            weights = load_file(str(weights_path))
+            # saved before categories were calibrated: no logit shifts (nor, for a table without continuous values,
+            # any calibration), which the unfitted calibration, the identity, stands in for
+            identity = {k: v for k, v in synth.net.state_dict().items()
+                        if k.startswith("likelihood.calibration.") and k not in weights}
+            synth.net.load_state_dict({**identity, **weights})
         except Exception as exc:  # safetensors header errors, missing or misshapen tensors
             raise UserError(f"{weights_path}: cannot load weights ({str(exc).splitlines()[0]})") from None
         synth.net.to(resolve_device(device)).eval()

@@ -144,7 +144,7 @@ def test_report_is_complete_for_mixed_tables(table, tmp_path):
     assert "fitted to its training codes, and in the row &quot;AE, z ~ N(0, I)&quot; from N(0, I)" in page
     assert "rows not published" in page and "AE, z ~ N(0, I)" in page and "calibrate_marginals" not in page
     contrast["vae"] = {"evaluation": ev, "settings": {"prior": "standard", "calibrate_marginals": True}}
-    assert "Continuous values of the VAE pass through a monotone map" in render_html({**report, "models": contrast})
+    assert "The columns of the VAE are calibrated to the distributions of the training columns" in render_html({**report, "models": contrast})
 
 
 def test_cli_evaluate_any_two_tables(table, tmp_path):

@@ -390,6 +390,29 @@ def test_marginal_calibration_maps_draws_to_normal_scores_and_keeps_their_order(
     assert torch.allclose(outside - edges, torch.tensor([-1.0, 2.0]), atol=1e-5)  # shifted, not stretched
 
 
+def test_class_calibration_draws_each_class_at_its_training_share():
+    from synthgen.models.losses import ColumnLikelihood
+
+    tt, x = encoded(tiny_table(3000))
+    likelihood = ColumnLikelihood(tt.layout, calibrate=True)
+    target = likelihood.class_shares(x)
+    for block in tt.layout.discrete:  # every block's shares sum to one
+        assert abs(float(target[block.out_start:block.out_start + block.n_classes].sum()) - 1) < 1e-5
+    gen = torch.Generator().manual_seed(0)
+    n = 40_000
+    # logits that vary by row and favour the first class of every block: the model's shares are off
+    out_t = torch.randn(likelihood.out_width, n, generator=gen)
+    out_t[[b.out_start for b in tt.layout.discrete]] += 1.5
+    noise = likelihood.draw_noise(n, gen)
+    before = likelihood.sample(out_t, noise)  # identity until fitted: as an uncalibrated likelihood draws
+    assert torch.allclose(before, ColumnLikelihood(tt.layout).sample(out_t, noise), atol=1e-5)
+    gap = likelihood.calibrate_classes(out_t[:likelihood.n_logits], target)
+    assert gap < 1e-3
+    after = likelihood.sample(out_t, noise)
+    off_before, off_after = ((likelihood.class_shares(m.T) - target).abs().max() for m in (before, after))
+    assert off_before > 0.1 and off_after < 0.015, (off_before, off_after)
+
+
 def test_calibrated_marginals_match_the_training_column_with_the_model_s_ranks(tmp_path):
     from scipy import stats
 
@@ -397,12 +420,40 @@ def test_calibrated_marginals_match_the_training_column_with_the_model_s_ranks(t
     settings = dict(epochs=5, hidden=[32], latent_dim=4, seed=0)  # undertrained: its marginals are off
     plain = Synthesizer("vae", calibrate_marginals=False, **settings).fit(df, progress=False)
     calibrated = Synthesizer("vae", **settings).fit(df, progress=False)  # calibrated by default
-    a, b = plain.sample(4000, seed=1), calibrated.sample(4000, seed=1)
+    a, b = plain.sample(20_000, seed=1), calibrated.sample(20_000, seed=1)
     for col in ("x", "y"):
         ks_plain, ks_calibrated = (stats.ks_2samp(df[col], s[col]).statistic for s in (a, b))
         assert ks_calibrated < 0.5 * ks_plain and ks_calibrated < 0.05, (col, ks_plain, ks_calibrated)
         # the same weights and draws: the calibration only moved values along the column, keeping their order
         assert stats.spearmanr(a[col], b[col]).statistic > 0.999
-    pd.testing.assert_series_equal(a["color"], b["color"])
+    shares = [s["color"].value_counts(normalize=True).reindex(df["color"].unique(), fill_value=0) for s in (df, a, b)]
+    tv_plain, tv_calibrated = (0.5 * (shares[0] - s).abs().sum() for s in shares[1:])
+    assert tv_calibrated < 0.5 * tv_plain and tv_calibrated < 0.02, (tv_plain, tv_calibrated)
     loaded = Synthesizer.load(calibrated.save(tmp_path / "m"))
     pd.testing.assert_frame_equal(loaded.sample(500, seed=2), calibrated.sample(500, seed=2))
+
+
+def test_a_model_saved_before_categories_were_calibrated_loads_with_its_categories_as_drawn(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from synthgen.io import source_fingerprint
+
+    synth = Synthesizer("vae", epochs=3, hidden=[16], latent_dim=4, seed=0).fit(tiny_table(), progress=False)
+    assert synth.net.likelihood.calibration.logit_shift.abs().max() > 0.01  # three epochs leave the shares off
+    path = synth.save(tmp_path / "m")
+    weights = load_file(str(path / "model.safetensors"))
+    del weights["likelihood.calibration.logit_shift"]  # as stop-16 code saved it
+    save_file(weights, str(path / "model.safetensors"))
+    manifest = json.loads((path / "synthgen.json").read_text())
+    manifest["weights_sha256"] = source_fingerprint(path / "model.safetensors")
+    (path / "synthgen.json").write_text(json.dumps(manifest))
+    old = Synthesizer.load(path)
+    assert not old.net.likelihood.calibration.logit_shift.any()
+    synth.net.likelihood.calibration.logit_shift.zero_()
+    pd.testing.assert_frame_equal(old.sample(300, seed=1), synth.sample(300, seed=1))
+    del weights["decoder.net.0.weight"]
+    save_file(weights, str(path / "model.safetensors"))  # any other tensor missing is still refused
+    manifest["weights_sha256"] = source_fingerprint(path / "model.safetensors")
+    (path / "synthgen.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match="cannot load weights"):
+        Synthesizer.load(path)

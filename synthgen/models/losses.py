@@ -20,29 +20,38 @@ from synthgen.transform import Layout
 SIGMA_MIN, SIGMA_MAX = 0.01, 1.0  # the targets are standard normal: a scale above 1 explains nothing
 CALIBRATION_KNOTS = 257  # per continuous value
 MIN_CALIBRATION_VALUES = 1_000  # fewer drawn values leave a column uncalibrated: too few to place the tail knots
+CLASS_ROUNDS = 30  # rounds of the class-share fit: each round closes most of the remaining gap
+MAX_LOGIT_SHIFT = 10.0  # a class absent from the training column is drawn with odds below e^-10, not never
 
 
 class MarginalCalibration(nn.Module):
-    """One monotone piecewise-linear map per continuous value, from the model's drawn values to normal scores.
+    """Brings each column's marginal in the model's draws to the training column's, fitted to the model's own
+    draws after training. Identity until fitted.
 
-    In the transformer's encoding a training column's continuous values are standard normal. Fitted to the
-    model's own draws (`fit`), the map sends each draw to the normal score of its quantile among them, so the
-    column's marginal, tails and range included, becomes the training column's, while every draw keeps its rank
-    within the column: the dependence between columns is still the model's. Identity until fitted.
+    Continuous values: one monotone piecewise-linear map per value, from the drawn values to normal scores. In
+    the transformer's encoding a training column's continuous values are standard normal; the map (`fit`) sends
+    each draw to the normal score of its quantile among the draws, so the column's marginal, tails and range
+    included, becomes the training column's, while every draw keeps its rank within the column: the dependence
+    between columns is still the model's. The knots sit evenly spaced across the range of the draws (normal
+    scores, so a few units wide), which makes finding a value's segment one division rather than a search: it
+    runs on every sampled value.
 
-    The knots sit evenly spaced across the range of the draws (normal scores, so a few units wide), which makes
-    finding a value's segment one division rather than a search: it runs on every sampled value.
+    Categories (and the modes of numbers): one shift per logit (`ColumnLikelihood.calibrate_classes`), so that
+    the mean of the softmax over the draws is the class's share of the training rows. A shift leaves every odds
+    ratio between two rows unchanged, so which rows lean to a class is still the model's.
     """
 
-    def __init__(self, n_slots: int) -> None:
+    def __init__(self, n_slots: int, n_logits: int = 0) -> None:
         super().__init__()
         self.register_buffer("low", torch.empty(n_slots, 1))  # the lowest draw: the first knot
         self.register_buffer("step", torch.empty(n_slots, 1))  # distance between knots
         self.register_buffer("target", torch.empty(n_slots, CALIBRATION_KNOTS))  # normal score at each knot
+        self.register_buffer("logit_shift", torch.empty(n_logits))  # added to the decoder's logits
         self.reset()
 
     def reset(self) -> None:
         """Back to the identity, so that the model's own draws can be fitted again."""
+        self.logit_shift.zero_()
         self.low.fill_(-5.0)
         self.step.fill_(10.0 / (CALIBRATION_KNOTS - 1))
         self.target.copy_(torch.linspace(-5.0, 5.0, CALIBRATION_KNOTS, device=self.target.device).expand_as(self.target))
@@ -102,7 +111,7 @@ class ColumnLikelihood(nn.Module):
         # decoder output: the layout's logits and means, then (gaussian) one log-scale per continuous value
         self.out_width = layout.out_width + (len(slots) if continuous == "gaussian" else 0)
         self.register_buffer("scale_out", torch.arange(layout.out_width, self.out_width, dtype=torch.long))
-        self.calibration = MarginalCalibration(len(slots)) if calibrate and slots else None
+        self.calibration = MarginalCalibration(len(slots), self.n_logits) if calibrate else None
 
     def _padded_t(self, out: torch.Tensor) -> torch.Tensor:
         """(layout.out_width + 1, B): the decoder output transposed, plus a -inf row the groups pad with.
@@ -136,6 +145,40 @@ class ColumnLikelihood(nn.Module):
         parts = torch.zeros(len(self.columns), device=x.device).index_add(0, self.part_of, per_part)
         return parts.sum(), parts
 
+    def class_shares(self, matrix: torch.Tensor) -> torch.Tensor:  # (n_logits,)
+        """Each class's share of the rows of a compact matrix (N, n_inputs), in logit order."""
+        counts = torch.zeros(self.n_logits + 1, device=matrix.device)  # the last slot: the groups' padding
+        for group in self.groups:
+            codes = matrix[:, group.input_cols].T.long()  # (n_blocks, N)
+            counts.index_add_(0, group.index.gather(1, codes).flatten(), torch.ones(codes.numel(), device=matrix.device))
+        return counts[:-1] / max(len(matrix), 1)
+
+    def expected_shares(self, logits_t: torch.Tensor, chunk: int = 16_384) -> torch.Tensor:  # (n_logits,)
+        """Mean softmax probability of each class over the rows of transposed logits (n_logits, N), with the
+        calibration's shift."""
+        shift = self.calibration.logit_shift.unsqueeze(1) if self.calibration is not None else 0.0
+        sums = torch.zeros(self.n_logits + 1, device=logits_t.device)
+        for a in range(0, logits_t.shape[1], chunk):
+            logits = logits_t[:, a:a + chunk] + shift
+            padded = torch.cat([logits, logits.new_full((1, logits.shape[1]), float("-inf"))])  # the groups' padding
+            for group in self.groups:
+                sums.index_add_(0, group.index.flatten(), torch.softmax(padded[group.index], dim=1).sum(2).flatten())
+        return sums[:-1] / max(logits_t.shape[1], 1)
+
+    @torch.no_grad()
+    def calibrate_classes(self, logits_t: torch.Tensor, target: torch.Tensor) -> float:
+        """Fit the calibration's logit shifts so that the mean softmax over drawn logits (n_logits, N) is
+        `target`, the training rows' class shares (`class_shares`). Alternating the softmax with a per-class
+        correction is Sinkhorn's iteration, which converges. Returns the largest gap left between a class's
+        expected and target share."""
+        shift = self.calibration.logit_shift
+        shift.zero_()
+        log_target = target.clamp_min(1e-12).log()
+        for _ in range(CLASS_ROUNDS):
+            shift += log_target - self.expected_shares(logits_t).clamp_min(1e-12).log()
+            shift.clamp_(-MAX_LOGIT_SHIFT, MAX_LOGIT_SHIFT)
+        return float((self.expected_shares(logits_t) - target).abs().max()) if self.n_logits else 0.0
+
     def continuous_values(self, matrix: torch.Tensor) -> list[torch.Tensor]:
         """Per continuous slot, its values in a compact matrix (N, n_inputs) on the rows whose mode uses them."""
         used = self._continuous_mask(matrix).bool()
@@ -162,6 +205,8 @@ class ColumnLikelihood(nn.Module):
         # the logits, plus one -inf row that the padded softmax groups point at
         padded = out_t.new_empty(self.n_logits + 1, n, dtype=torch.float32)
         padded[:-1] = out_t[:self.n_logits]
+        if self.calibration is not None:
+            padded[:-1] += self.calibration.logit_shift.unsqueeze(1)
         padded[-1] = float("-inf")
         matrix_t = torch.zeros(self.n_inputs, n, device=out_t.device)
         for group, u in zip(self.groups, uniforms):
