@@ -42,7 +42,7 @@ TARGETS = {"adult": "income", "diamonds": "price", "cps1988": "wage", "telco_chu
            "flights": "arr_delay"}
 # Published on Adult (independent 2026 re-run, sdmetrics 0.24; ../shared/datasets/README.md)
 PUBLISHED_ADULT = {"TVAE": (0.762, 0.666), "CTGAN": (0.809, 0.758), "TabSyn": (0.992, 0.980), "TabDiff": (0.993, 0.985)}
-# the setting the README suggests for utility on small tables ("KL weight and the fitted prior"), beside the default
+# a setting the README describes ("KL weight"), scored beside the default
 VARIANTS = {"vae-fitted": ("vae", {"prior": "fitted"})}  # z from the aggregate posterior's Gaussian
 OURS, PEERS = ("vae", *VARIANTS, "ae", "ae-standard"), ("tvae", "gaussiancopula")
 
