@@ -48,34 +48,36 @@ def sample_matrix(model: nn.Module, n: int, generator: torch.Generator, precisio
 @torch.inference_mode()
 def draw_matrix_t(model: nn.Module, n: int, generator: torch.Generator, precision: str = "auto") -> torch.Tensor:
     """What `sample_matrix` draws, transposed and on the model's device: (n_inputs, n)."""
-    return _draw(model, n, generator, precision, logits_only=False)
-
-
-def _draw(model: nn.Module, n: int, generator: torch.Generator, precision: str, logits_only: bool) -> torch.Tensor:
-    """z from the prior -> decoder -> (n_inputs, n) drawn rows, or with `logits_only` the decoder's logits
-    (n_logits, n), all on the model's device."""
     z = model.prior.sample(n, generator)  # (n, latent)
-    likelihood = model.likelihood
+    uniforms, normals = model.likelihood.draw_noise(n, generator, z.device)
+    matrix_t = torch.empty(model.likelihood.n_inputs, n, device=z.device)  # (n_inputs, n)
+    for a, b, out_t in _decoded(model, z, precision):
+        noise = ([u[:, a:b] for u in uniforms], normals[:, a:b] if normals is not None else None)
+        matrix_t[:, a:b] = model.likelihood.sample(out_t, noise)
+    return matrix_t
+
+
+def _prior_logits_t(model: nn.Module, n: int, generator: torch.Generator, precision: str) -> torch.Tensor:
+    """The decoder's logits for n draws of z from the prior: (n_logits, n), on the model's device."""
+    z = model.prior.sample(n, generator)  # (n, latent)
+    logits_t = torch.empty(model.likelihood.n_logits, n, device=z.device)
+    for a, b, out_t in _decoded(model, z, precision):
+        logits_t[:, a:b] = out_t[:model.likelihood.n_logits]
+    return logits_t
+
+
+def _decoded(model: nn.Module, z: torch.Tensor, precision: str) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """The decoder's transposed output for z, chunk by chunk: (a, b, (out_width, b - a)) for rows [a, b). The
+    output buffer is reused: read each chunk before asking for the next."""
     bf16 = precision == "bf16" or (precision == "auto" and fast_bf16(z.device.type))
     dtype = torch.bfloat16 if bf16 else None
-    on_gpu = z.device.type == "cuda"
-    chunk, decoder_chunk = (max(n, 1),) * 2 if on_gpu else (SAMPLE_CHUNK, DECODER_CHUNK)
-    out_t = torch.empty(likelihood.out_width, min(chunk, n), device=z.device)  # (out_width, chunk)
-    if logits_only:
-        logits_t = torch.empty(likelihood.n_logits, n, device=z.device)  # (n_logits, n)
-        for a in range(0, n, chunk):
-            b = min(a + chunk, n)
-            model.decoder.forward_t(z[a:b], dtype, chunk=decoder_chunk, out=out_t[:, :b - a])
-            logits_t[:, a:b] = out_t[:likelihood.n_logits, :b - a]
-        return logits_t
-    uniforms, normals = likelihood.draw_noise(n, generator, z.device)
-    matrix_t = torch.empty(likelihood.n_inputs, n, device=z.device)  # (n_inputs, n)
+    n = len(z)
+    chunk, decoder_chunk = (max(n, 1),) * 2 if z.device.type == "cuda" else (SAMPLE_CHUNK, DECODER_CHUNK)
+    out_t = torch.empty(model.likelihood.out_width, min(chunk, n), device=z.device)  # (out_width, chunk)
     for a in range(0, n, chunk):
         b = min(a + chunk, n)
         model.decoder.forward_t(z[a:b], dtype, chunk=decoder_chunk, out=out_t[:, :b - a])
-        noise = ([u[:, a:b] for u in uniforms], normals[:, a:b] if normals is not None else None)
-        matrix_t[:, a:b] = likelihood.sample(out_t[:, :b - a], noise)
-    return matrix_t
+        yield a, b, out_t[:, :b - a]
 
 
 CALIBRATION_ROWS = 65_536
@@ -97,10 +99,10 @@ def calibrate_marginals(model: nn.Module, training_matrix: torch.Tensor, seed: i
     generator = torch.Generator(device=device).manual_seed(seed)
     blocks = sum(len(g.input_cols) for g in likelihood.groups)
     if blocks:
-        logits_t = _draw(model, CALIBRATION_ROWS, generator, precision, logits_only=True)
+        logits_t = _prior_logits_t(model, CALIBRATION_ROWS, generator, precision)
         gap = likelihood.calibrate_classes(logits_t, likelihood.class_shares(training_matrix.to(device)))
         log.debug("class shares calibrated to within %.2g of the training rows'", gap)
-    matrix_t = _draw(model, CALIBRATION_ROWS, generator, precision, logits_only=False)  # stays on the device
+    matrix_t = draw_matrix_t(model, CALIBRATION_ROWS, generator, precision)  # stays on the device
     return blocks, likelihood.calibration.fit(likelihood.continuous_values(matrix_t.T))
 
 
