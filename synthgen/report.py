@@ -309,9 +309,9 @@ def _sampling_note(report: dict[str, Any]) -> str:
     calibrated = [MODEL_NAMES.get(name, name) for name in ("vae", "ae") if recorded(name).get("calibrate_marginals")]
     if calibrated:
         notes.append(f"The columns of the {' and the '.join(calibrated)} are calibrated to the distributions of the "
-                     "training columns on draws of the model itself: continuous values pass through a monotone map (every draw keeps its "
-                     "rank), and each category's logit is shifted by one constant (on every row alike), so the "
-                     "dependence between columns is the model's (model setting calibrate_marginals).")
+                     "training columns on draws of the model itself: continuous values pass through a monotone map "
+                     "(every draw keeps its rank), and each category's logit is shifted by one constant (on every row "
+                     "alike), so the dependence between columns is the model's (model setting calibrate_marginals).")
     return " ".join(notes)
 
 

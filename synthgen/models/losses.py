@@ -118,8 +118,7 @@ class ColumnLikelihood(nn.Module):
 
         Softmax blocks are reduced over their classes along dim 0, so every op runs over contiguous rows.
         """
-        logits = out[:, :self.n_logits].T
-        return torch.cat([logits, logits.new_full((1, out.shape[0]), float("-inf"))], dim=0)
+        return _with_padding_row(out[:, :self.n_logits].T)
 
     def sigma(self, out: torch.Tensor) -> torch.Tensor:  # (B, n_slots)
         return torch.sigmoid(out[:, self.scale_out]) * (SIGMA_MAX - SIGMA_MIN) + SIGMA_MIN
@@ -159,8 +158,7 @@ class ColumnLikelihood(nn.Module):
         shift = self.calibration.logit_shift.unsqueeze(1) if self.calibration is not None else 0.0
         sums = torch.zeros(self.n_logits + 1, device=logits_t.device)
         for a in range(0, logits_t.shape[1], chunk):
-            logits = logits_t[:, a:a + chunk] + shift
-            padded = torch.cat([logits, logits.new_full((1, logits.shape[1]), float("-inf"))])  # the groups' padding
+            padded = _with_padding_row(logits_t[:, a:a + chunk] + shift)
             for group in self.groups:
                 sums.index_add_(0, group.index.flatten(), torch.softmax(padded[group.index], dim=1).sum(2).flatten())
         return sums[:-1] / max(logits_t.shape[1], 1)
@@ -204,9 +202,10 @@ class ColumnLikelihood(nn.Module):
         uniforms, normals = noise if noise is not None else self.draw_noise(n, device=out_t.device)
         # the logits, plus one -inf row that the padded softmax groups point at
         padded = out_t.new_empty(self.n_logits + 1, n, dtype=torch.float32)
-        padded[:-1] = out_t[:self.n_logits]
-        if self.calibration is not None:
-            padded[:-1] += self.calibration.logit_shift.unsqueeze(1)
+        if self.calibration is not None:  # shifted while copied: one pass
+            torch.add(out_t[:self.n_logits], self.calibration.logit_shift.unsqueeze(1), out=padded[:-1])
+        else:
+            padded[:-1] = out_t[:self.n_logits]
         padded[-1] = float("-inf")
         matrix_t = torch.zeros(self.n_inputs, n, device=out_t.device)
         for group, u in zip(self.groups, uniforms):
@@ -222,6 +221,11 @@ class ColumnLikelihood(nn.Module):
             values *= (gate | ~self.gated.unsqueeze(1))
             matrix_t[self.cont_cols] = values
         return matrix_t
+
+
+def _with_padding_row(logits_t: torch.Tensor) -> torch.Tensor:  # (n_logits, B) -> (n_logits + 1, B)
+    """Transposed logits plus the -inf row that the softmax groups' padding points at."""
+    return torch.cat([logits_t, logits_t.new_full((1, logits_t.shape[1]), float("-inf"))], dim=0)
 
 
 def _group_by_width(blocks) -> list[list]:
