@@ -41,6 +41,10 @@ log = logging.getLogger("synthgen")
 
 DEFAULT_RARE_PLACEHOLDER = "(rare)"
 Z_CLIP = 5.0  # quantile-normal values are kept within +-5 sd
+# Decoded tables keep one pandas block per column: merging same-typed columns into 2-D blocks is a copy, about a
+# third of decoding a block of rows on telco_churn. pandas warns about frames of over 100 blocks (a user's
+# df[new] = ... on one), so wider tables are merged.
+MAX_UNMERGED_COLUMNS = 100
 
 
 @dataclass(frozen=True)
@@ -558,7 +562,7 @@ class TableTransformer:
                 data[col.name] = _restore_dtype(enc.decode(matrix[:, self._slices[col.name]], exact), col)
             else:
                 data[col.name] = _restore_numeric(enc.decode(matrix[:, self._slices[col.name]], exact), col)
-        return pd.DataFrame(data, columns=self.schema.names)
+        return pd.DataFrame(data, columns=self.schema.names, copy=len(data) > MAX_UNMERGED_COLUMNS)
 
     # -- persistence: plain JSON, no pickles
     def state(self) -> dict[str, Any]:

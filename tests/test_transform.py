@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -167,3 +169,15 @@ def test_state_is_json_and_reloads(credit_df):
     m = tt.transform(credit_df)
     assert np.array_equal(m, again.transform(credit_df))
     pd.testing.assert_frame_equal(tt.inverse_transform(m), again.inverse_transform(m))
+
+
+def test_a_wide_table_decodes_to_a_frame_pandas_does_not_call_fragmented():
+    rng = np.random.default_rng(0)
+    for width in (20, 150):  # below and above the column count where decoded frames are merged
+        df = pd.DataFrame({f"c{i}": rng.normal(size=50) if i % 2 else rng.choice(["a", "b"], 50) for i in range(width)})
+        tt = TableTransformer(**NO_POOLING).fit(df, infer_schema(df))
+        back = tt.inverse_transform(tt.transform(df))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # pandas' PerformanceWarning on a frame of over 100 blocks
+            back["new"] = 1.0
+        assert back.shape == (50, width + 1)
