@@ -18,8 +18,8 @@ class ModelSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     model: Literal["vae", "ae"] = "vae"
-    # training length: None picks it from the table size (train.auto_epochs: 30 to 180 epochs, up to 300 for
-    # tables of a few batches)
+    # training length: None picks it from the table size (train.auto_epochs: 30 to 180 epochs, fewer for tables
+    # of 5-7 batches, and at least 600 steps, up to 300 epochs, for tables of a few batches)
     epochs: int | None = Field(None, ge=1)
     batch_size: int = Field(1024, ge=2)
     latent_dim: int = Field(32, ge=1)

@@ -37,7 +37,8 @@ FORMAT_VERSION = 1
 # models (and checkpoints) from before it are trained again; unlike FORMAT_VERSION it leaves saved models loadable.
 # 2: a VAE's fitted prior matches the aggregate posterior (5c09c37), not only the posterior means.
 # 3: the marginal calibration also shifts the categories' logits (a cached model would load without the shifts).
-TRAINING_REVISION = 3
+# 4: tables of a few batches train fewer epochs by default (train.EPOCHS_PER_BATCH).
+TRAINING_REVISION = 4
 WEIGHTS, MANIFEST = "model.safetensors", "synthgen.json"
 
 

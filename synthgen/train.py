@@ -39,6 +39,11 @@ log = logging.getLogger("synthgen")
 ROW_VISITS = 5_500_000
 MAX_EPOCHS = 180
 MIN_STEPS = 600
+# A table of a few batches needs fewer epochs: at most EPOCHS_PER_BATCH per batch in an epoch. telco_churn (5
+# batches) trains 120 epochs, which scored as its 180 did in two thirds of the time (2026-12-02, seeds 0-3; README
+# "Training length"); from 8 batches (about 8,000 rows) on, MAX_EPOCHS is the cap that binds. Not lower for the
+# larger tables: diamonds' trends were lower at 120 epochs than at its 142 (6 seeds), adult's and cps1988's the same.
+EPOCHS_PER_BATCH = 24
 # Below this many parameters a CPU step is a few hundred small ops, too small to split across threads: one thread
 # trains as fast as two whose OpenMP workers spin long (libgomp's default) and 1.5x faster than two that spin
 # briefly, as synthgen has them spin (see synthgen/__init__.py); measured on credit, telco_churn and cps1988.
@@ -92,8 +97,9 @@ def epoch_rows(n_rows: int, batch: int) -> int:
 
 
 def auto_epochs(n_rows: int, batch: int) -> int:
-    epochs = int(np.clip(round(ROW_VISITS / max(n_rows, 1)), 30, MAX_EPOCHS))
     steps_per_epoch = max(1, math.ceil(epoch_rows(n_rows, batch) / batch))
+    cap = min(MAX_EPOCHS, max(30, EPOCHS_PER_BATCH * steps_per_epoch))
+    epochs = int(np.clip(round(ROW_VISITS / max(n_rows, 1)), 30, cap))
     return max(epochs, min(300, math.ceil(MIN_STEPS / steps_per_epoch)))
 
 

@@ -190,6 +190,7 @@ def test_default_training_length_follows_the_table_size():
     assert auto_epochs(300_000, 1024) == 30  # large tables: about ROW_VISITS rows seen, never under 30 epochs
     assert auto_epochs(38_836, 1024) == 142
     assert auto_epochs(20_000, 1024) == 180  # at most MAX_EPOCHS
+    assert auto_epochs(5_071, 1024) == 120  # 5 batches an epoch: EPOCHS_PER_BATCH (24) epochs per batch
     assert auto_epochs(3_207, 1024) == 200  # 3 steps an epoch: at least MIN_STEPS steps
     assert auto_epochs(900, 900) == 300  # one step an epoch: up to 300 epochs
     synth = Synthesizer("vae", hidden=[16], patience=1, seed=0).fit(tiny_table(200), progress=False)
