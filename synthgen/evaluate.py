@@ -51,7 +51,7 @@ def evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, *, holdout: pd.DataFra
         holdout = _aligned_columns(real, holdout, "holdout")
     if target is not None and target not in real.columns:
         raise UserError(f"target column {target!r} is not in the table")
-    scored = [c.name for c in schema.columns if c.kind not in ("id", "empty")]
+    scored = [c.name for c in schema.columns if c.modelled]
     real_s, synth_s = _sample(real, max_rows, seed), _sample(synthetic, max_rows, seed + 1)
     result: dict[str, Any] = {
         "sdmetrics_version": sdmetrics.__version__,
@@ -111,11 +111,27 @@ def _sample(df: pd.DataFrame, rows: int | None, seed: int) -> pd.DataFrame:
 
 
 def _sdv_frames(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> tuple[dict, dict, dict]:
+    """The tables as SDMetrics reads them: the columns it scores, numbers as floats (infinities as missing,
+    which SDMetrics cannot bin) and datetimes as datetimes."""
     meta = schema.to_metadata()
     meta["columns"] = {k: v for k, v in meta["columns"].items() if v["sdtype"] not in ("id", "text", "unknown")}
     meta.pop("primary_key", None)
     cols = list(meta["columns"])
-    return {TABLE: real[cols]}, {TABLE: synthetic[cols]}, {"tables": {TABLE: meta}}
+
+    def frame(df: pd.DataFrame) -> pd.DataFrame:
+        out = {}
+        for name in cols:
+            col = schema[name]
+            if col.kind == "numerical":
+                x = _as_number(df[name], col)
+                out[name] = np.where(np.isfinite(x), x, np.nan)
+            elif col.kind == "datetime" and col.object_values == "date":
+                out[name] = parse_datetimes(df[name], None)
+            else:
+                out[name] = df[name]
+        return pd.DataFrame(out, index=df.index)
+
+    return {TABLE: frame(real)}, {TABLE: frame(synthetic)}, {"tables": {TABLE: meta}}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -171,7 +187,7 @@ def _aligned_pair_scores(real: pd.DataFrame, synthetic: pd.DataFrame, pairs: pd.
     for name in continuous:
         if name in real.columns:
             r, s = _as_number(real[name], schema[name]), _as_number(synthetic[name], schema[name])
-            edges = np.histogram_bin_edges(r[~np.isnan(r)]) if np.isfinite(r).any() else np.array([0.0, 1.0])
+            edges = _bin_edges(r, 10)
             binned_real[name], binned_synth[name] = _digitize(r, edges), _digitize(s, edges)
     scores = []
     for _, row in pairs.iterrows():
@@ -188,6 +204,16 @@ def _aligned_pair_scores(real: pd.DataFrame, synthetic: pd.DataFrame, pairs: pd.
         except Exception:  # noqa: BLE001 - a pair SDMetrics cannot score stays unscored, as in its own report
             scores.append(np.nan)
     return scores
+
+
+def _bin_edges(x: np.ndarray, bins: int) -> np.ndarray:
+    """`bins` equal-width bins over the finite values of `x` (fewer where the range is too narrow for float64:
+    integers near 2**63), always at least one."""
+    finite = x[np.isfinite(x)]
+    if not len(finite):
+        return np.array([0.0, 1.0])
+    edges = np.unique(np.linspace(finite.min(), finite.max(), bins + 1))
+    return edges if len(edges) > 1 else np.array([edges[0], edges[0] + 1.0])
 
 
 def _digitize(values: np.ndarray, edges: np.ndarray) -> pd.Series:
@@ -231,7 +257,7 @@ class _Features:
     """
 
     def __init__(self, real: pd.DataFrame, schema: Schema, exclude: tuple[str, ...] = (), max_levels: int = 250) -> None:
-        self.columns = [c for c in schema.columns if c.kind not in ("id", "empty") and c.name not in exclude]
+        self.columns = [c for c in schema.columns if c.modelled and c.name not in exclude]
         self.levels: dict[str, pd.Index] = {}
         self.ranges: dict[str, tuple[float, float]] = {}
         for col in self.columns:
@@ -240,7 +266,8 @@ class _Features:
                 self.levels[col.name] = pd.Index(top)
             else:
                 x = _as_number(real[col.name], col)
-                lo, hi = (np.nanmin(x), np.nanmax(x)) if np.isfinite(x).any() else (0.0, 1.0)
+                x = x[np.isfinite(x)]
+                lo, hi = (x.min(), x.max()) if len(x) else (0.0, 1.0)
                 self.ranges[col.name] = (float(lo), float(hi - lo) if hi > lo else 1.0)
 
     @property
@@ -258,8 +285,14 @@ class _Features:
                 code[values.isna().to_numpy()] = np.nan
                 out[:, j] = code
             else:
-                out[:, j] = _as_number(df[col.name], col)
+                out[:, j] = self._finite(df[col.name], col)
         return out
+
+    def _finite(self, s: pd.Series, col) -> np.ndarray:
+        """Numbers with infinities as values one range beyond the real data's (tree models take no infinity)."""
+        lo, span = self.ranges[col.name]
+        x = _as_number(s, col)
+        return np.where(np.isposinf(x), lo + 2 * span, np.where(np.isneginf(x), lo - span, x))
 
     def distance_space(self, df: pd.DataFrame) -> np.ndarray:
         """Rows as points where the squared distance sums, per column: (difference / range)^2 for numbers,
@@ -276,7 +309,7 @@ class _Features:
                 blocks.append(onehot)
             else:
                 lo, span = self.ranges[col.name]
-                x = (_as_number(df[col.name], col) - lo) / span
+                x = (self._finite(df[col.name], col) - lo) / span
                 missing = np.isnan(x)
                 blocks.append(np.stack([np.where(missing, 0.0, x), missing.astype(np.float64)], 1).astype(np.float32))
         return np.concatenate(blocks, axis=1)
@@ -292,14 +325,14 @@ def distributions(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, b
     or the real data's most frequent categories (+ other). Missing cells are their own share."""
     out = {}
     for col in schema.columns:
-        if col.kind in ("id", "empty"):
+        if not col.modelled:
             continue
         r, s = real[col.name], synthetic[col.name]
         entry: dict[str, Any] = {"kind": col.kind, "missing": [float(r.isna().mean()), float(s.isna().mean())]}
         if col.kind in ("numerical", "datetime"):
             rx, sx = _as_number(r, col), _as_number(s, col)
-            rx, sx = rx[~np.isnan(rx)], sx[~np.isnan(sx)]
-            edges = np.histogram_bin_edges(rx, bins=bins) if len(rx) else np.linspace(0, 1, bins + 1)
+            rx, sx = rx[~np.isnan(rx)], sx[~np.isnan(sx)]  # infinities fall in the outer bins
+            edges = _bin_edges(rx, bins)
             entry.update(type="histogram", edges=edges.tolist(),
                          real=_shares(np.histogram(np.clip(rx, edges[0], edges[-1]), edges)[0]),
                          synthetic=_shares(np.histogram(np.clip(sx, edges[0], edges[-1]), edges)[0]),
@@ -327,13 +360,13 @@ def associations(df: pd.DataFrame, schema: Schema, like: pd.DataFrame | None = N
     """Pairwise association matrix: Pearson correlation for two numbers, Cramer's V otherwise (numbers cut
     into the deciles of `like`, the real table, so both tables are cut the same way)."""
     like = df if like is None else like
-    cols = [c for c in schema.columns if c.kind not in ("id", "empty")]
+    cols = [c for c in schema.columns if c.modelled]
     numeric, binned = {}, {}
     for col in cols:
         if col.kind in ("numerical", "datetime"):
             x, ref = _as_number(df[col.name], col), _as_number(like[col.name], col)
-            numeric[col.name] = x
-            ref = ref[~np.isnan(ref)]
+            numeric[col.name] = np.where(np.isfinite(x), x, np.nan)
+            ref = ref[np.isfinite(ref)]
             edges = np.unique(np.quantile(ref, np.linspace(0, 1, 11))) if len(ref) else np.array([0.0])
             codes = np.digitize(x, edges[1:-1]).astype(float)
             codes[np.isnan(x)] = -1
@@ -347,7 +380,8 @@ def associations(df: pd.DataFrame, schema: Schema, like: pd.DataFrame | None = N
             a, b = names[i], names[j]
             if a in numeric and b in numeric:
                 ok = ~np.isnan(numeric[a]) & ~np.isnan(numeric[b])
-                value = np.corrcoef(numeric[a][ok], numeric[b][ok])[0, 1] if ok.sum() > 2 else np.nan
+                with np.errstate(divide="ignore", invalid="ignore"):  # a constant column has no correlation
+                    value = np.corrcoef(numeric[a][ok], numeric[b][ok])[0, 1] if ok.sum() > 2 else np.nan
             else:
                 value = _cramers_v(binned[a], binned[b])
             matrix[i, j] = matrix[j, i] = 0.0 if not np.isfinite(value) else value
@@ -478,13 +512,16 @@ def utility(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame,
     from sklearn.metrics import f1_score, r2_score, roc_auc_score
 
     col = schema[target]
-    if col.kind in ("id", "empty"):
+    if not col.modelled:
         raise UserError(f"target column {target!r} is {col.kind}: nothing to predict")
     task = "regression" if col.kind in ("numerical", "datetime") else "classification"
     feats = _Features(train, schema, exclude=(target,))
 
     def xy(df: pd.DataFrame):
-        df = _sample(df[df[target].notna()], max_rows, seed)
+        known = df[target].notna().to_numpy()
+        if task == "regression":
+            known &= np.isfinite(_as_number(df[target], col))
+        df = _sample(df[known], max_rows, seed)
         y = _as_number(df[target], col) if task == "regression" else df[target].astype(str).to_numpy()
         return feats.codes(df), y
 

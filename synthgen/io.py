@@ -7,7 +7,10 @@ half-written file where a finished one is expected.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import decimal
+import gzip
 import hashlib
 import logging
 import os
@@ -33,6 +36,11 @@ JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz")
 SUPPORTED = CSV_SUFFIXES + PARQUET_SUFFIXES + JSONL_SUFFIXES
 
 TableSource = str | os.PathLike | pd.DataFrame
+# Text encodings tried in order when a CSV does not say (a BOM) and none is given: the first that decodes every
+# byte wins. Windows-1252 leaves five bytes undefined, so a file using them falls through to Latin-1, which
+# decodes anything.
+DETECTED_ENCODINGS = ("utf-8", "cp1252", "latin-1")
+BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
 
 def table_format(path: Path) -> str:
@@ -49,10 +57,12 @@ def table_format(path: Path) -> str:
     raise UserError(f"{path}: unknown file type (expected one of {', '.join(SUPPORTED)}, or a folder of Parquet files)")
 
 
-def read_table(source: TableSource, *, columns: list[str] | None = None) -> pd.DataFrame:
+def read_table(source: TableSource, *, columns: list[str] | None = None, encoding: str | None = None) -> pd.DataFrame:
     """Read a table from a path or take a DataFrame, and check that it is a table synthgen can learn.
 
-    Raises UserError, with the file named, for a missing, unreadable or empty table and duplicate columns.
+    `encoding` is a CSV's text encoding; None detects UTF-8 (with or without a BOM), UTF-16 with a BOM,
+    Windows-1252 and Latin-1. Raises UserError, with the file named, for a missing, unreadable or empty table,
+    duplicate columns and column names that are not text.
     """
     if isinstance(source, pd.DataFrame):
         df = source if columns is None else source[columns]
@@ -67,22 +77,70 @@ def read_table(source: TableSource, *, columns: list[str] | None = None) -> pd.D
             table = _read_parquet(path, columns)
         elif fmt == "csv":
             delimiter = "\t" if path.name.lower().endswith(".tsv") else ","
-            # empty cells (and NA, null, ...) are missing in text columns too, as pandas reads them
-            table = pa_csv.read_csv(path, parse_options=pa_csv.ParseOptions(delimiter=delimiter),
+            # empty cells (and NA, null, ...) are missing in text columns too, as pandas reads them; quoted
+            # fields may hold line breaks
+            table = pa_csv.read_csv(path, read_options=pa_csv.ReadOptions(encoding=text_encoding(path, encoding)),
+                                    parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
                                     convert_options=pa_csv.ConvertOptions(strings_can_be_null=True))
         else:
             table = pa_json.read_json(path)
     except UserError:
         raise
-    except (pa.ArrowException, OSError, ValueError) as exc:
+    except (pa.ArrowException, OSError, ValueError, UnicodeError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: cannot read as {fmt}: {first_line}") from None
+        hint = " (give its text encoding with --encoding or `encoding:`)" if isinstance(exc, UnicodeError) else ""
+        raise UserError(f"{path}: cannot read as {fmt}: {first_line}{hint}") from None
     _check_names(table.column_names, str(path))
     if columns is not None and fmt != "parquet":
         table = table.select(columns)
     df = _to_pandas(table)
     _check_table(df, str(path))
     return df
+
+
+def text_encoding(path: Path, given: str | None = None) -> str:
+    """The text encoding to read a CSV with: `given` (checked against the whole file), its BOM's, or the first of
+    DETECTED_ENCODINGS that decodes the whole file."""
+    if given:
+        try:
+            name = codecs.lookup(given).name
+        except LookupError:
+            raise UserError(f"unknown text encoding {given!r} (e.g. utf-8, cp1252, latin-1)") from None
+        failed_at = _decode_error(path, name)
+        if failed_at is not None:
+            raise UserError(f"{path}: cannot read as csv: not valid {name} at byte {failed_at} "
+                            "(give its text encoding with --encoding or `encoding:`)")
+        return name
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        head = fh.read(4)
+    for bom, name in BOMS:
+        if head.startswith(bom):
+            return name
+    for name in DETECTED_ENCODINGS:
+        failed_at = _decode_error(path, name)
+        if failed_at is None:
+            if name != "utf-8":
+                log.warning("%s is not valid UTF-8: read as %s (set --encoding / `encoding:` to choose)", path, name)
+            return name
+        log.debug("%s is not %s (byte %d)", path, name, failed_at)
+    return "latin-1"  # not reached: Latin-1 decodes every byte
+
+
+def _decode_error(path: Path, encoding: str) -> int | None:
+    """Where the file first fails to decode as `encoding`, or None when all of it decodes."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    done = 0
+    with opener(path, "rb") as fh:
+        try:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                decoder.decode(chunk)
+                done += len(chunk)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            return done + exc.start
+    return None
 
 
 def _read_parquet(path: Path, columns: list[str] | None) -> pa.Table:
@@ -103,7 +161,11 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
     return df.astype(nullable_ints) if nullable_ints else df
 
 
-def _check_names(names: list[str], where: str) -> None:
+def _check_names(names: list, where: str) -> None:
+    not_text = [n for n in names if not isinstance(n, str)]
+    if not_text:
+        raise UserError(f"{where}: column names must be text, got {not_text[0]!r} ({type(not_text[0]).__name__}); "
+                        "rename them, e.g. df.columns = df.columns.astype(str)")
     seen: set[str] = set()
     duplicated = sorted({n for n in names if n in seen or seen.add(n)})
     if duplicated:
@@ -197,9 +259,11 @@ class ParquetStreamWriter:
     """
 
     def __init__(self, path: str | os.PathLike, *, schema: pa.Schema | None = None,
-                 row_group_rows: int = 1_000_000, compression: str = "zstd") -> None:
+                 row_group_rows: int = 1_000_000, compression: str = "zstd",
+                 field_types: dict[str, pa.DataType] | None = None) -> None:
         self.path = Path(path)
         self.schema = schema
+        self.field_types = field_types or {}  # types that the first batch cannot tell (a decimal's precision)
         self.row_group_rows = row_group_rows
         self.compression = compression
         self.rows = 0
@@ -214,7 +278,9 @@ class ParquetStreamWriter:
         if self._tmp is None:
             raise RuntimeError("use ParquetStreamWriter as a context manager")
         if self.schema is None:
-            self.schema = _concrete_schema(pa.Schema.from_pandas(df, preserve_index=False))
+            inferred = _concrete_schema(pa.Schema.from_pandas(df, preserve_index=False))
+            self.schema = pa.schema([f.with_type(self.field_types.get(f.name, f.type)) for f in inferred],
+                                    metadata=inferred.metadata)
         table = pa.Table.from_pandas(df, schema=self.schema, preserve_index=False)
         if self._writer is None:
             self._writer = pq.ParquetWriter(self._tmp, self.schema, compression=self.compression)
@@ -247,7 +313,7 @@ def json_default(value: Any) -> Any:
         return value.isoformat()
     if hasattr(value, "item"):  # numpy scalars
         return value.item()
-    if isinstance(value, Path):
+    if isinstance(value, (Path, decimal.Decimal)):
         return str(value)
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 

@@ -7,10 +7,18 @@ Kinds:
 - id: unique per row; never learned, regenerated in the same format.
 - text: high-cardinality free text (names, titles); only values common enough to be safe are learned.
 - empty: every cell missing; not learned, written back as an all-missing column of the same dtype.
+- unsupported: values synthgen cannot model (lists, structs, maps, bytes); not learned, written back
+  all-missing, with a warning.
+
+Numbers: infinities are point masses of their own (see transform.NumericalEncoder); min, max and decimal
+places describe the finite values. Decimal objects (Parquet decimal columns) are numbers written back as
+Decimals with the same scale.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import logging
 import re
 import warnings
@@ -25,7 +33,9 @@ from synthgen.errors import UserError
 
 log = logging.getLogger("synthgen")
 
-KINDS = ("numerical", "categorical", "datetime", "id", "text", "empty")
+KINDS = ("numerical", "categorical", "datetime", "id", "text", "empty", "unsupported")
+NOT_MODELLED = ("id", "empty", "unsupported")  # kinds no model learns: regenerated, or written back all-missing
+NESTED_TYPES = (list, tuple, dict, set, np.ndarray, bytes, bytearray)
 # sdtype (SDV metadata) -> synthgen kind. `text` and `unknown` are accepted for free-text columns.
 SDTYPE_TO_KIND = {
     "numerical": "numerical",
@@ -65,6 +75,8 @@ class ColumnSchema:
     timezone: str | None = None
     # id
     id_format: dict[str, Any] | None = None
+    # what the values of an object column are when not text: "decimal" (decimal.Decimal), "date" (datetime.date)
+    object_values: str | None = None
 
     def __post_init__(self) -> None:
         if self.sdtype is None:
@@ -73,6 +85,10 @@ class ColumnSchema:
     @property
     def nullable(self) -> bool:
         return self.missing_share > 0
+
+    @property
+    def modelled(self) -> bool:
+        return self.kind not in NOT_MODELLED
 
 
 @dataclass
@@ -105,7 +121,7 @@ class Schema:
         """SDV single-table metadata (also what SDMetrics takes)."""
         columns: dict[str, dict[str, Any]] = {}
         for col in self.columns:
-            if col.kind == "empty":
+            if col.kind in ("empty", "unsupported"):
                 continue
             entry: dict[str, Any] = {"sdtype": col.sdtype}
             if col.kind == "datetime" and col.datetime_format:
@@ -149,7 +165,7 @@ def _fmt(x: float | None) -> str:
 def _kind_to_sdtype(kind: str, dtype: str) -> str:
     if kind == "categorical" and dtype in ("bool", "boolean"):
         return "boolean"
-    return {"empty": "unknown"}.get(kind, kind)
+    return {"empty": "unknown", "unsupported": "unknown"}.get(kind, kind)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -171,11 +187,13 @@ def infer_schema(df: pd.DataFrame, metadata: dict[str, Any] | None = None) -> Sc
         columns.append(col)
         if col.kind == "empty":
             log.warning("column %r is entirely empty: not learned, written back all-missing", name)
+        elif col.kind == "unsupported":
+            log.warning("column %r holds %s: not learned, written back all-missing", name, col.reason)
     if primary_key is None:
         primary_key = next((c.name for c in columns if c.kind == "id"), None)
     schema = Schema(columns=columns, primary_key=primary_key, n_rows=len(df))
-    if all(c.kind in ("id", "empty") for c in columns):
-        raise UserError("nothing to learn: every column is an id or entirely empty")
+    if not any(c.modelled for c in columns):
+        raise UserError("nothing to learn: every column is an id, entirely empty or of values synthgen cannot model")
     return schema
 
 
@@ -186,9 +204,17 @@ def _base(series: pd.Series, kind: str, reason: str, **extra: Any) -> ColumnSche
 
 def _infer_column(s: pd.Series) -> ColumnSchema:
     values = s.dropna()
-    n, unique = len(values), values.nunique()
+    n = len(values)
     if n == 0:
         return _base(s, "empty", "every value is missing")
+    value_types = set(values.map(type)) if s.dtype == object else set()
+    nested = sorted(t.__name__ for t in value_types if issubclass(t, NESTED_TYPES))
+    if nested:
+        return _base(s, "unsupported", f"nested or binary values ({', '.join(nested)})")
+    try:
+        unique = values.nunique()
+    except TypeError:  # values that cannot be hashed, so neither counted nor compared
+        return _base(s, "unsupported", f"values that cannot be compared ({', '.join(sorted(t.__name__ for t in value_types))})")
     if ptypes.is_bool_dtype(s.dtype):
         return _categorical(s, "boolean values")
     if ptypes.is_datetime64_any_dtype(s.dtype):
@@ -196,13 +222,20 @@ def _infer_column(s: pd.Series) -> ColumnSchema:
     if isinstance(s.dtype, pd.CategoricalDtype):
         return _categorical(s, "pandas category dtype")
     if ptypes.is_numeric_dtype(s.dtype):
-        integral = ptypes.is_integer_dtype(s.dtype) or bool(np.all(np.mod(values.to_numpy(float), 1) == 0))
+        integral = ptypes.is_integer_dtype(s.dtype) or _integral(values.to_numpy(float))
         if ptypes.is_integer_dtype(s.dtype) and unique == len(s) and len(s) >= 20 and (
                 ID_NAME.search(str(s.name)) or _is_consecutive(values)):
             return _id(s, "unique integer per row" + (" named like a key" if ID_NAME.search(str(s.name)) else ", consecutive"))
         if integral and unique <= FLAG_MAX_LEVELS:
             return _categorical(s, f"integer with only {unique} distinct values")
         return _numerical(s, f"{'integer' if integral else 'float'} values, {unique} distinct")
+    # object columns of numbers or dates that pandas keeps as Python objects
+    if value_types == {decimal.Decimal}:
+        col = _numerical(s, f"decimal values, {unique} distinct")
+        col.object_values = "decimal"
+        return col
+    if value_types == {dt.date}:
+        return _datetime(s, "date values", object_values="date")
     # text-like (object / string dtype)
     strings = values.astype(str)
     fmt = _datetime_text_format(strings)
@@ -224,11 +257,29 @@ def _categorical(s: pd.Series, reason: str) -> ColumnSchema:
     return _base(s, "categorical", reason, n_categories=int(s.nunique(dropna=True)))
 
 
+def _integral(values: np.ndarray) -> bool:
+    finite = values[np.isfinite(values)]
+    return len(finite) > 0 and bool(np.all(np.mod(finite, 1) == 0))
+
+
 def _numerical(s: pd.Series, reason: str) -> ColumnSchema:
-    values = pd.to_numeric(s.dropna()).to_numpy(np.float64)
-    integral = ptypes.is_integer_dtype(s.dtype) or bool(np.all(np.mod(values, 1) == 0))
-    return _base(s, "numerical", reason, integer=integral, decimals=0 if integral else decimal_places(values),
-                 min=float(values.min()), max=float(values.max()))
+    present = s.dropna()
+    if len(present) and isinstance(present.iloc[0], decimal.Decimal):
+        values = np.asarray([float(v) for v in present], dtype=np.float64)
+        scale = max((-v.as_tuple().exponent for v in present if v.is_finite()), default=0)
+        decimals = max(int(scale), 0)
+    else:
+        values = pd.to_numeric(present).to_numpy(np.float64)
+        decimals = None
+    finite = values[np.isfinite(values)]
+    integral = ptypes.is_integer_dtype(s.dtype) or _integral(values)
+    if decimals is None:
+        decimals = 0 if integral else decimal_places(finite)
+    if ptypes.is_integer_dtype(s.dtype) and len(present):  # exact: int64 values near its limits are not floats
+        lo, hi = int(present.min()), int(present.max())
+    else:
+        lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (None, None)
+    return _base(s, "numerical", reason, integer=integral, decimals=decimals, min=lo, max=hi)
 
 
 def decimal_places(values: np.ndarray, most: int = 9) -> int | None:
@@ -241,22 +292,29 @@ def decimal_places(values: np.ndarray, most: int = 9) -> int | None:
     return None
 
 
-def _datetime(s: pd.Series, reason: str, fmt: str | None = None) -> ColumnSchema:
+def _datetime(s: pd.Series, reason: str, fmt: str | None = None, object_values: str | None = None) -> ColumnSchema:
     parsed = parse_datetimes(s, fmt)
     tz = str(parsed.dt.tz) if parsed.dt.tz is not None else None
     valid = parsed.dropna()
-    return _base(s, "datetime", reason, datetime_format=fmt, timezone=tz,
+    return _base(s, "datetime", reason, datetime_format=fmt, timezone=tz, object_values=object_values,
                  min=float(valid.min().timestamp()) if len(valid) else None,
                  max=float(valid.max().timestamp()) if len(valid) else None)
 
 
 def parse_datetimes(s: pd.Series, fmt: str | None) -> pd.Series:
-    """Parse text to datetimes with `fmt` (or pandas' inference); what does not parse becomes NaT."""
+    """Parse text (or date objects) to datetimes with `fmt` (or pandas' inference); what does not parse
+    becomes NaT. Text with differing UTC offsets is read as UTC instants."""
     if ptypes.is_datetime64_any_dtype(s.dtype):
         return s
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return pd.to_datetime(s, format=fmt, errors="coerce")
+        try:
+            parsed = pd.to_datetime(s, format=fmt, errors="coerce")
+        except (ValueError, TypeError, OverflowError):  # mixed offsets or time zones, with this pandas
+            parsed = None
+        if parsed is None or not ptypes.is_datetime64_any_dtype(parsed.dtype):  # mixed offsets: object dtype
+            parsed = pd.to_datetime(s, format=fmt, errors="coerce", utc=True)
+    return parsed
 
 
 def _datetime_text_format(strings: pd.Series, sample: int = 2000) -> str | None:
@@ -275,6 +333,8 @@ def _datetime_text_format(strings: pd.Series, sample: int = 2000) -> str | None:
             fmt = fmt.replace("%z", "Z")  # a literal Z writes back as Z, where %z would write +0000
         if all(_reads_and_writes_back(chunk, fmt) for chunk in (head, strings)):  # cheap check first
             return fmt
+        if "%z" in fmt and not parse_datetimes(strings, fmt).isna().any():
+            return fmt  # differing UTC offsets: read as UTC instants, written back with +0000
     return None
 
 

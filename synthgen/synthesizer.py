@@ -40,6 +40,7 @@ FORMAT_VERSION = 1
 # 4: tables of a few batches train fewer epochs by default (train.EPOCHS_PER_BATCH).
 TRAINING_REVISION = 4
 WEIGHTS, MANIFEST = "model.safetensors", "synthgen.json"
+MIN_ROWS = 10  # fewer rows are refused: nothing to learn a distribution from
 
 
 class Synthesizer:
@@ -68,6 +69,8 @@ class Synthesizer:
         st = self.settings
         log.info("device: %s", resolve_device(st.device))  # a wrong device is an error before any work
         df = read_table(data)
+        if len(df) < MIN_ROWS:
+            raise UserError(f"{_name(data)} has {len(df)} rows: synthgen needs at least {MIN_ROWS} to learn from")
         input_hash = source_fingerprint(data)
         meta = metadata if isinstance(metadata, dict) or metadata is None else load_metadata(str(metadata))
         schema = infer_schema(df, meta)
@@ -150,7 +153,8 @@ class Synthesizer:
         meter = Throughput(rows)
         pending: list[pd.DataFrame] = []
         pending_rows = 0
-        with ParquetStreamWriter(path, row_group_rows=max(batch_rows, 1)) as writer:
+        with ParquetStreamWriter(path, row_group_rows=max(batch_rows, 1),
+                                 field_types=self.transformer.arrow_types()) as writer:
             for block in iter_blocks(self.net, self.transformer, rows, seed, start_row=start_row,
                                      precision=self.settings.precision):
                 pending.append(block)
@@ -241,6 +245,10 @@ class Synthesizer:
     def _require_fitted(self) -> None:
         if self.net is None or self.transformer is None:
             raise UserError("the synthesizer is not fitted: call fit() or Synthesizer.load() first")
+
+
+def _name(data: TableSource) -> str:
+    return "the DataFrame" if isinstance(data, pd.DataFrame) else str(data)
 
 
 def _check_rows(n: int) -> int:

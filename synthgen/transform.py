@@ -203,24 +203,51 @@ class CategoricalEncoder:
 
 
 class NumericalEncoder:
-    """Mixed encoding: point masses and missing as classes, the rest quantile-to-normal."""
+    """Mixed encoding: point masses, infinities and missing as classes, the rest quantile-to-normal.
 
-    def __init__(self, col: ColumnSchema, point_mass_share: float, n_quantiles: int) -> None:
+    A point mass holds at least `point_mass_share` of the rows and at least `min_mass_rows` of them, so that a
+    value only a few rows hold is never a class of its own that would be written out verbatim. Integers beyond
+    2**53 in magnitude are encoded relative to the column's minimum (`offset`), so that they stay exact.
+    """
+
+    def __init__(self, col: ColumnSchema, point_mass_share: float, n_quantiles: int, min_mass_rows: int = 1) -> None:
         self.col = col
         self.point_mass_share = point_mass_share
         self.n_quantiles = n_quantiles
+        self.min_mass_rows = max(1, min_mass_rows)
+        self.offset = 0
+
+    def values(self, s: pd.Series) -> np.ndarray:
+        """A column's values as float64 (NaN for missing), less `offset`."""
+        if not self.offset:
+            return _as_float(s)
+        out = np.full(len(s), np.nan)
+        present = s.notna().to_numpy()
+        out[present] = [float(int(v) - self.offset) for v in s[present]]
+        return out
+
+    def fit_series(self, s: pd.Series) -> NumericalEncoder:
+        lo, hi = self.col.min, self.col.max
+        if self.col.integer and lo is not None and max(abs(lo), abs(hi)) > 2**53 and _is_integer_dtype(self.col.dtype):
+            self.offset = int(lo)
+        return self.fit(self.values(s))
 
     def fit(self, x: np.ndarray) -> NumericalEncoder:
         """`x`: float64 values, NaN for missing."""
         present = x[~np.isnan(x)]
         self.has_missing = bool(np.isnan(x).any())
         values, counts = np.unique(present, return_counts=True)
-        is_mass = counts >= self.point_mass_share * len(present)
-        if (~is_mass).sum() < 2:  # a remainder of 0 or 1 distinct values is a point mass too
-            is_mass[:] = True
+        common = counts >= max(self.point_mass_share * len(present), self.min_mass_rows)
+        is_mass = common | np.isinf(values)
+        if (~is_mass).sum() < 2 and is_mass.any():
+            # too few values left for a distribution: the common ones become point masses too, and a lone rare one
+            # is folded into the nearest point mass when encoded (never written out)
+            is_mass |= counts >= self.min_mass_rows
+        elif not is_mass.any() and len(values) < 2:
+            is_mass[:] = True  # one value in the whole column: nothing else to write back
         self.modes = values[is_mass].tolist()
         rest_values, rest_counts = values[~is_mass], counts[~is_mass]
-        self.has_continuous = len(rest_values) > 0
+        self.has_continuous = len(rest_values) >= 2 or (len(rest_values) == 1 and not len(self.modes))
         if self.has_continuous:
             self.knots_x, self.knots_u = _quantile_knots(rest_values, rest_counts, self.n_quantiles)
         else:
@@ -256,7 +283,7 @@ class NumericalEncoder:
             out[cont, -1] = self._to_normal(x[cont])
         elif ((code < 0) & ~missing).any():  # unseen value and no continuous part: the nearest point mass
             rest = (code < 0) & ~missing
-            code[rest] = np.abs(x[rest, None] - self._modes[None, :]).argmin(1)
+            code[rest] = np.nan_to_num(np.abs(x[rest, None] - self._modes[None, :]), nan=np.inf).argmin(1)
         if self.has_missing:
             code[missing] = self.missing_code
         elif missing.any():
@@ -300,7 +327,8 @@ class NumericalEncoder:
 
     def state(self) -> dict[str, Any]:
         return {"modes": self.modes, "has_continuous": self.has_continuous, "has_missing": self.has_missing,
-                "knots_x": list(map(float, self.knots_x)), "knots_u": list(map(float, self.knots_u))}
+                "knots_x": list(map(float, self.knots_x)), "knots_u": list(map(float, self.knots_u)),
+                "offset": self.offset}
 
     def load(self, state: dict[str, Any]) -> NumericalEncoder:
         self.__dict__.update(state)
@@ -375,6 +403,10 @@ class DatetimeEncoder:
             out = out.dt.tz_localize("UTC").dt.tz_convert(self.col.timezone)
         if self.col.datetime_format:
             return _format_datetimes(out, self.col.datetime_format)
+        if self.col.object_values == "date":  # datetime.date objects, as pandas reads a Parquet date column
+            dates = out.dt.date.to_numpy(dtype=object)
+            dates[missing] = None
+            return pd.Series(dates, dtype=object)
         return out
 
     def state(self) -> dict[str, Any]:
@@ -481,10 +513,11 @@ class TableTransformer:
         if col.kind in ("categorical", "text"):
             return CategoricalEncoder(col, st["rare_threshold"], st["max_categories"], st["rare_placeholder"])
         if col.kind == "numerical":
-            return NumericalEncoder(col, st["point_mass_share"], st["n_quantiles"])
+            return NumericalEncoder(col, st["point_mass_share"], st["n_quantiles"], st["rare_threshold"])
         if col.kind == "datetime":
-            return DatetimeEncoder(col, NumericalEncoder(col, st["point_mass_share"], st["n_quantiles"]))
-        return None  # id, empty
+            return DatetimeEncoder(col, NumericalEncoder(col, st["point_mass_share"], st["n_quantiles"],
+                                                         st["rare_threshold"]))
+        return None  # id, empty, unsupported
 
     def fit(self, df: pd.DataFrame, schema: Schema) -> TableTransformer:
         self.schema = schema
@@ -494,7 +527,7 @@ class TableTransformer:
             if enc is None:
                 continue
             if isinstance(enc, NumericalEncoder):
-                enc.fit(_as_float(df[col.name]))
+                enc.fit_series(df[col.name])
             else:
                 enc.fit(df[col.name])
             self.encoders[col.name] = enc
@@ -534,7 +567,7 @@ class TableTransformer:
         out = np.empty((len(df), self.layout.n_inputs), dtype=np.float32)
         for name, enc in self.encoders.items():
             s = df[name]
-            out[:, self._slices[name]] = enc.encode(_as_float(s)) if isinstance(enc, NumericalEncoder) else enc.encode(s)
+            out[:, self._slices[name]] = enc.encode(enc.values(s)) if isinstance(enc, NumericalEncoder) else enc.encode(s)
         return out
 
     def inverse_transform(self, matrix: np.ndarray, *, rng: np.random.Generator | None = None,
@@ -553,7 +586,7 @@ class TableTransformer:
             enc = self.encoders.get(col.name)
             if col.kind == "id":
                 data[col.name] = _restore_dtype(pd.Series(render_ids(col.id_format, np.arange(row_offset, row_offset + n), id_seed)), col)
-            elif col.kind == "empty":
+            elif col.kind in ("empty", "unsupported"):
                 data[col.name] = _empty_column(n, col)
             elif isinstance(enc, CategoricalEncoder):
                 values, missing = enc.decode(matrix[:, self._slices[col.name]], rng)
@@ -561,7 +594,7 @@ class TableTransformer:
             elif isinstance(enc, DatetimeEncoder):
                 data[col.name] = _restore_dtype(enc.decode(matrix[:, self._slices[col.name]], exact), col)
             else:
-                data[col.name] = _restore_numeric(enc.decode(matrix[:, self._slices[col.name]], exact), col)
+                data[col.name] = _restore_numeric(enc.decode(matrix[:, self._slices[col.name]], exact), col, enc.offset)
         return pd.DataFrame(data, columns=self.schema.names, copy=len(data) > MAX_UNMERGED_COLUMNS)
 
     # -- persistence: plain JSON, no pickles
@@ -579,6 +612,19 @@ class TableTransformer:
                 tt.encoders[col.name] = tt._make_encoder(col).load(state["encoders"][col.name])
         tt._build_layout()
         return tt
+
+    def arrow_types(self) -> dict[str, Any]:
+        """Arrow types of the columns whose values do not tell them: decimals, wide enough for the column's range
+        at its scale (a batch of rows that happens to hold only small values would make them too narrow)."""
+        import pyarrow as pa
+
+        types = {}
+        for col in self.schema.columns:
+            if col.object_values == "decimal" and col.min is not None:
+                scale = col.decimals or 0
+                digits = len(str(int(max(abs(col.min), abs(col.max))))) + scale
+                types[col.name] = pa.decimal128(min(max(digits, scale + 1), 38), scale)
+        return types
 
     def pooling_summary(self) -> dict[str, dict[str, int]]:
         """Per categorical column: values and rows pooled as rare, values pooled as overflow."""
@@ -601,13 +647,39 @@ def _nullable(dtype: str) -> str:
     return {"bool": "boolean"}.get(dtype, dtype)
 
 
-def _restore_numeric(x: np.ndarray, col: ColumnSchema) -> pd.Series:
+def _is_integer_dtype(dtype: str) -> bool:
+    return dtype.startswith(("int", "Int", "uint", "UInt"))
+
+
+def _restore_numeric(x: np.ndarray, col: ColumnSchema, offset: int = 0) -> pd.Series:
     missing = np.isnan(x)
-    if col.min is not None:
-        x = np.clip(x, col.min, col.max)
+    finite = np.isfinite(x)
+    if col.min is not None:  # infinities are point masses of their own: kept
+        x = np.where(finite, np.clip(x, col.min - offset, col.max - offset), x)
     if col.decimals is not None:
         x = np.round(x, col.decimals)
+    if offset:  # integers beyond 2**53: offset + value in exact integer arithmetic, kept within [min, max]
+        ints = [None if m else min(max(offset + int(v), int(col.min)), int(col.max)) for v, m in zip(x, missing)]
+        return _restore_dtype(pd.Series(ints, dtype=object), col, missing)
+    if _is_integer_dtype(col.dtype) and col.min is not None:
+        # the float bounds of an int64 column near its limits round outwards: cast, then clamp as integers
+        info = np.iinfo(np.dtype(col.dtype.lower()))
+        x = np.where(finite, np.clip(x, float(info.min), np.nextafter(float(info.max), 0)), 0)
+    if col.object_values == "decimal":
+        return _decimals(x, missing, col.decimals or 0)
     return _restore_dtype(pd.Series(x), col, missing)
+
+
+def _decimals(x: np.ndarray, missing: np.ndarray, scale: int) -> pd.Series:
+    """Numbers as decimal.Decimal objects with `scale` decimal places (Parquet decimal columns)."""
+    import decimal
+
+    quantum = decimal.Decimal(1).scaleb(-scale)
+    out = np.empty(len(x), dtype=object)
+    with decimal.localcontext(prec=80):
+        out[:] = [None if m else decimal.Decimal(repr(float(v))).quantize(quantum) if np.isfinite(v)
+                  else decimal.Decimal(str(v)) for v, m in zip(x, missing)]
+    return pd.Series(out, dtype=object)
 
 
 def _restore_dtype(s: pd.Series, col: ColumnSchema, missing: np.ndarray | None = None) -> pd.Series:
