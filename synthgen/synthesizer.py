@@ -38,7 +38,8 @@ FORMAT_VERSION = 1
 # 2: a VAE's fitted prior matches the aggregate posterior (5c09c37), not only the posterior means.
 # 3: the marginal calibration also shifts the categories' logits (a cached model would load without the shifts).
 # 4: tables of a few batches train fewer epochs by default (train.EPOCHS_PER_BATCH).
-TRAINING_REVISION = 4
+# 5: a point mass needs rare_threshold rows (small tables), infinities are point masses, big integers exact.
+TRAINING_REVISION = 5
 WEIGHTS, MANIFEST = "model.safetensors", "synthgen.json"
 MIN_ROWS = 10  # fewer rows are refused: nothing to learn a distribution from
 
@@ -72,7 +73,7 @@ class Synthesizer:
         if len(df) < MIN_ROWS:
             raise UserError(f"{_name(data)} has {len(df)} rows: synthgen needs at least {MIN_ROWS} to learn from")
         input_hash = source_fingerprint(data)
-        meta = metadata if isinstance(metadata, dict) or metadata is None else load_metadata(str(metadata))
+        meta = _metadata(metadata)
         schema = infer_schema(df, meta)
         log.info("schema: %s", ", ".join(f"{c.name}={c.kind}" for c in schema.columns))
         for col in schema.columns:
@@ -97,7 +98,7 @@ class Synthesizer:
                  layout.onehot_width, layout.out_width)
         torch.manual_seed(st.seed)
         self.net = MODELS[st.model](layout, st)
-        fingerprint = _fingerprint(input_hash, st)
+        fingerprint = _fingerprint(input_hash, st, meta)
         self.training = train(self.net, matrix, st, checkpoint_dir=checkpoint_dir, fingerprint=fingerprint,
                               progress=progress)
         if st.calibrate_marginals:
@@ -257,16 +258,21 @@ def _check_rows(n: int) -> int:
     return int(n)
 
 
-def _fingerprint(input_hash: str, settings: ModelSettings) -> str:
-    payload = json.dumps({"input": input_hash, "settings": settings.fingerprint_fields(),
-                          "format_version": FORMAT_VERSION, "training_revision": TRAINING_REVISION}, sort_keys=True)
+def _metadata(metadata: dict | str | os.PathLike | None) -> dict | None:
+    return metadata if isinstance(metadata, dict) or metadata is None else load_metadata(str(metadata))
+
+
+def _fingerprint(input_hash: str, settings: ModelSettings, metadata: dict | None = None) -> str:
+    payload = json.dumps({"input": input_hash, "settings": settings.fingerprint_fields(), "metadata": metadata,
+                          "format_version": FORMAT_VERSION, "training_revision": TRAINING_REVISION},
+                         sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def model_cache_key(input_hash: str, settings: ModelSettings) -> str:
-    """Key of a trained model: input content hash + the settings that change the weights + the training code's
-    revision (TRAINING_REVISION)."""
-    return _fingerprint(input_hash, settings)[:24]
+def model_cache_key(input_hash: str, settings: ModelSettings, metadata: dict | str | os.PathLike | None = None) -> str:
+    """Key of a trained model: input content hash + the settings that change the weights + the metadata that
+    overrides column kinds (its content) + the training code's revision (TRAINING_REVISION)."""
+    return _fingerprint(input_hash, settings, _metadata(metadata))[:24]
 
 
 def fit_or_reuse(train: TableSource, settings: ModelSettings, cache_dir: str | os.PathLike, *, cache_key_input: str,
@@ -275,7 +281,7 @@ def fit_or_reuse(train: TableSource, settings: ModelSettings, cache_dir: str | o
     """A trained model for (`cache_key_input`, settings): loaded from the cache when one exists, else trained
     (resumable: its checkpoints sit beside the cache entry) and saved there. Returns (model, folder, reused)."""
     cache_dir = Path(cache_dir)
-    model_dir = cache_dir / f"{settings.model}-{model_cache_key(cache_key_input, settings)}"
+    model_dir = cache_dir / f"{settings.model}-{model_cache_key(cache_key_input, settings, metadata)}"
     if reuse and (model_dir / MANIFEST).is_file():
         try:
             synth = Synthesizer.load(model_dir, device=settings.device)

@@ -184,6 +184,25 @@ def test_cache_key_follows_input_settings_and_training_revision(monkeypatch):
     assert key != synthesizer.model_cache_key("sha", ModelSettings())
 
 
+def test_editing_the_metadata_retrains_the_cached_model(tmp_path, demo_df):
+    from synthgen.synthesizer import fit_or_reuse
+
+    table = demo_df.sample(n=300, random_state=0).reset_index(drop=True)
+    meta = tmp_path / "meta.json"
+    meta.write_text(json.dumps({"columns": {"tenure": {"sdtype": "numerical"}}}))
+    settings = ModelSettings(epochs=1, hidden=[16], latent_dim=2)
+
+    def fit():
+        return fit_or_reuse(table, settings, tmp_path / "models", cache_key_input="same input", metadata=str(meta))
+
+    first, second = fit(), fit()
+    assert (first[2], second[2]) == (False, True) and first[1] == second[1]
+    meta.write_text(json.dumps({"columns": {"tenure": {"sdtype": "id"}}}))  # a sensitive column: no longer learned
+    synth, model_dir, reused = fit()
+    assert not reused and model_dir != first[1] and synth.schema["tenure"].kind == "id"
+    assert synth.info["fingerprint"] != first[0].info["fingerprint"]  # checkpoints of the old fit are not resumed
+
+
 def test_default_training_length_follows_the_table_size():
     from synthgen.train import auto_epochs
 
