@@ -22,6 +22,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.states import Completed, Failed  # noqa: E402
 
+from synthgen import process  # noqa: E402
 from synthgen.config import RunConfig, load_run_config  # noqa: E402
 from synthgen.evaluate import evaluate  # noqa: E402
 from synthgen.io import read_table  # noqa: E402
@@ -32,20 +33,26 @@ from synthgen.schema import Schema  # noqa: E402
 from synthgen.synthesizer import Synthesizer, fit_or_reuse  # noqa: E402
 
 
+MAX_COLUMNS_LOGGED = 40  # wider tables log their schema as one summary line
+
+
 @task(name="ingest", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def ingest(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read the input once: its size and hash, and its schema inferred and checked against the settings."""
     info, schema = preflight(cfg)
     logger = get_run_logger()
     logger.info("input %s: %d rows x %d columns, sha256 %s", info["path"], info["rows"], info["columns"], info["sha256"][:12])
-    for row in schema.explain():
-        logger.info("column %s: %s (%s)", row["column"], row["kind"], row["reason"])
+    if len(schema.columns) <= MAX_COLUMNS_LOGGED:
+        for row in schema.explain():
+            logger.info("column %s: %s (%s)", row["column"], row["kind"], row["reason"])
+    else:  # a wide table: one line, and every column's reason in the report
+        logger.info("schema: %s", schema.summary())
     return info, schema.to_dict()
 
 
 @task(name="split", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def split(cfg: RunConfig, paths: RunPaths) -> dict[str, Any]:
-    parts = split_train_holdout(cfg.input, paths.work, cfg.holdout_fraction, cfg.seed)
+    parts = split_train_holdout(cfg.input, paths.work, cfg.holdout_fraction, cfg.seed, cfg.encoding)
     get_run_logger().info("split (seed %d): %d training rows, %d holdout rows", cfg.seed, parts["train_rows"], parts["holdout_rows"])
     return parts
 
@@ -63,7 +70,8 @@ def train(cfg: RunConfig, model: str, parts: dict, input_info: dict, paths: RunP
     else:
         logger.info("%s: trained on %s, %d of %d epochs%s, %.1fs", model, t.device, t.epochs_run, t.epochs_planned,
                     f" (early stop, best epoch {t.best_epoch})" if t.stopped_early else "", t.seconds)
-    training = {**t.to_dict(), "table_rows": synth.info.get("rows"), "rows_used": synth.info.get("train_rows_used")}
+    training = {**t.to_dict(), "table_rows": synth.info.get("rows"), "rows_used": synth.info.get("train_rows_used"),
+                "plan": synth.info.get("plan")}
     if training["rows_used"] and training["table_rows"] and training["rows_used"] < training["table_rows"]:
         logger.warning("%s: trained on a seeded sample of %d of the %d training rows (max_train_rows)", model,
                        training["rows_used"], training["table_rows"])
@@ -139,6 +147,7 @@ def generate(input: str | None = None, config_file: str | None = None, models: l
     """Dataset in, synthetic Parquet and a quality report out. Settings: YAML file, then these parameters."""
     explicit = dict(input=input, models=models, rows=rows, target=target, seed=seed, sample_seed=sample_seed,
                     out=out, device=device, model={"epochs": epochs} if epochs else None)
+    process.rearm_stop_signals()  # under `synthgen generate`: a stop signal ends the run within seconds
     cfg = load_run_config(config_file, **{**(settings or {}), **{k: v for k, v in explicit.items() if v is not None}})
     logger = get_run_logger()
     run_id = new_run_id()

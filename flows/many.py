@@ -22,6 +22,7 @@ from prefect.artifacts import create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.states import Completed, Failed  # noqa: E402
 
+from flows.api import TemporaryAPI  # noqa: E402
 from flows.generate import generate  # noqa: E402
 from synthgen.config import load_run_config  # noqa: E402
 from synthgen.errors import UserError  # noqa: E402
@@ -34,30 +35,8 @@ def shared_api() -> Iterator[None]:
     API configured, Prefect's temporary server is started once here; otherwise each worker would start its own."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    url, server = PREFECT_API_URL.value(), None
-    if not url:
-        from prefect.server.api.server import SubprocessASGIServer
-
-        server = SubprocessASGIServer()
-        server.start()
-        url = server.api_url
-    previous = os.environ.get("PREFECT_API_URL")
-    os.environ["PREFECT_API_URL"] = url  # inherited by the worker processes
-    try:
-        with temporary_settings(updates={PREFECT_API_URL: url}):
-            try:
-                yield
-            finally:
-                from prefect.logging.handlers import APILogWorker
-
-                APILogWorker.drain_all(timeout=5)  # the last log lines reach the server before it stops
-    finally:
-        if previous is None:
-            os.environ.pop("PREFECT_API_URL", None)
-        else:
-            os.environ["PREFECT_API_URL"] = previous
-        if server is not None:
-            server.stop()
+    with TemporaryAPI() as api, temporary_settings(updates={PREFECT_API_URL: api.url}):
+        yield
 
 
 def dask_runner(address: str | None = None, n_workers: int = 2, threads_per_worker: int = 1):

@@ -13,6 +13,7 @@ from typing import Optional
 
 import typer
 
+from synthgen import process
 from synthgen.errors import UserError
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -29,16 +30,21 @@ def _setup_logging(quiet: bool = False) -> None:
     from rich.logging import RichHandler
 
     logger = logging.getLogger("synthgen")
-    if not logger.handlers:
+    if not any(h.get_name() == "synthgen-console" for h in logger.handlers):
         if sys.stderr.isatty():
             handler: logging.Handler = RichHandler(console=Console(stderr=True), show_path=False, show_time=False)
             handler.setFormatter(logging.Formatter("%(message)s"))
         else:  # logs that go to a file or a scheduler: one plain line per message
             handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        handler.set_name("synthgen-console")
         logger.addHandler(handler)
         logger.propagate = False
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    process.one_line_console(logger)
+    for handler in logger.handlers:  # the console follows --quiet; the log file keeps everything
+        if handler.get_name() != "synthgen-log-file":
+            handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.setLevel(logging.INFO)
 
 
 def user_errors(fn):
@@ -64,6 +70,7 @@ def schema(
     input: Path = typer.Argument(..., help="CSV, Parquet (file or folder) or JSON Lines table."),
     metadata: Optional[Path] = typer.Option(None, help="SDV single-table metadata JSON that overrides inference."),
     metadata_out: Optional[Path] = typer.Option(None, help="Also write the SDV metadata alone to this file."),
+    encoding: Optional[str] = typer.Option(None, help="Text encoding of a CSV input (default: detected)."),
 ) -> None:
     """Infer every column's kind and print it as JSON (a readable table goes to stderr)."""
     from rich.console import Console
@@ -73,7 +80,7 @@ def schema(
     from synthgen.schema import infer_schema, load_metadata
 
     _setup_logging()
-    inferred = infer_schema(read_table(input), load_metadata(metadata))
+    inferred = infer_schema(read_table(input, encoding=encoding), load_metadata(metadata))
     table = Table(title=f"{input}: {inferred.n_rows} rows", title_justify="left")
     for key in ("column", "kind", "dtype", "missing", "details", "reason"):
         table.add_column(key, overflow="fold")
@@ -95,6 +102,7 @@ def fit(
     seed: int = typer.Option(0, help="Seed: the same seed gives the same model on CPU."),
     metadata: Optional[Path] = typer.Option(None, help="SDV single-table metadata JSON that overrides inference."),
     device: str = typer.Option("auto", help="auto (CUDA when available), cpu or cuda."),
+    encoding: Optional[str] = typer.Option(None, help="Text encoding of a CSV input (default: detected)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors."),
 ) -> None:
     """Train a model on a table and save it (weights as safetensors, the rest as JSON).
@@ -109,7 +117,8 @@ def fit(
     settings = {"epochs": epochs, "seed": seed, "device": device}
     synth = Synthesizer(model, **settings)
     checkpoints = out.with_name(out.name + ".ckpt")
-    synth.fit(input, metadata=str(metadata) if metadata else None, checkpoint_dir=checkpoints, progress=not quiet)
+    synth.fit(input, metadata=str(metadata) if metadata else None, checkpoint_dir=checkpoints, progress=not quiet,
+              encoding=encoding)
     synth.save(out)
     shutil.rmtree(checkpoints, ignore_errors=True)
     t = synth.training
@@ -153,6 +162,7 @@ def evaluate(
     seed: int = typer.Option(0, help="Seed of the row samples and the classifiers."),
     gate_max_copies: Optional[str] = typer.Option(None, help="Privacy gate: largest share of exact copies of training rows, or 'natural'."),
     gate_min_dcr_ratio: Optional[float] = typer.Option(None, help="Privacy gate: smallest DCR ratio (synthetic / holdout median)."),
+    encoding: Optional[str] = typer.Option(None, help="Text encoding of CSV inputs (default: detected)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Score any synthetic table against its real one and write the quality report. Exit 1 if a privacy gate fails."""
@@ -165,8 +175,8 @@ def evaluate(
 
     _setup_logging(quiet)
     gate = _gate(gate_max_copies, gate_min_dcr_ratio)
-    real_df, synth_df = read_table(real), read_table(synthetic)
-    holdout_df = read_table(holdout) if holdout else None
+    real_df, synth_df = read_table(real, encoding=encoding), read_table(synthetic, encoding=encoding)
+    holdout_df = read_table(holdout, encoding=encoding) if holdout else None
     schema = infer_schema(real_df, load_metadata(str(metadata)) if metadata else None)
     t0 = time.perf_counter()
     ev = run_evaluation(real_df, synth_df, holdout=holdout_df, target=target, schema=schema, max_rows=max_rows,
@@ -218,36 +228,24 @@ def generate(
     sample_seed: Optional[int] = typer.Option(None, help="Seed of the sampled rows (default: fresh each run)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Put the whole run under this folder."),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+    encoding: Optional[str] = typer.Option(None, help="Text encoding of a CSV input (default: detected)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Run the whole pipeline as a Prefect flow: train, sample, evaluate, publish Parquet and a quality report."""
-    from synthgen.config import load_run_config
-    from synthgen.runs import preflight
+    from flows.api import TemporaryAPI
 
     _setup_logging(quiet)
-    overrides = dict(input=str(input) if input else None, rows=rows, target=target, seed=seed, sample_seed=sample_seed,
-                     out=str(out) if out else None, device=device,
-                     models=[m.strip() for m in models.split(",") if m.strip()] if models else None,
-                     model={"epochs": epochs} if epochs else None)
     if input is None and config is None:
         raise UserError("give an INPUT table or a --config file with `input:`")
-    cfg = load_run_config(str(config) if config else None, **overrides)
-    preflight(cfg)  # bad input or settings: one error line and exit 2 before any work starts
-    from flows.generate import generate as generate_flow
-
-    api = contextlib.nullcontext()
-    if cfg.executor == "dask":  # tasks (and sampling shards) on Dask workers
-        from flows.many import dask_runner, shared_api
-
-        generate_flow = generate_flow.with_options(task_runner=dask_runner(cfg.dask_address, cfg.dask_workers))
-        api = shared_api()
-    with api:
-        state = generate_flow(config_file=str(config) if config else None, settings=cfg.model_dump(exclude_unset=True),
-                              return_state=True)
+    api = TemporaryAPI().start()  # Prefect's temporary server comes up while the input is checked
+    try:
+        state = _run_generate(api, input, config, rows=rows, target=target, seed=seed, sample_seed=sample_seed,
+                              out=str(out) if out else None, device=device, encoding=encoding,
+                              models=[m.strip() for m in models.split(",") if m.strip()] if models else None,
+                              model={"epochs": epochs} if epochs else None)
+    finally:
+        api.stop()
     summary = _flow_summary(state)
-    if summary is None:
-        print(f"error: the run failed: {state.message}", file=sys.stderr)
-        raise typer.Exit(EXIT_FAILED)
     _print_summary(summary)
     if summary["status"] != "passed":
         print(f"error: the privacy gate failed; rows withheld for {', '.join(summary['verdict']['failed_gates'])} "
@@ -255,13 +253,42 @@ def generate(
         raise typer.Exit(EXIT_FAILED)
 
 
-def _flow_summary(state) -> Optional[dict]:
-    """The run summary a flow state carries (a gate failure still carries one), or None for a crash."""
+def _run_generate(api, input: Optional[Path], config: Optional[Path], **overrides):
+    from synthgen.config import load_run_config
+    from synthgen.runs import preflight
+
+    cfg = load_run_config(str(config) if config else None, input=str(input) if input else None, **overrides)
+    preflight(cfg)  # bad input or settings: one error line and exit 2 before any work starts
+    from flows.api import prefect_logs_to_file
+    from flows.generate import generate as generate_flow
+
+    prefect_logs_to_file()
+    dask_api = contextlib.nullcontext()
+    if cfg.executor == "dask":  # tasks (and sampling shards) on Dask workers
+        from flows.many import dask_runner, shared_api
+
+        generate_flow = generate_flow.with_options(task_runner=dask_runner(cfg.dask_address, cfg.dask_workers))
+        dask_api = shared_api()
+    with api, dask_api:
+        return generate_flow(config_file=str(config) if config else None, settings=cfg.model_dump(exclude_unset=True),
+                             return_state=True)
+
+
+def _flow_summary(state) -> dict:
+    """The run summary a flow state carries (a gate failure still carries one). A run that failed on the user's
+    input raises its UserError (exit 2); any other failure is one error line (exit 1)."""
     try:
         data = state.result(raise_on_failure=False)
-    except Exception:  # noqa: BLE001 - a crashed run has no summary to show
-        return None
-    return data if isinstance(data, dict) and "run_id" in data else None
+    except Exception as exc:  # noqa: BLE001 - a crashed run has no result to read
+        data = exc
+    if isinstance(data, dict) and "run_id" in data:
+        return data
+    if isinstance(data, (UserError, process.StopRequested)):
+        raise data
+    message = (str(state.message or "").strip().splitlines() or ["the flow run crashed"])[0]
+    where = f"; the full traceback is in {process.log_file()}" if process.log_file() else ""
+    print(f"error: the run failed: {message}{where}", file=sys.stderr)
+    raise typer.Exit(EXIT_FAILED)
 
 
 def _print_summary(summary: dict) -> None:
@@ -339,6 +366,10 @@ def _root() -> None:
 
 
 def main() -> None:
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    if command in app_commands():
+        process.start_log_file(command)
+    process.arm_stop_signals()
     try:
         rc = app(standalone_mode=False)
     except typer.Exit as exc:
@@ -354,7 +385,20 @@ def main() -> None:
             where = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
             print(f"error: {exc.format_message()}{where}", file=sys.stderr)
             rc = getattr(exc, "exit_code", EXIT_USAGE)
+    except process.StopRequested as exc:  # the run unwound: nothing was published
+        print(f"error: {exc}; nothing was published", file=sys.stderr)
+        process.run_cleanups()
+        rc = 128 + exc.signum
+    except Exception as exc:  # noqa: BLE001 - a bug or a failure outside the user's reach: one line, exit 1
+        process.record_failure(exc)
+        print(process.failure_line(exc), file=sys.stderr)
+        rc = EXIT_FAILED
+    sys.stdout.flush()
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def app_commands() -> set[str]:
+    return {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands}
 
 
 if __name__ == "__main__":

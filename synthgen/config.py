@@ -110,6 +110,7 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input: str = Field(..., description="CSV, Parquet (file or folder) or JSON Lines table")
+    encoding: str | None = Field(None, description="text encoding of a CSV input (default: detected)")
     dataset: str | None = Field(None, description="name used in output paths (default: the input file's stem)")
     metadata: str | None = Field(None, description="SDV single-table metadata JSON overriding inference")
     models: list[Literal["vae", "ae"]] = Field(default_factory=lambda: ["vae", "ae"], min_length=1)

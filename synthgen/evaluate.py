@@ -33,8 +33,12 @@ log = logging.getLogger("synthgen")
 TABLE = "table"
 DEFAULT_MAX_ROWS = 50_000  # rows per side scored by SDMetrics and detection on large tables
 DEFAULT_PRIVACY_ROWS = 10_000  # synthetic / holdout rows whose closest training record is searched
+MIN_UTILITY_ROWS = 5  # rows with a known target on each side, or utility is not measured
+MAX_PAIRS = 4_000  # column pairs scored per table; wider tables score a seeded sample of pairs (the report says so)
+MAX_ASSOCIATION_COLUMNS = 40  # columns in the association matrices the report draws
 DISTANCE_LEVELS = 64  # categories kept apart in the distance space (the rest count as one "other")
 SDMETRICS_DCR_MAX_ROWS = 1_500  # SDMetrics' own DCR metrics cross-join in pandas: small tables only (3.5k rows: 70 s)
+SDMETRICS_DCR_MAX_COLUMNS = 100  # and loop over columns (40 rows x 3,000 columns: minutes)
 
 
 def evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, *, holdout: pd.DataFrame | None = None,
@@ -64,7 +68,7 @@ def evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, *, holdout: pd.DataFra
     timings = {}
     t0 = time.perf_counter()
     log.info("evaluating fidelity with SDMetrics on %d real and %d synthetic rows", len(real_s), len(synth_s))
-    result["quality"] = quality(real_s, synth_s, schema)
+    result["quality"] = quality(real_s, synth_s, schema, seed=seed)
     result["diagnostic"] = diagnostic(real_s, synth_s, schema)
     result["distributions"] = distributions(real_s, synth_s, schema)
     result["associations"] = {"real": associations(real_s, schema), "synthetic": associations(synth_s, schema, like=real_s)}
@@ -82,7 +86,8 @@ def evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, *, holdout: pd.DataFra
         if target is not None:
             t0 = time.perf_counter()
             log.info("evaluating utility: train on synthetic, test on real holdout (target %r)", target)
-            result["utility"] = utility(real, synthetic, holdout, schema, target, max_rows=max(max_rows, 100_000), seed=seed)
+            measured = utility(real, synthetic, holdout, schema, target, max_rows=max(max_rows, 100_000), seed=seed)
+            result["utility" if "skipped" not in measured else "utility_skipped"] = measured
             timings["utility"] = time.perf_counter() - t0
     result["privacy_gate"] = privacy_gate(result.get("privacy"), gate)
     timings["total"] = time.perf_counter() - started
@@ -138,23 +143,26 @@ def _sdv_frames(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> 
 # Fidelity
 
 
-def quality(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> dict[str, Any]:
-    """SDMetrics QualityReport: official scores, plus Column Pair Trends over all pairs and aligned."""
-    from sdmetrics.reports import QualityReport
+def quality(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, *, seed: int = 0,
+            max_pairs: int | None = None) -> dict[str, Any]:
+    """SDMetrics QualityReport: official scores, plus Column Pair Trends over all pairs and aligned.
 
+    A table of more than `max_pairs` (MAX_PAIRS) column pairs scores a seeded sample of that many pairs with
+    SDMetrics' own Column Pair Trends property (`pairs_scored` says how many); Column Shapes covers every column.
+    """
     real_d, synth_d, meta = _sdv_frames(real, synthetic, schema)
+    n_columns = len(meta["tables"][TABLE]["columns"])
+    n_pairs = n_columns * (n_columns - 1) // 2
+    max_pairs = MAX_PAIRS if max_pairs is None else max_pairs
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        official = QualityReport()
-        official.generate(real_d, synth_d, meta, verbose=False)
-        all_pairs = QualityReport()
-        all_pairs.real_correlation_threshold = 0
-        all_pairs.real_association_threshold = 0
-        all_pairs.generate(real_d, synth_d, meta, verbose=False)
-    props = official.get_properties().set_index("Property")["Score"]
-    shapes = official.get_details("Column Shapes")
-    pairs_official = official.get_details("Column Pair Trends")
-    pairs_all = all_pairs.get_details("Column Pair Trends").copy()
+        if n_pairs <= max_pairs:
+            shapes, pairs_official, pairs_all, overall, props = _quality_all_pairs(real_d, synth_d, meta)
+        else:
+            log.info("%d columns make %d pairs: scoring pair trends on a seeded sample of %d", n_columns, n_pairs,
+                     max_pairs)
+            shapes, pairs_official, pairs_all, overall, props = _quality_sampled_pairs(
+                real_d, synth_d, meta, _sampled_pairs(list(meta["tables"][TABLE]["columns"]), max_pairs, seed))
     counted = pairs_official.set_index(["Column 1", "Column 2"])["Meets Threshold?"].astype("boolean").fillna(False)
     pairs_all["Meets Threshold?"] = [bool(counted.get((a, b), False)) for a, b in zip(pairs_all["Column 1"], pairs_all["Column 2"])]
     pairs_all["Real Association"] = pairs_official.set_index(["Column 1", "Column 2"])["Real Association"].reindex(
@@ -167,15 +175,65 @@ def quality(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> dict
               "real_association": _num(r.get("Real Association")), "counted": bool(r["Meets Threshold?"])}
              for _, r in pairs_all.iterrows()]
     return {
-        "overall": _num(official.get_score()),
+        "overall": _num(overall),
         "column_shapes": _num(props.get("Column Shapes")),
         "column_pair_trends": _num(props.get("Column Pair Trends")),
         "column_pair_trends_all_pairs": _num(pairs_all["Score"].mean()),
         "column_pair_trends_aligned": _num(pairs_all["Aligned Score"].mean()),
-        "pairs_counted": int(pairs_all["Meets Threshold?"].sum()), "pairs_total": len(pairs_all),
+        "pairs_counted": int(pairs_all["Meets Threshold?"].sum()), "pairs_total": n_pairs,
+        "pairs_scored": len(pairs_all),
         "columns": sorted(columns, key=lambda c: (c["score"] is None, c["score"] if c["score"] is not None else 0)),
         "pairs": pairs,
     }
+
+
+def _quality_all_pairs(real_d: dict, synth_d: dict, meta: dict) -> tuple:
+    """SDMetrics' QualityReport twice: its official scores, and Column Pair Trends over every pair."""
+    from sdmetrics.reports import QualityReport
+
+    official = QualityReport()
+    official.generate(real_d, synth_d, meta, verbose=False)
+    all_pairs = QualityReport()
+    all_pairs.real_correlation_threshold = 0
+    all_pairs.real_association_threshold = 0
+    all_pairs.generate(real_d, synth_d, meta, verbose=False)
+    props = official.get_properties().set_index("Property")["Score"]
+    return (official.get_details("Column Shapes"), official.get_details("Column Pair Trends"),
+            all_pairs.get_details("Column Pair Trends").copy(), official.get_score(), props)
+
+
+def _quality_sampled_pairs(real_d: dict, synth_d: dict, meta: dict, pairs: list[tuple[str, str]]) -> tuple:
+    """The same figures from SDMetrics' two properties, with Column Pair Trends on `pairs` only."""
+    from sdmetrics.reports.single_table._properties import ColumnPairTrends, ColumnShapes
+    from sdmetrics.reports.utils import DEFAULT_REAL_ASSOCIATION_THRESHOLD, DEFAULT_REAL_CORRELATION_THRESHOLD
+
+    table_meta = meta["tables"][TABLE]
+    shapes = ColumnShapes()
+    shapes_score = shapes.get_score(real_d[TABLE], synth_d[TABLE], table_meta)
+    details = {}
+    for name, corr, assoc in (("official", DEFAULT_REAL_CORRELATION_THRESHOLD, DEFAULT_REAL_ASSOCIATION_THRESHOLD),
+                              ("all", 0, 0)):
+        trends = ColumnPairTrends()
+        trends.real_correlation_threshold, trends.real_association_threshold = corr, assoc
+        trends.details = trends._generate_details(real_d[TABLE], synth_d[TABLE], table_meta, column_pairs=pairs)
+        details[name] = (trends, trends._compute_average())
+    trends_score = details["official"][1]
+    scores = [x for x in (shapes_score, trends_score) if x is not None and np.isfinite(x)]
+    props = pd.Series({"Column Shapes": shapes_score, "Column Pair Trends": trends_score})
+    return (shapes.details, details["official"][0].details, details["all"][0].details.copy(),
+            float(np.mean(scores)) if scores else np.nan, props)
+
+
+def _sampled_pairs(columns: list[str], k: int, seed: int) -> list[tuple[str, str]]:
+    """`k` distinct column pairs (i < j), drawn without replacement with `seed`, in table order."""
+    n = len(columns)
+    total = n * (n - 1) // 2
+    flat = np.sort(np.random.default_rng(seed).choice(total, size=min(k, total), replace=False))
+    # flat index -> (i, j): pairs are numbered row by row of the upper triangle
+    starts = np.cumsum([0] + [n - 1 - i for i in range(n - 1)])
+    i = np.searchsorted(starts, flat, side="right") - 1
+    j = flat - starts[i] + i + 1
+    return [(columns[a], columns[b]) for a, b in zip(i, j)]
 
 
 def _aligned_pair_scores(real: pd.DataFrame, synthetic: pd.DataFrame, pairs: pd.DataFrame, schema: Schema) -> list:
@@ -267,8 +325,11 @@ class _Features:
             else:
                 x = _as_number(real[col.name], col)
                 x = x[np.isfinite(x)]
-                lo, hi = (x.min(), x.max()) if len(x) else (0.0, 1.0)
-                self.ranges[col.name] = (float(lo), float(hi - lo) if hi > lo else 1.0)
+                lo, hi = (float(x.min()), float(x.max())) if len(x) else (0.0, 1.0)
+                with np.errstate(over="ignore"):
+                    span = hi - lo  # inf for a range past float64's (-1e308 to 1e308): then half of it, twice
+                self.ranges[col.name] = (lo, span if np.isfinite(span) and span > 0 else
+                                         (hi / 2 - lo / 2 if hi > lo else 1.0))
 
     @property
     def categorical_mask(self) -> list[bool]:
@@ -292,7 +353,8 @@ class _Features:
         """Numbers with infinities as values one range beyond the real data's (tree models take no infinity)."""
         lo, span = self.ranges[col.name]
         x = _as_number(s, col)
-        return np.where(np.isposinf(x), lo + 2 * span, np.where(np.isneginf(x), lo - span, x))
+        big = np.finfo(np.float64).max
+        return np.where(np.isposinf(x), min(lo + 2 * span, big), np.where(np.isneginf(x), max(lo - span, -big), x))
 
     def distance_space(self, df: pd.DataFrame) -> np.ndarray:
         """Rows as points where the squared distance sums, per column: (difference / range)^2 for numbers,
@@ -309,7 +371,8 @@ class _Features:
                 blocks.append(onehot)
             else:
                 lo, span = self.ranges[col.name]
-                x = (self._finite(df[col.name], col) - lo) / span
+                with np.errstate(over="ignore", invalid="ignore"):
+                    x = np.clip((self._finite(df[col.name], col) - lo) / span, -1.0, 2.0)
                 missing = np.isnan(x)
                 blocks.append(np.stack([np.where(missing, 0.0, x), missing.astype(np.float64)], 1).astype(np.float32))
         return np.concatenate(blocks, axis=1)
@@ -358,9 +421,11 @@ def _shares(counts: np.ndarray) -> list[float]:
 
 def associations(df: pd.DataFrame, schema: Schema, like: pd.DataFrame | None = None) -> dict[str, Any]:
     """Pairwise association matrix: Pearson correlation for two numbers, Cramer's V otherwise (numbers cut
-    into the deciles of `like`, the real table, so both tables are cut the same way)."""
+    into the deciles of `like`, the real table, so both tables are cut the same way). Of a wide table, the first
+    MAX_ASSOCIATION_COLUMNS columns."""
     like = df if like is None else like
-    cols = [c for c in schema.columns if c.modelled]
+    modelled = [c for c in schema.columns if c.modelled]
+    cols = modelled[:MAX_ASSOCIATION_COLUMNS]  # a picture of a few dozen columns; wider tables show their first
     numeric, binned = {}, {}
     for col in cols:
         if col.kind in ("numerical", "datetime"):
@@ -385,7 +450,7 @@ def associations(df: pd.DataFrame, schema: Schema, like: pd.DataFrame | None = N
             else:
                 value = _cramers_v(binned[a], binned[b])
             matrix[i, j] = matrix[j, i] = 0.0 if not np.isfinite(value) else value
-    return {"columns": names, "matrix": np.round(matrix, 4).tolist()}
+    return {"columns": names, "matrix": np.round(matrix, 4).tolist(), "columns_total": len(modelled)}
 
 
 def _cramers_v(a: np.ndarray, b: np.ndarray) -> float:
@@ -414,7 +479,7 @@ def detection_score(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema,
     n = min(len(real), len(synthetic))
     real, synthetic = _sample(real, n, seed), _sample(synthetic, n, seed + 1)
     feats = _Features(real, schema)
-    x = np.concatenate([feats.codes(real), feats.codes(synthetic)])
+    x = _sparse_missing_filled(np.concatenate([feats.codes(real), feats.codes(synthetic)]), feats.categorical_mask)
     y = np.r_[np.zeros(n), np.ones(n)]
     model = HistGradientBoostingClassifier(categorical_features=feats.categorical_mask, random_state=seed)
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
@@ -422,6 +487,28 @@ def detection_score(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema,
     auc = float(np.mean(aucs))
     return {"auc": auc, "score": 1.0 - (2.0 * max(auc, 0.5) - 1.0), "auc_folds": [float(a) for a in aucs],
             "rows_per_side": n, "model": "HistGradientBoostingClassifier", "folds": folds}
+
+
+SPARSE_FEATURE_VALUES = 20  # features with fewer known values get a value for "missing" (see below)
+
+
+def _sparse_missing_filled(x: np.ndarray, categorical: list[bool]) -> np.ndarray:
+    """Features known on fewer than SPARSE_FEATURE_VALUES rows, with missing cells set to a value of their own
+    (below every known number, or a category code past the others): scikit-learn's gradient boosting fails on a
+    feature with no known value in a fold's training rows, and such a value splits off the same rows as its
+    missing-value branch would."""
+    known = np.isfinite(x).sum(0)
+    sparse = np.flatnonzero(known < SPARSE_FEATURE_VALUES)
+    if not len(sparse):
+        return x
+    x = x.copy()
+    for j in sparse:
+        col = x[:, j]
+        if categorical[j]:
+            col[np.isnan(col)] = np.nanmax(col) + 1 if known[j] else 0.0
+        else:
+            col[np.isnan(col)] = np.nanmin(col) - 1.0 if known[j] else 0.0
+    return x
 
 
 def _row_keys(df: pd.DataFrame, columns: list[str]) -> np.ndarray:
@@ -479,6 +566,9 @@ def _sdmetrics_dcr(train, synthetic, holdout, schema, seed) -> dict[str, Any]:
     if max(len(train), len(synthetic), len(holdout)) > SDMETRICS_DCR_MAX_ROWS:
         return {"skipped": f"tables over {SDMETRICS_DCR_MAX_ROWS} rows: SDMetrics' DCR metrics cross-join in pandas "
                           "and subsample the reference rows too; the nearest-neighbour figures above cover every training row"}
+    if sum(c.modelled for c in schema.columns) > SDMETRICS_DCR_MAX_COLUMNS:
+        return {"skipped": f"tables over {SDMETRICS_DCR_MAX_COLUMNS} columns: SDMetrics' DCR metrics loop over columns "
+                          "in pandas; the nearest-neighbour figures above cover every column"}
     from sdmetrics.single_table import DCRBaselineProtection, DCROverfittingProtection
 
     real_d, synth_d, meta = _sdv_frames(train, synthetic, schema)
@@ -516,6 +606,8 @@ def utility(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame,
         raise UserError(f"target column {target!r} is {col.kind}: nothing to predict")
     task = "regression" if col.kind in ("numerical", "datetime") else "classification"
     feats = _Features(train, schema, exclude=(target,))
+    if not feats.columns:
+        raise UserError(f"target column {target!r} is the only column learned: nothing to predict it from")
 
     def xy(df: pd.DataFrame):
         known = df[target].notna().to_numpy()
@@ -526,9 +618,20 @@ def utility(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame,
         return feats.codes(df), y
 
     x_test, y_test = xy(holdout)
+    sides = {"real": xy(train), "synthetic": xy(synthetic)}
+    sides = {k: (_sparse_missing_filled(x, feats.categorical_mask), y) for k, (x, y) in sides.items()}
+    too_few = [name for name, (_, y) in (("holdout", (x_test, y_test)), *sides.items()) if len(y) < MIN_UTILITY_ROWS]
+    if too_few or (task == "classification" and len(set(y_test)) < 2):
+        reason = (f"fewer than {MIN_UTILITY_ROWS} {' and '.join(too_few)} rows with a known {target!r}" if too_few
+                  else f"the holdout rows hold one value of {target!r}")
+        log.warning("utility not measured: %s", reason)
+        return {"target": target, "skipped": reason}
+    if task == "regression":  # R2 does not depend on the scale; a scale near float64's limits overflows its squares
+        scale = float(np.max(np.abs(sides["real"][1]))) or 1.0
+        y_test = y_test / scale
+        sides = {k: (x, y / scale) for k, (x, y) in sides.items()}
     scores: dict[str, dict[str, float]] = {}
-    for name, source in (("real", train), ("synthetic", synthetic)):
-        x, y = xy(source)
+    for name, (x, y) in sides.items():
         if task == "regression":
             model = HistGradientBoostingRegressor(categorical_features=feats.categorical_mask, random_state=seed).fit(x, y)
             scores[name] = {"r2": float(r2_score(y_test, model.predict(x_test)))}

@@ -185,7 +185,13 @@ def source_fingerprint(source: TableSource) -> str:
     h = hashlib.sha256()
     if isinstance(source, pd.DataFrame):
         h.update(",".join(map(str, source.columns)).encode())
-        h.update(pd.util.hash_pandas_object(source, index=False).to_numpy().tobytes())
+        for name in source.columns:  # column by column: cells that cannot be hashed (lists, dicts) by their repr
+            column = source[name]
+            try:
+                hashed = pd.util.hash_pandas_object(column, index=False)
+            except TypeError:
+                hashed = pd.util.hash_pandas_object(column.map(repr), index=False)
+            h.update(hashed.to_numpy().tobytes())
         return h.hexdigest()
     path = Path(source)
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]

@@ -163,6 +163,7 @@ td:first-child,th:first-child{text-align:left}
 .note{color:#5b6474;font-size:13px} code{background:#eef1f5;padding:1px 4px;border-radius:4px}
 pre{background:#fff;padding:12px;border-radius:8px;overflow:auto;font-size:12px}
 """
+MAX_COLUMN_FIGURES = 60  # a wide table shows its weakest columns
 COLORS = {"real": "#3b4a6b", "vae": "#2e9d5b", "ae": "#e07b26", "ae-standard": "#b04a9b"}
 
 
@@ -242,8 +243,11 @@ def render_html(report: dict[str, Any]) -> str:
     parts.append("<h2>Columns, worst first</h2>")
     parts.append(f'<p class="note">Real vs synthetic shares per column; the score is SDMetrics Column Shapes for the '
                  f"{esc(MODEL_NAMES.get(primary, primary or ''))} (KS complement for numbers and dates, TV complement for categories).</p>")
+    if len(order) > MAX_COLUMN_FIGURES:
+        parts.append(f'<p class="note">The {MAX_COLUMN_FIGURES} weakest of {len(order)} columns; every column\'s score '
+                     "is in report.json.</p>")
     cells = []
-    for name in order:
+    for name in order[:MAX_COLUMN_FIGURES]:
         cells.append(fig_html(_column_figure(go, name, models, col_scores.get(name)), 280))
     parts.append(f'<div class="grid">{"".join(cells)}</div>')
     # -- pair trends
@@ -252,6 +256,13 @@ def render_html(report: dict[str, Any]) -> str:
         parts.append("<h2>Pair trends</h2>")
         parts.append('<p class="note">Association of every pair of columns: Pearson correlation for two numbers, Cramér\'s V '
                      "otherwise (numbers cut at the real data's deciles). Left: real; middle: synthetic; right: absolute difference.</p>")
+        total = assoc["real"].get("columns_total", len(assoc["real"]["columns"]))
+        if total > len(assoc["real"]["columns"]):
+            parts.append(f'<p class="note">The first {len(assoc["real"]["columns"])} of {total} columns.</p>')
+        quality_ = ev.get("quality") or {}
+        if quality_.get("pairs_scored", quality_.get("pairs_total")) != quality_.get("pairs_total"):
+            parts.append(f'<p class="note">Column Pair Trends scored a seeded sample of {quality_["pairs_scored"]:,} '
+                         f'of the {quality_["pairs_total"]:,} column pairs (SDMetrics\' own metrics on each pair).</p>')
         parts.append(fig_html(_heatmaps(go, assoc), 460))
         parts.append(_pairs_table(ev.get("quality") or {}))
     # -- privacy

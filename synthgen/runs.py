@@ -39,13 +39,15 @@ def preflight(cfg: RunConfig) -> tuple[dict[str, Any], Schema]:
     """Every check a user's input can fail, before any work starts: the input reads as a table, the metadata
     fits it, there is something to learn, the target is a column. Returns what it learned about the input
     (path, sha256, rows, columns) and the schema it inferred."""
-    df = read_table(cfg.input)
+    df = read_table(cfg.input, encoding=cfg.encoding)
     schema = infer_schema(df, load_metadata(cfg.metadata))
     if cfg.target is not None:
         if cfg.target not in df.columns:
             raise UserError(f"target column {cfg.target!r} is not in {cfg.input}")
-        if schema[cfg.target].kind in ("id", "empty", "text"):
+        if schema[cfg.target].kind in ("id", "empty", "text", "unsupported"):
             raise UserError(f"target column {cfg.target!r} is {schema[cfg.target].kind}: nothing to predict")
+        if not any(c.modelled and c.name != cfg.target for c in schema.columns):
+            raise UserError(f"target column {cfg.target!r} is the only column learned: nothing to predict it from")
     if cfg.holdout_fraction > 0 and len(df) < 10:
         raise UserError(f"{cfg.input}: {len(df)} rows are too few to keep a holdout (set holdout_fraction: 0)")
     dataset_name(cfg.input, cfg.dataset)
@@ -138,9 +140,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def split_train_holdout(input_path: str, work: Path, fraction: float, seed: int) -> dict[str, Any]:
+def split_train_holdout(input_path: str, work: Path, fraction: float, seed: int,
+                        encoding: str | None = None) -> dict[str, Any]:
     """Seeded split of the input into train and holdout Parquet files; returns their paths and sizes."""
-    df = read_table(input_path)
+    df = read_table(input_path, encoding=encoding)
     kept, held = split_rows(len(df), fraction, seed, min_rows=10)
     train = df.iloc[kept].reset_index(drop=True)
     holdout = df.iloc[held].reset_index(drop=True)

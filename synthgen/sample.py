@@ -1,7 +1,7 @@
 """Drawing rows from a trained model, block by block, so any number of rows fits in flat memory.
 
-Rows form one seeded stream cut into fixed blocks of BLOCK_ROWS; block b uses seeds derived from
-(seed, b) and numbers its ids from b * BLOCK_ROWS. So rows [a, b) are the same whether drawn in one call,
+Rows form one seeded stream cut into fixed blocks of `block_rows` (BLOCK_ROWS, fewer for wide tables:
+synthgen.plan.block_rows); block b uses seeds derived from (seed, b) and numbers its ids from b * block_rows. So rows [a, b) are the same whether drawn in one call,
 in batches, or in shards on other workers (shards start on a block boundary), and whichever thread draws them.
 """
 
@@ -38,6 +38,7 @@ def block_seed(seed: int, block: int) -> int:
 # intermediate tensors stay in cache (decoder 1.3-1.5x, category draws ~1.3x faster than whole blocks). The
 # randomness is drawn for the whole block first, so the rows are the same however they are chunked.
 DECODER_CHUNK, SAMPLE_CHUNK = 4096, 16384
+CHUNK_VALUES = 8_000_000  # a wide table's chunks hold at most this many decoder outputs (32 MB per temporary)
 
 
 def sample_matrix(model: nn.Module, n: int, generator: torch.Generator, precision: str = "auto") -> np.ndarray:
@@ -72,7 +73,11 @@ def _decoded(model: nn.Module, z: torch.Tensor, precision: str) -> Iterator[tupl
     bf16 = precision == "bf16" or (precision == "auto" and fast_bf16(z.device.type))
     dtype = torch.bfloat16 if bf16 else None
     n = len(z)
-    chunk, decoder_chunk = (max(n, 1),) * 2 if z.device.type == "cuda" else (SAMPLE_CHUNK, DECODER_CHUNK)
+    if z.device.type == "cuda":
+        chunk = decoder_chunk = max(n, 1)
+    else:  # rows per chunk: fewer for wide outputs, so that each temporary stays small
+        chunk = max(256, min(SAMPLE_CHUNK, CHUNK_VALUES // max(model.likelihood.out_width, 1)))
+        decoder_chunk = min(DECODER_CHUNK, chunk)
     out_t = torch.empty(model.likelihood.out_width, min(chunk, n), device=z.device)  # (out_width, chunk)
     for a in range(0, n, chunk):
         b = min(a + chunk, n)
@@ -85,8 +90,8 @@ CALIBRATION_ROWS = 65_536
 
 @torch.inference_mode()
 def calibrate_marginals(model: nn.Module, training_matrix: torch.Tensor, seed: int,
-                        precision: str = "auto") -> tuple[int, int]:
-    """Fit the model's marginal calibration (models.losses.MarginalCalibration) to CALIBRATION_ROWS rows drawn
+                        precision: str = "auto", rows: int = CALIBRATION_ROWS) -> tuple[int, int]:
+    """Fit the model's marginal calibration (models.losses.MarginalCalibration) to `rows` rows drawn
     from it with `seed`: first the class shifts, to the class shares of `training_matrix` (the encoded training
     table, (N, n_inputs)), then, on rows drawn with those shifts, the continuous maps. Returns how many softmax
     blocks and continuous values were calibrated."""
@@ -99,30 +104,31 @@ def calibrate_marginals(model: nn.Module, training_matrix: torch.Tensor, seed: i
     generator = torch.Generator(device=device).manual_seed(seed)
     blocks = sum(len(g.input_cols) for g in likelihood.groups)
     if blocks:
-        logits_t = _prior_logits_t(model, CALIBRATION_ROWS, generator, precision)
+        logits_t = _prior_logits_t(model, rows, generator, precision)
         gap = likelihood.calibrate_classes(logits_t, likelihood.class_shares(training_matrix.to(device)))
         log.debug("class shares calibrated to within %.2g of the training rows'", gap)
-    matrix_t = draw_matrix_t(model, CALIBRATION_ROWS, generator, precision)  # stays on the device
-    return blocks, likelihood.calibration.fit(likelihood.continuous_values(matrix_t.T))
+    matrix_t = draw_matrix_t(model, rows, generator, precision)  # stays on the device
+    return blocks, likelihood.calibration.fit(*likelihood.continuous_values_t(matrix_t))
 
 
 def iter_blocks(model: nn.Module, transformer: TableTransformer, n_rows: int, seed: int,
-                start_row: int = 0, precision: str = "auto", threads: int | None = None) -> Iterator[pd.DataFrame]:
+                start_row: int = 0, precision: str = "auto", threads: int | None = None,
+                block_rows: int = BLOCK_ROWS) -> Iterator[pd.DataFrame]:
     """Rows [start_row, start_row + n_rows) of the seeded stream, one DataFrame per block, in order.
 
     `precision` is the model's setting (auto, fp32, bf16): the decoder runs as the model was trained.
     `threads`: blocks drawn at once on a CPU (None: torch's thread count, at most MAX_SAMPLING_THREADS); at most
     that many blocks are held beyond the one yielded, so memory stays flat."""
-    if start_row % BLOCK_ROWS:
-        raise ValueError(f"start_row must be a multiple of {BLOCK_ROWS}")
+    if start_row % block_rows:
+        raise ValueError(f"start_row must be a multiple of {block_rows}")
     model.eval()
     device = next(model.parameters()).device
-    firsts = range(start_row, start_row + n_rows, BLOCK_ROWS)
+    firsts = range(start_row, start_row + n_rows, block_rows)
 
     def draw(first: int) -> pd.DataFrame:
-        block = first // BLOCK_ROWS
+        block = first // block_rows
         generator = torch.Generator(device=device).manual_seed(block_seed(seed, block))
-        matrix = sample_matrix(model, min(BLOCK_ROWS, start_row + n_rows - first), generator, precision)
+        matrix = sample_matrix(model, min(block_rows, start_row + n_rows - first), generator, precision)
         return transformer.inverse_transform(matrix, rng=np.random.default_rng([seed, block]),
                                              row_offset=first, id_seed=seed, exact=False)
 
@@ -154,14 +160,14 @@ def _in_order(fn, items, threads: int) -> Iterator:
                 future.cancel()
 
 
-def shard_range(n_rows: int, shard: int, shards: int) -> tuple[int, int]:
+def shard_range(n_rows: int, shard: int, shards: int, block_rows: int = BLOCK_ROWS) -> tuple[int, int]:
     """(first row, row count) of shard `shard` of `shards`: contiguous runs of whole blocks."""
     if not 0 <= shard < shards:
         raise ValueError(f"shard {shard} is not in [0, {shards})")
-    blocks = -(-n_rows // BLOCK_ROWS)
+    blocks = -(-n_rows // block_rows)
     first, last = shard * blocks // shards, (shard + 1) * blocks // shards
-    start = first * BLOCK_ROWS
-    return start, max(0, min(last * BLOCK_ROWS, n_rows) - start)
+    start = first * block_rows
+    return start, max(0, min(last * block_rows, n_rows) - start)
 
 
 def part_name(shard: int) -> str:

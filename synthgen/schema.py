@@ -140,6 +140,17 @@ class Schema:
                 "columns": {c.name: {k: v for k, v in asdict(c).items() if k != "name" and v is not None}
                             for c in self.columns}}
 
+    def summary(self, most: int = 12) -> str:
+        """One line for logs: the count of each kind, and the columns of each kind when there are few."""
+        by_kind: dict[str, list[str]] = {}
+        for c in self.columns:
+            by_kind.setdefault(c.kind, []).append(c.name)
+        parts = []
+        for kind, names in by_kind.items():
+            shown = ", ".join(map(str, names[:most])) + (f", ... ({len(names) - most} more)" if len(names) > most else "")
+            parts.append(f"{len(names)} {kind} ({shown})")
+        return f"{len(self.columns)} columns: " + "; ".join(parts)
+
     def explain(self) -> list[dict[str, Any]]:
         """One row per column for people: kind, dtype, missing share, details and the reason."""
         rows = []

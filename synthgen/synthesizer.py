@@ -24,7 +24,8 @@ from synthgen.config import ModelSettings, validated
 from synthgen.errors import UserError
 from synthgen.io import ParquetStreamWriter, TableSource, atomic_path, json_default, read_table, source_fingerprint
 from synthgen.models import MODELS
-from synthgen.sample import BLOCK_ROWS, CALIBRATION_ROWS, Throughput, calibrate_marginals, iter_blocks, part_name, shard_range
+from synthgen import plan
+from synthgen.sample import Throughput, calibrate_marginals, iter_blocks, part_name, shard_range
 from synthgen.schema import Schema, infer_schema, load_metadata
 from synthgen.train import TrainResult, resolve_device, train
 from synthgen.transform import TableTransformer
@@ -42,6 +43,7 @@ FORMAT_VERSION = 1
 TRAINING_REVISION = 5
 WEIGHTS, MANIFEST = "model.safetensors", "synthgen.json"
 MIN_ROWS = 10  # fewer rows are refused: nothing to learn a distribution from
+MAX_COLUMNS_LOGGED = 40  # per-column log lines of a wide table stop here
 
 
 class Synthesizer:
@@ -65,49 +67,67 @@ class Synthesizer:
 
     # ------------------------------------------------------------------------------------------------------
     def fit(self, data: TableSource, metadata: dict | str | os.PathLike | None = None, *,
-            checkpoint_dir: str | os.PathLike | None = None, progress: bool | None = None) -> Synthesizer:
-        """Infer the schema, encode the table and train. `checkpoint_dir` makes a killed fit resumable."""
+            checkpoint_dir: str | os.PathLike | None = None, progress: bool | None = None,
+            encoding: str | None = None) -> Synthesizer:
+        """Infer the schema, encode the table and train. `checkpoint_dir` makes a killed fit resumable; `encoding`
+        is a CSV's text encoding (default: detected)."""
         st = self.settings
         log.info("device: %s", resolve_device(st.device))  # a wrong device is an error before any work
-        df = read_table(data)
+        df = read_table(data, encoding=encoding)
         if len(df) < MIN_ROWS:
             raise UserError(f"{_name(data)} has {len(df)} rows: synthgen needs at least {MIN_ROWS} to learn from")
         input_hash = source_fingerprint(data)
         meta = _metadata(metadata)
         schema = infer_schema(df, meta)
-        log.info("schema: %s", ", ".join(f"{c.name}={c.kind}" for c in schema.columns))
-        for col in schema.columns:
-            if col.kind in ("id", "empty", "text"):
-                log.info("column %r is %s: %s", col.name, col.kind,
-                         {"id": "not learned, regenerated unique", "empty": "not learned, written back all-missing",
-                          "text": "free text: only values seen often enough are learned"}[col.kind])
+        log.info("schema: %s", schema.summary())
+        for kind, what in (("id", "not learned, regenerated unique"), ("empty", "not learned, written back all-missing"),
+                           ("text", "free text: only values seen often enough are learned")):
+            names = [c.name for c in schema.columns if c.kind == kind]
+            if names:
+                log.info("%d %s column%s (%s): %s", len(names), kind, "s" * (len(names) > 1),
+                         ", ".join(map(str, names[:12])) + (", ..." if len(names) > 12 else ""), what)
         train_df = df
         if st.max_train_rows and len(df) > st.max_train_rows:
             train_df = df.sample(n=st.max_train_rows, random_state=st.seed)
             log.warning("table has %d rows: training on a seeded sample of %d (max_train_rows)", len(df), len(train_df))
         t0 = time.perf_counter()
-        self.transformer = TableTransformer(rare_threshold=st.rare_threshold, max_categories=st.max_categories,
+        max_categories = plan.category_cap(schema, st.max_categories)
+        self.transformer = TableTransformer(rare_threshold=st.rare_threshold, max_categories=max_categories,
                                             point_mass_share=st.point_mass_share).fit(train_df, schema)
-        for name, pooled in self.transformer.pooling_summary().items():
+        pooled_columns = self.transformer.pooling_summary()
+        for name, pooled in list(pooled_columns.items())[:MAX_COLUMNS_LOGGED]:
             log.info("column %r: %d rare values (%d rows) pooled as '(rare)', %d values beyond the %s most frequent pooled as 'other'",
-                     name, pooled["rare_values"], pooled["rare_rows"], pooled["overflow_values"], st.max_categories)
+                     name, pooled["rare_values"], pooled["rare_rows"], pooled["overflow_values"], max_categories)
+        if len(pooled_columns) > MAX_COLUMNS_LOGGED:
+            log.info("... and %d more columns with pooled values", len(pooled_columns) - MAX_COLUMNS_LOGGED)
         matrix = self.transformer.transform(train_df)
         encode_s = time.perf_counter() - t0
         layout = self.transformer.layout
         log.info("encoded %d rows to %d columns (model input %d wide, output %d)", len(matrix), layout.n_inputs,
                  layout.onehot_width, layout.out_width)
+        memory = plan.plan_fit(layout, len(matrix), len(schema.columns), hidden=st.hidden, latent_dim=st.latent_dim,
+                               batch_size=st.batch_size, variational=st.model == "vae", where=_name(data))
         torch.manual_seed(st.seed)
         self.net = MODELS[st.model](layout, st)
         fingerprint = _fingerprint(input_hash, st, meta)
-        self.training = train(self.net, matrix, st, checkpoint_dir=checkpoint_dir, fingerprint=fingerprint,
+        trained_with = st if memory.batch_size == st.batch_size else st.model_copy(update={"batch_size": memory.batch_size})
+        self.training = train(self.net, matrix, trained_with, checkpoint_dir=checkpoint_dir, fingerprint=fingerprint,
                               progress=progress)
         if st.calibrate_marginals:
-            blocks, values = calibrate_marginals(self.net, torch.from_numpy(matrix), st.seed, st.precision)
+            blocks, values = calibrate_marginals(self.net, torch.from_numpy(matrix), st.seed, st.precision,
+                                                 rows=memory.calibration_rows)
             log.info("calibrated the marginals of %d category blocks and %d continuous values to the training "
-                     "columns' on %d drawn rows", blocks, values, CALIBRATION_ROWS)
+                     "columns' on %d drawn rows", blocks, values, memory.calibration_rows)
         self.info = {"input_sha256": input_hash, "fingerprint": fingerprint, "rows": len(df),
-                     "train_rows_used": len(train_df), "encode_seconds": encode_s}
+                     "train_rows_used": len(train_df), "encode_seconds": encode_s, "plan": memory.to_dict()}
         return self
+
+    @property
+    def block_rows(self) -> int:
+        """Rows per sampled block (synthgen.plan): the stream of rows for a seed is cut into blocks of this many."""
+        self._require_fitted()
+        return plan.block_rows(self.transformer.layout, len(self.transformer.schema.columns), self.settings.latent_dim,
+                               self.settings.model == "vae")
 
     # ------------------------------------------------------------------------------------------------------
     def sample(self, n: int, seed: int | None = None) -> pd.DataFrame:
@@ -117,7 +137,8 @@ class Synthesizer:
         n = _check_rows(n)
         meter = Throughput(n)
         parts = []
-        for block in iter_blocks(self.net, self.transformer, n, seed, precision=self.settings.precision):
+        for block in iter_blocks(self.net, self.transformer, n, seed, precision=self.settings.precision,
+                                 block_rows=self.block_rows):
             parts.append(block)
             meter.add(len(block))
         if not parts:
@@ -125,7 +146,7 @@ class Synthesizer:
         return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
     def sample_to_parquet(self, n: int, path: str | os.PathLike, seed: int | None = None,
-                          batch_rows: int = 4 * BLOCK_ROWS, shards: int = 1) -> Path:
+                          batch_rows: int | None = None, shards: int = 1) -> Path:
         """Stream `n` rows into one Parquet file, a row group per batch: memory stays flat for any `n`.
 
         With `shards` > 1, `path` is a folder of part files (part-00000.parquet, ...), one Parquet dataset,
@@ -142,22 +163,23 @@ class Synthesizer:
         return Path(path)
 
     def sample_shard(self, n: int, path: str | os.PathLike, *, seed: int, shard: int, shards: int,
-                     batch_rows: int = 4 * BLOCK_ROWS) -> Path:
+                     batch_rows: int | None = None) -> Path:
         """Write shard `shard` of `shards` of the `n`-row stream for `seed` to one part file.
 
         Shards cut the stream on block boundaries, so they can run on different workers, in any order."""
         self._require_fitted()
-        start, rows = shard_range(_check_rows(n), shard, shards)
+        start, rows = shard_range(_check_rows(n), shard, shards, self.block_rows)
         return self._write_rows(Path(path), rows, int(seed), start, batch_rows)
 
-    def _write_rows(self, path: Path, rows: int, seed: int, start_row: int, batch_rows: int) -> Path:
+    def _write_rows(self, path: Path, rows: int, seed: int, start_row: int, batch_rows: int | None) -> Path:
+        batch_rows = batch_rows or 4 * self.block_rows  # a row group per four blocks
         meter = Throughput(rows)
         pending: list[pd.DataFrame] = []
         pending_rows = 0
         with ParquetStreamWriter(path, row_group_rows=max(batch_rows, 1),
                                  field_types=self.transformer.arrow_types()) as writer:
             for block in iter_blocks(self.net, self.transformer, rows, seed, start_row=start_row,
-                                     precision=self.settings.precision):
+                                     precision=self.settings.precision, block_rows=self.block_rows):
                 pending.append(block)
                 pending_rows += len(block)
                 if pending_rows >= batch_rows:

@@ -667,7 +667,14 @@ def _restore_numeric(x: np.ndarray, col: ColumnSchema, offset: int = 0) -> pd.Se
         x = np.where(finite, np.clip(x, float(info.min), np.nextafter(float(info.max), 0)), 0)
     if col.object_values == "decimal":
         return _decimals(x, missing, col.decimals or 0)
+    plain = _PLAIN_DTYPES.get(col.dtype)
+    if plain is not None and not missing.any():  # the common case, without a Series per column
+        return x.astype(plain, copy=False)
     return _restore_dtype(pd.Series(x), col, missing)
+
+
+_PLAIN_DTYPES = {name: np.dtype(name) for name in ("float64", "float32", "int64", "int32", "int16", "int8",
+                                                   "uint64", "uint32", "uint16", "uint8")}
 
 
 def _decimals(x: np.ndarray, missing: np.ndarray, scale: int) -> pd.Series:

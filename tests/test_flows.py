@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -114,13 +115,12 @@ def test_a_killed_run_publishes_nothing_and_its_leftovers_are_cleaned(small_tabl
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     staging = tmp_path / ".synthgen-staging"
     try:
-        for _ in range(600):  # wait until the run is training (its split is staged)
-            if list(staging.glob("*/work/train.parquet")):
-                break
+        deadline = time.monotonic() + 600  # a loaded machine takes its time to start the run: no race with it
+        while not list(staging.glob("*/work/train.parquet")):  # wait until the run is training (its split is staged)
             if proc.poll() is not None:
                 pytest.fail(proc.stdout.read().decode())
-            import time
-
+            if time.monotonic() > deadline:
+                pytest.fail("the run did not reach training in 600 s")
             time.sleep(0.2)
         os.killpg(proc.pid, signal.SIGKILL)
     finally:

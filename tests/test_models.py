@@ -398,7 +398,9 @@ def test_marginal_calibration_maps_draws_to_normal_scores_and_keeps_their_order(
     rng = np.random.default_rng(0)
     narrow = torch.from_numpy(0.4 * rng.standard_normal(20_000) + 1.0).float()  # too narrow and shifted
     skewed = torch.from_numpy(rng.gamma(2.0, size=20_000)).float()
-    assert calibration.fit([narrow, skewed[:500]]) == 1  # too few draws of the second: left as it was
+    used = torch.ones(2, 20_000, dtype=torch.bool)
+    used[1, 500:] = False
+    assert calibration.fit(torch.stack([narrow, skewed]), used) == 1  # too few draws of the second: left as it was
     fresh = torch.from_numpy(0.4 * rng.standard_normal(20_000) + 1.0).float()
     mapped = calibration(torch.stack([fresh, fresh]))
     assert stats.kstest(mapped[0].numpy(), "norm").statistic < 0.02  # now standard normal

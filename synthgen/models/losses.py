@@ -57,25 +57,31 @@ class MarginalCalibration(nn.Module):
         self.target.copy_(torch.linspace(-5.0, 5.0, CALIBRATION_KNOTS, device=self.target.device).expand_as(self.target))
 
     @torch.no_grad()
-    def fit(self, values: list[torch.Tensor]) -> int:
-        """`values[s]`: the values drawn for continuous slot s on the rows that use it. Returns how many slots
-        were calibrated (a slot with under MIN_CALIBRATION_VALUES values, or one value only, keeps the identity)."""
+    def fit(self, values_t: torch.Tensor, used_t: torch.Tensor, chunk: int = 64) -> int:
+        """`values_t` (n_slots, N): the values drawn for every continuous slot; `used_t` (n_slots, N): on which rows
+        each slot's mode says "continuous". Returns how many slots were calibrated (a slot used on under
+        MIN_CALIBRATION_VALUES rows, or with one value only, keeps the identity). Slots are fitted `chunk` at a time,
+        sorted together."""
         fitted = 0
-        for s, v in enumerate(values):
-            n = len(v)
-            if n < MIN_CALIBRATION_VALUES:
+        for a in range(0, len(values_t), chunk):
+            v = values_t[a:a + chunk].double().masked_fill(~used_t[a:a + chunk], float("inf")).sort(dim=1).values
+            n = used_t[a:a + chunk].sum(1)  # (S,): the used values sort first
+            last = v.gather(1, (n - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
+            ok = (n >= MIN_CALIBRATION_VALUES) & (last > v[:, 0])
+            if not ok.any():
                 continue
-            v = v.double().sort().values
-            if v[-1] <= v[0]:
-                continue
-            knots = torch.linspace(float(v[0]), float(v[-1]), CALIBRATION_KNOTS, dtype=torch.float64, device=v.device)
-            below = torch.searchsorted(v, knots, right=False)
-            at_or_below = torch.searchsorted(v, knots, right=True)
-            quantile = ((below + at_or_below) / (2 * n)).clamp(0.5 / n, 1 - 0.5 / n)  # mid-rank, as the transformer's
-            self.low[s] = float(v[0])
-            self.step[s] = float(knots[1] - knots[0])
-            self.target[s] = torch.special.ndtri(quantile).float()
-            fitted += 1
+            steps = torch.linspace(0, 1, CALIBRATION_KNOTS, dtype=torch.float64, device=v.device)
+            knots = v[:, :1] + (last - v[:, 0]).unsqueeze(1) * steps  # (S, knots)
+            knots[:, -1] = last
+            below = torch.searchsorted(v, knots.contiguous(), right=False)
+            at_or_below = torch.searchsorted(v, knots.contiguous(), right=True)
+            nn = n.unsqueeze(1).double()
+            quantile = torch.minimum(torch.maximum((below + at_or_below) / (2 * nn), 0.5 / nn), 1 - 0.5 / nn)
+            slots = torch.nonzero(ok).squeeze(1)
+            self.low[a + slots] = v[slots, :1].float()
+            self.step[a + slots] = (knots[slots, 1:2] - knots[slots, :1]).float()
+            self.target[a + slots] = torch.special.ndtri(quantile[slots]).float()
+            fitted += int(ok.sum())
         return fitted
 
     def forward(self, values: torch.Tensor) -> torch.Tensor:  # (n_slots, B) -> (n_slots, B)
@@ -140,6 +146,8 @@ class ColumnLikelihood(nn.Module):
             else:
                 nll = 0.5 * (target - mean) ** 2
             sums.extend((nll * self._continuous_mask(x)).sum(0).unbind())
+        if not sums:  # every column is constant: nothing to reconstruct (the decoder's output is empty)
+            return out.sum() * 0.0, out.new_zeros(0)
         per_part = torch.stack(sums) / x.shape[0]
         parts = torch.zeros(len(self.columns), device=x.device).index_add(0, self.part_of, per_part)
         return parts.sum(), parts
@@ -154,7 +162,8 @@ class ColumnLikelihood(nn.Module):
 
     def expected_shares(self, logits_t: torch.Tensor, chunk: int = 16_384) -> torch.Tensor:  # (n_logits,)
         """Mean softmax probability of each class over the rows of transposed logits (n_logits, N), with the
-        calibration's shift."""
+        calibration's shift; `chunk` rows at a time, fewer for wide tables (about 8M logits per chunk)."""
+        chunk = max(256, min(chunk, 8_000_000 // max(self.n_logits, 1)))
         shift = self.calibration.logit_shift.unsqueeze(1) if self.calibration is not None else 0.0
         sums = torch.zeros(self.n_logits + 1, device=logits_t.device)
         for a in range(0, logits_t.shape[1], chunk):
@@ -177,10 +186,15 @@ class ColumnLikelihood(nn.Module):
             shift.clamp_(-MAX_LOGIT_SHIFT, MAX_LOGIT_SHIFT)
         return float((self.expected_shares(logits_t) - target).abs().max()) if self.n_logits else 0.0
 
-    def continuous_values(self, matrix: torch.Tensor) -> list[torch.Tensor]:
-        """Per continuous slot, its values in a compact matrix (N, n_inputs) on the rows whose mode uses them."""
-        used = self._continuous_mask(matrix).bool()
-        return [matrix[used[:, s], col] for s, col in enumerate(self.cont_cols.tolist())]
+    def continuous_values_t(self, matrix_t: torch.Tensor, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+        """From a transposed compact matrix (n_inputs, N): every continuous slot's values (n_slots, N), and on which
+        rows its mode uses them (n_slots, N); `chunk` slots at a time, so a wide table needs no (N, n_slots) copy."""
+        used = torch.empty(len(self.cont_cols), matrix_t.shape[1], dtype=torch.bool, device=matrix_t.device)
+        for a in range(0, len(self.cont_cols), chunk):
+            b = a + chunk
+            codes = matrix_t[self.gate_cols[a:b]].long()
+            used[a:b] = (codes == self.gate_codes[a:b].unsqueeze(1)) | ~self.gated[a:b].unsqueeze(1)
+        return matrix_t[self.cont_cols], used
 
     @torch.no_grad()
     def draw_noise(self, n: int, generator: torch.Generator | None = None,
