@@ -644,13 +644,15 @@ def utility(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame,
         proba = model.predict_proba(x_test)
         classes = list(model.classes_)
         known = np.isin(y_test, classes)
-        if len(classes) == 2:
-            auc = roc_auc_score(y_test[known] == classes[1], proba[known, 1])
+        present = [c for c in classes if c in set(y_test[known])]  # classes the model knows that the test rows hold
+        p = proba[known][:, [classes.index(c) for c in present]]
+        p = p / np.maximum(p.sum(1, keepdims=True), 1e-12)
+        if len(present) < 2:
+            auc = 0.5  # the test rows it can score hold one class: no ranking to measure
+        elif len(present) == 2:
+            auc = roc_auc_score(y_test[known] == present[1], p[:, 1])
         else:
-            present = [c for c in classes if c in set(y_test[known])]
-            auc = roc_auc_score(y_test[known], proba[known][:, [classes.index(c) for c in present]] /
-                                proba[known][:, [classes.index(c) for c in present]].sum(1, keepdims=True),
-                                multi_class="ovr", average="macro", labels=present)
+            auc = roc_auc_score(y_test[known], p, multi_class="ovr", average="macro", labels=present)
         scores[name] = {"auc": float(auc), "macro_f1": float(f1_score(y_test, model.predict(x_test), average="macro"))}
     main = "r2" if task == "regression" else "auc"
     real_score, synth_score = scores["real"][main], scores["synthetic"][main]

@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from synthgen import Synthesizer, UserError
@@ -111,7 +111,8 @@ def tables(draw) -> pd.DataFrame:
 def test_any_table_fits_samples_saves_loads_and_evaluates(tmp_path_factory, df, model):
     try:
         synth = Synthesizer(model, epochs=1, hidden=[16], latent_dim=2, seed=0).fit(df)
-    except UserError:
+    except UserError as exc:
+        event(f"fit refused: {str(exc).split(':')[-1].strip()[:40]}")
         return  # a clear refusal (too few rows, nothing to learn) is a deliberate answer
     out = synth.sample(37, seed=1)
     assert list(out.columns) == list(df.columns)
@@ -123,6 +124,8 @@ def test_any_table_fits_samples_saves_loads_and_evaluates(tmp_path_factory, df, 
     try:
         ev = evaluate(df, out, schema=synth.schema, max_rows=200, holdout=df if len(df) >= 2 else None,
                       target=df.columns[0] if synth.schema.columns[0].modelled else None)
-    except UserError:
+    except UserError as exc:
+        event(f"evaluation refused: {str(exc)[:60]}")
         return
     json.dumps(ev, default=str)
+    event("fitted, sampled, saved, loaded and evaluated")
