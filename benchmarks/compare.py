@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from synthgen import Synthesizer, __version__  # noqa: E402
 from synthgen.evaluate import evaluate  # noqa: E402
-from synthgen.models.nets import torch_threads  # noqa: E402
+from synthgen.runtime import torch_threads  # noqa: E402
 from synthgen.schema import infer_schema  # noqa: E402
 
 DATASETS = ROOT.parent / "shared" / "datasets"
@@ -72,8 +72,8 @@ def median_rate(sample, rows: int, repeats: int = 3) -> float:
 
 def run_ours(kind: str, train: pd.DataFrame, seed: int, trained: dict) -> tuple[pd.DataFrame, dict]:
     if kind == "ae-standard":  # the same trained AE, z drawn from N(0, I): why an AE alone is no generator
-        with trained["ae"].z_from_standard_normal() as synth:
-            return synth.sample(len(train), seed=seed + 1), {"fit_s": None, "note": "the AE above, z ~ N(0, I)"}
+        rows = trained["ae"].sample(len(train), seed=seed + 1, prior="standard")
+        return rows, {"fit_s": None, "note": "the AE above, z ~ N(0, I)"}
     model, settings = VARIANTS.get(kind, (kind, {}))
     t0 = time.perf_counter()
     synth = Synthesizer(model, seed=seed, **settings).fit(train, progress=False)

@@ -168,27 +168,25 @@ def evaluate(
     """Score any synthetic table against its real one and write the quality report. Exit 1 if a privacy gate fails."""
     import time
 
+    from synthgen.config import privacy_gate
     from synthgen.evaluate import evaluate as run_evaluation
-    from synthgen.io import read_table, source_fingerprint
-    from synthgen.report import library_versions, write_report
+    from synthgen.io import read_table
+    from synthgen.report import write_report
+    from synthgen.runs import evaluation_report
     from synthgen.schema import infer_schema, load_metadata
 
     _setup_logging(quiet)
-    gate = _gate(gate_max_copies, gate_min_dcr_ratio)
+    gate = privacy_gate(gate_max_copies, gate_min_dcr_ratio).as_dict()
     real_df, synth_df = read_table(real, encoding=encoding), read_table(synthetic, encoding=encoding)
     holdout_df = read_table(holdout, encoding=encoding) if holdout else None
     schema = infer_schema(real_df, load_metadata(str(metadata)) if metadata else None)
     t0 = time.perf_counter()
     ev = run_evaluation(real_df, synth_df, holdout=holdout_df, target=target, schema=schema, max_rows=max_rows,
                         seed=seed, gate=gate)
-    name = synthetic.stem
-    report = {"dataset": real.stem, "run_id": f"evaluate-{name}", "primary_model": name,
-              "input": {"path": str(real), "sha256": source_fingerprint(real), "rows": len(real_df),
-                        "train_rows": len(real_df), "holdout_rows": None if holdout_df is None else len(holdout_df)},
-              "schema": schema.explain(), "seeds": {"evaluation": seed}, "versions": library_versions(),
-              "config": {"max_rows": max_rows, "target": target, "gate": gate, "holdout": str(holdout) if holdout else None},
-              "timings": {"evaluate": round(time.perf_counter() - t0, 2)},
-              "models": {name: {"evaluation": ev, "sample": {"path": str(synthetic), "rows": len(synth_df)}}}}
+    report = evaluation_report(
+        real, synthetic, schema, ev, seed=seed, seconds=time.perf_counter() - t0,
+        rows={"real": len(real_df), "synthetic": len(synth_df), "holdout": None if holdout_df is None else len(holdout_df)},
+        settings={"max_rows": max_rows, "target": target, "gate": gate, "holdout": str(holdout) if holdout else None})
     paths = write_report(report, out)
     q = ev["quality"]
     print(f"overall {q['overall']:.3f}  column shapes {q['column_shapes']:.3f}  pair trends {q['column_pair_trends']:.3f} "
@@ -198,21 +196,6 @@ def evaluate(
         print("error: the privacy gate failed: " + "; ".join(c["check"] for c in ev["privacy_gate"]["checks"] if not c["passed"]),
               file=sys.stderr)
         raise typer.Exit(EXIT_FAILED)
-
-
-def _gate(max_copies: Optional[str], min_dcr_ratio: Optional[float]) -> Optional[dict]:
-    gate: dict = {}
-    if max_copies is not None:
-        if max_copies != "natural":
-            try:
-                gate["max_exact_copy_share"] = float(max_copies)
-            except ValueError:
-                raise UserError(f"--gate-max-copies must be a share (0.01) or 'natural', got {max_copies!r}") from None
-        else:
-            gate["max_exact_copy_share"] = "natural"
-    if min_dcr_ratio is not None:
-        gate["min_dcr_ratio"] = min_dcr_ratio
-    return gate or None
 
 
 @app.command()
@@ -232,20 +215,19 @@ def generate(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Run the whole pipeline as a Prefect flow: train, sample, evaluate, publish Parquet and a quality report."""
-    from flows.api import TemporaryAPI
+    from synthgen.config import run_overrides
+    from synthgen.flows.api import TemporaryAPI
 
     _setup_logging(quiet)
     if input is None and config is None:
         raise UserError("give an INPUT table or a --config file with `input:`")
     api = TemporaryAPI().start()  # Prefect's temporary server comes up while the input is checked
     try:
-        state = _run_generate(api, input, config, rows=rows, target=target, seed=seed, sample_seed=sample_seed,
-                              out=str(out) if out else None, device=device, encoding=encoding,
-                              models=[m.strip() for m in models.split(",") if m.strip()] if models else None,
-                              model={"epochs": epochs} if epochs else None)
+        summary = _run_generate(api, config, run_overrides(
+            input=input, rows=rows, target=target, seed=seed, sample_seed=sample_seed, out=out, device=device,
+            encoding=encoding, models=models, epochs=epochs))
     finally:
         api.stop()
-    summary = _flow_summary(state)
     _print_summary(summary)
     if summary["status"] != "passed":
         print(f"error: the privacy gate failed; rows withheld for {', '.join(summary['verdict']['failed_gates'])} "
@@ -253,42 +235,33 @@ def generate(
         raise typer.Exit(EXIT_FAILED)
 
 
-def _run_generate(api, input: Optional[Path], config: Optional[Path], **overrides):
+def _run_generate(api, config: Optional[Path], overrides: dict) -> dict:
+    """Check the input (one error line and exit 2 before any work), then run the flow; returns its summary."""
     from synthgen.config import load_run_config
     from synthgen.runs import preflight
 
-    cfg = load_run_config(str(config) if config else None, input=str(input) if input else None, **overrides)
-    preflight(cfg)  # bad input or settings: one error line and exit 2 before any work starts
-    from flows.api import prefect_logs_to_file
-    from flows.generate import generate as generate_flow
+    cfg = load_run_config(str(config) if config else None, **overrides)
+    info, schema = preflight(cfg)
+    from synthgen.flows import RunFailed, flow_result
+    from synthgen.flows.api import prefect_logs_to_file
+    from synthgen.flows.generate import generate as generate_flow
 
     prefect_logs_to_file()
     dask_api = contextlib.nullcontext()
     if cfg.executor == "dask":  # tasks (and sampling shards) on Dask workers
-        from flows.many import dask_runner, shared_api
+        from synthgen.flows.many import dask_runner, shared_api
 
         generate_flow = generate_flow.with_options(task_runner=dask_runner(cfg.dask_address, cfg.dask_workers))
         dask_api = shared_api()
     with api, dask_api:
-        return generate_flow(config_file=str(config) if config else None, settings=cfg.model_dump(exclude_unset=True),
-                             return_state=True)
-
-
-def _flow_summary(state) -> dict:
-    """The run summary a flow state carries (a gate failure still carries one). A run that failed on the user's
-    input raises its UserError (exit 2); any other failure is one error line (exit 1)."""
+        state = generate_flow(config_file=str(config) if config else None, settings=cfg.model_dump(exclude_unset=True),
+                              checked={"input": info, "schema": schema.to_dict()}, return_state=True)
     try:
-        data = state.result(raise_on_failure=False)
-    except Exception as exc:  # noqa: BLE001 - a crashed run has no result to read
-        data = exc
-    if isinstance(data, dict) and "run_id" in data:
-        return data
-    if isinstance(data, (UserError, process.StopRequested)):
-        raise data
-    message = (str(state.message or "").strip().splitlines() or ["the flow run crashed"])[0]
-    where = f"; the full traceback is in {process.log_file()}" if process.log_file() else ""
-    print(f"error: the run failed: {message}{where}", file=sys.stderr)
-    raise typer.Exit(EXIT_FAILED)
+        return flow_result(state, "run_id")
+    except RunFailed as exc:
+        where = f"; the full traceback is in {process.log_file()}" if process.log_file() else ""
+        print(f"error: the run failed: {exc}{where}", file=sys.stderr)
+        raise typer.Exit(EXIT_FAILED) from None
 
 
 def _print_summary(summary: dict) -> None:
@@ -322,18 +295,17 @@ def generate_many(
     _setup_logging(quiet)
     settings = {"out": str(out)} if out else {}
     base = load_run_config(str(config) if config else None, **{"input": "-", **settings})
-    from flows.many import dataset_inputs, run_many
+    from synthgen.flows import RunFailed, flow_result
+    from synthgen.flows.many import dataset_inputs, run_many
 
     # settings are checked before any work; a bad table fails its own run only, and the summary says so
     inputs = dataset_inputs([str(t) for t in tables] if tables else base.datasets, str(folder) if folder else None)
     state = run_many(str(config) if config else None, datasets=inputs, settings=settings, address=address, n_workers=workers)
     try:
-        summary = state.result(raise_on_failure=False)
-    except Exception:  # noqa: BLE001
-        summary = None
-    if not isinstance(summary, dict) or "datasets" not in summary:
-        print(f"error: the run failed: {state.message}", file=sys.stderr)
-        raise typer.Exit(EXIT_FAILED)
+        summary = flow_result(state, "datasets")
+    except RunFailed as exc:
+        print(f"error: the run failed: {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_FAILED) from None
     for r in summary["datasets"]:
         scores = ", ".join(f"{m} {v:.3f}" for m, v in r["overall"].items() if isinstance(v, float))
         print(f"  {r['dataset']}: {r['status']}" + (f" ({scores}) {r['report']}" if r["report"] else f": {r['error']}"))
@@ -355,7 +327,7 @@ def serve(
 
     _setup_logging()
     preflight(load_run_config(str(config)))
-    from flows.serve import serve as serve_flow
+    from synthgen.flows.serve import serve as serve_flow
 
     serve_flow(str(config), cron=cron, name=name)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -49,7 +50,7 @@ class ModelSettings(BaseModel):
     # an AE alone is no generator.
     prior: Literal["standard", "fitted"] | None = None
     # after training, calibrate each column's marginal to the training column's on the model's own draws: a
-    # monotone map per continuous value (ranks kept), a logit shift per category (models.losses.MarginalCalibration).
+    # monotone map per continuous value (ranks kept), a logit shift per category (models.calibration).
     # README, "Marginal calibration"
     calibrate_marginals: bool = True
     rare_threshold: int = Field(5, ge=0)
@@ -58,10 +59,10 @@ class ModelSettings(BaseModel):
     max_train_rows: int | None = Field(None, ge=100, description="train on a seeded sample of this many rows")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    # auto: bf16 mixed precision on CUDA and on CPUs with bf16 units (models.nets.fast_bf16); training and sampling
+    # auto: bf16 mixed precision on CUDA and on CPUs with bf16 units (runtime.fast_bf16); training and sampling
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     checkpoint_every: int = Field(10, ge=1)
-    # torch threads for training on a CPU; None: 1 for models under train.ONE_THREAD_PARAMS parameters (the
+    # torch threads for training on a CPU; None: 1 for models under runtime.ONE_THREAD_PARAMS parameters (the
     # default network has about 0.2M), torch's own setting for larger ones
     cpu_threads: int | None = Field(None, ge=1)
 
@@ -104,6 +105,20 @@ class PrivacyGate(BaseModel):
         return values or None
 
 
+class ScoredVariant(BaseModel):
+    """A trained model sampled another way and scored beside it in the report, never published: the default,
+    the AE with z from N(0, I), shows why an autoencoder without a prior is no generator."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., pattern=r"^[a-z0-9][a-z0-9-]{0,39}$", description="its row name in the report")
+    model: Literal["vae", "ae"] = Field(..., description="the trained model it samples")
+    prior: Literal["standard", "fitted"] = Field(..., description="where z is drawn from instead of the model's own")
+
+
+DEFAULT_VARIANTS = [ScoredVariant(name="ae-standard", model="ae", prior="standard")]
+
+
 class RunConfig(BaseModel):
     """One generation run: what to read, which models, how many rows, where to publish."""
 
@@ -122,9 +137,9 @@ class RunConfig(BaseModel):
     model: dict[str, Any] = Field(default_factory=dict, description=(
         "model settings (epochs, latent_dim, ...) for every model; a `vae:` or `ae:` mapping inside holds settings "
         "for that model only, over the shared ones"))
-    ae_standard_normal_row: bool = Field(True, description=(
-        "also sample the AE with z ~ N(0, I) and score those rows (never published): the report row that shows why an "
-        "autoencoder without a prior is no generator"))
+    scored_variants: list[ScoredVariant] = Field(default_factory=lambda: list(DEFAULT_VARIANTS), description=(
+        "trained models sampled another way and scored beside them, never published ([] for none); a variant whose "
+        "model is not run, or that samples as the model does, is skipped"))
     privacy_gate: PrivacyGate = Field(default_factory=PrivacyGate)
     max_eval_rows: int = Field(50_000, ge=100)
     out: str | None = Field(None, description="put the whole run (data, reports, model cache) under this folder")
@@ -137,6 +152,16 @@ class RunConfig(BaseModel):
     dask_address: str | None = Field(None, description="scheduler of an existing Dask cluster (default: a LocalCluster)")
     dask_workers: int = Field(2, ge=1, description="workers of the LocalCluster")
     datasets: list[str] | None = Field(None, description="tables for `synthgen generate-many`")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, values: Any) -> Any:
+        # the setting scored_variants replaced (ae_standard_normal_row: false is scored_variants: [])
+        if isinstance(values, dict) and "ae_standard_normal_row" in values:
+            values = dict(values)
+            if not values.pop("ae_standard_normal_row"):
+                values.setdefault("scored_variants", [])
+        return values
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
@@ -159,12 +184,36 @@ class RunConfig(BaseModel):
                          f"{model} settings" if own else "model settings")
 
 
+def run_overrides(settings: dict[str, Any] | None = None, *, epochs: int | None = None, models: str | list | None = None,
+                  **given: Any) -> dict[str, Any]:
+    """What a command line or a flow call sets over a config file: the values given (None: not given), with
+    `epochs` as a model setting and `models` as a list ("vae,ae" or ["vae", "ae"])."""
+    values = dict(settings or {})
+    values.update({k: str(v) if isinstance(v, os.PathLike) else v for k, v in given.items() if v is not None})
+    if isinstance(models, str):
+        models = [m.strip() for m in models.split(",") if m.strip()]
+    if models:
+        values["models"] = models
+    if epochs:
+        values["model"] = _merged(values.get("model") or {}, {"epochs": epochs})
+    return values
+
+
+def privacy_gate(max_copies: str | None = None, min_dcr_ratio: float | None = None) -> PrivacyGate:
+    """A privacy gate from command-line text: max_copies is a share (0.01) or 'natural'."""
+    values: dict[str, Any] = {"min_dcr_ratio": min_dcr_ratio}
+    if max_copies is not None:
+        try:
+            values["max_exact_copy_share"] = max_copies if max_copies == "natural" else float(max_copies)
+        except ValueError:
+            raise UserError(f"--gate-max-copies must be a share (0.01) or 'natural', got {max_copies!r}") from None
+    return validated(PrivacyGate, values, "privacy gate")
+
+
 def load_run_config(path: str | None = None, **overrides: Any) -> RunConfig:
     """Settings from a YAML file, then overrides (flow parameters, CLI options) that are not None."""
     values: dict[str, Any] = {}
     if path is not None:
-        import os
-
         import yaml
 
         if not os.path.isfile(path):

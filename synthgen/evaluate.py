@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
+from synthgen.encoders.datetime import datetimes_to_ns
 from synthgen.errors import UserError
 from synthgen.schema import Schema, infer_schema, parse_datetimes
 
@@ -298,12 +299,9 @@ def diagnostic(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> d
 
 
 def _as_number(s: pd.Series, col) -> np.ndarray:
-    if col.kind == "datetime":
-        parsed = parse_datetimes(s, col.datetime_format) if not ptypes.is_datetime64_any_dtype(s.dtype) else s
-        if getattr(parsed.dt, "tz", None) is not None:
-            parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-        ns = parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64).astype(np.float64) / 1e9
-        return np.where(parsed.isna().to_numpy(), np.nan, ns)
+    if col.kind == "datetime":  # seconds since the epoch, UTC
+        ns, missing = datetimes_to_ns(s, col.datetime_format)
+        return np.where(missing, np.nan, ns.astype(np.float64) / 1e9)
     return pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 

@@ -1,7 +1,8 @@
 """Quality reports: report.json (every figure), report.html (one self-contained page), report.md (summary).
 
-The HTML page inlines plotly.js once, so it opens offline from a file and can be mailed. Everything on it
-is rebuilt from report.json alone.
+The HTML page draws its figures as inline SVG (no JavaScript, no external file): it opens offline
+from a file, stays small (tens to hundreds of kB) and can be mailed. Everything on it is rebuilt
+from report.json alone.
 """
 
 from __future__ import annotations
@@ -17,7 +18,28 @@ from synthgen.io import atomic_path, json_default
 
 REPORT_VERSION = 1
 QUALITY_LEVELS = ((0.90, "good"), (0.80, "fair"), (0.0, "poor"))
-MODEL_NAMES = {"vae": "VAE", "ae": "AE (baseline)", "ae-standard": "AE, z ~ N(0, I)"}
+MODEL_NAMES = {"vae": "VAE", "ae": "AE (baseline)"}
+PRIOR_NAMES = {"standard": "N(0, I)", "fitted": "a fitted Gaussian"}
+
+
+def variant_of(name: str, entry: dict[str, Any] | None) -> str | None:
+    """The model a scored variant samples, or None for a model's own rows (reports before variants were general
+    had one variant, "ae-standard")."""
+    entry = entry or {}
+    return entry.get("variant_of") or ("ae" if name == "ae-standard" and entry.get("published") is False else None)
+
+
+def model_label(name: str | None, entry: dict[str, Any] | None = None) -> str:
+    """A model's name for people: VAE, AE (baseline), or a scored variant such as "AE, z ~ N(0, I)"."""
+    base = variant_of(name or "", entry)
+    if base is None:
+        return MODEL_NAMES.get(name, name or "")
+    prior = ((entry or {}).get("settings") or {}).get("prior", "standard")
+    return f"{MODEL_NAMES.get(base, base).split(' (')[0]}, z ~ {PRIOR_NAMES.get(prior, prior)}"
+
+
+def model_color(name: str, entry: dict[str, Any] | None = None) -> str:
+    return COLORS["variant"] if variant_of(name, entry) else COLORS.get(name, "#2e9d5b")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -113,7 +135,7 @@ def scores_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
         ev = model["evaluation"]
         q, u, p = ev.get("quality") or {}, ev.get("utility") or {}, ev.get("privacy") or {}
         rows.append({
-            "model": name, "overall": q.get("overall"), "column_shapes": q.get("column_shapes"),
+            "model": name, "label": model_label(name, model), "overall": q.get("overall"), "column_shapes": q.get("column_shapes"),
             "pair_trends": q.get("column_pair_trends"), "pair_trends_all": q.get("column_pair_trends_all_pairs"),
             "detection": (ev.get("detection") or {}).get("score"), "utility_ratio": u.get("ratio"),
             "dcr_ratio": p.get("dcr_ratio"), "exact_copies": p.get("exact_copy_share"),
@@ -126,12 +148,12 @@ def scores_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 def render_markdown(report: dict[str, Any], html_name: str = "report.html") -> str:
     v = report.get("verdict") or verdict(report)
     lines = [f"# synthgen quality report: {report.get('dataset', '')}", "",
-             f"**Verdict**: quality **{v['quality']}** ({_f(v['quality_score'])} overall, {MODEL_NAMES.get(v['primary_model'], v['primary_model'])}); "
+             f"**Verdict**: quality **{v['quality']}** ({_f(v['quality_score'])} overall, {model_label(v['primary_model'], report['models'].get(v['primary_model']))}); "
              f"privacy gate **{v['privacy_gate']}**.", "",
              "| model | overall | column shapes | pair trends | all pairs | detection | utility | DCR ratio | exact copies | privacy gate |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in scores_rows(report):
-        lines.append(f"| {MODEL_NAMES.get(r['model'], r['model'])} | {_f(r['overall'])} | {_f(r['column_shapes'])} | "
+        lines.append(f"| {r['label']} | {_f(r['overall'])} | {_f(r['column_shapes'])} | "
                      f"{_f(r['pair_trends'])} | {_f(r['pair_trends_all'])} | {_f(r['detection'])} | {_f(r['utility_ratio'])} | "
                      f"{_f(r['dcr_ratio'], 2)} | {_f(r['exact_copies'], 4)} | {r['privacy_gate']} |")
     inp = report.get("input") or {}
@@ -162,27 +184,22 @@ td:first-child,th:first-child{text-align:left}
 .plot{background:#fff;border-radius:8px;padding:4px}
 .note{color:#5b6474;font-size:13px} code{background:#eef1f5;padding:1px 4px;border-radius:4px}
 pre{background:#fff;padding:12px;border-radius:8px;overflow:auto;font-size:12px}
+.chart{display:block;width:100%;height:auto}
+.chart text{font-size:11px;fill:#2a3140} .chart .t{font-size:12px;font-weight:600}
+.chart .gl{stroke:#e6e9ee} .chart .ax{stroke:#8a94a6}
+.chart .hv{fill:transparent} .chart .hv:hover{fill:rgba(29,35,48,.08)}
 """
 MAX_COLUMN_FIGURES = 60  # a wide table shows its weakest columns
-COLORS = {"real": "#3b4a6b", "vae": "#2e9d5b", "ae": "#e07b26", "ae-standard": "#b04a9b"}
+COLORS = {"real": "#3b4a6b", "vae": "#2e9d5b", "ae": "#e07b26", "variant": "#b04a9b"}
 
 
 def render_html(report: dict[str, Any]) -> str:
-    import plotly.graph_objects as go
-    from plotly.offline import get_plotlyjs
-
     v = report.get("verdict") or verdict(report)
     models = report["models"]
     primary = v["primary_model"]
-    figures: list[str] = []
 
-    def fig_html(fig: go.Figure, height: int = 300) -> str:
-        fig.update_layout(height=height, margin=dict(l=40, r=10, t=40, b=40), template="plotly_white",
-                          legend=dict(orientation="h", y=-0.2))
-        div = fig.to_html(full_html=False, include_plotlyjs=False,
-                          config={"displaylogo": False, "responsive": True, "displayModeBar": False})
-        figures.append(div)
-        return f'<div class="plot">{div}</div>'
+    def fig_html(svg: str) -> str:
+        return f'<div class="plot">{svg}</div>'
 
     esc = html.escape
     parts = [f"<h1>synthgen quality report: {esc(str(report.get('dataset', '')))}</h1>",
@@ -191,7 +208,7 @@ def render_html(report: dict[str, Any]) -> str:
     # -- verdict banner
     gate_class = {"passed": "passed", "failed": "failed"}.get(v["privacy_gate"], "notset")
     parts.append('<div class="banner" id="verdict">'
-                 f'<div class="card {v["quality"]}"><div class="label">Quality ({esc(MODEL_NAMES.get(primary, primary or ""))})</div>'
+                 f'<div class="card {v["quality"]}"><div class="label">Quality ({esc(model_label(primary, models.get(primary)))})</div>'
                  f'<div class="value">{esc(v["quality"])} · {_f(v["quality_score"])}</div></div>'
                  f'<div class="card {gate_class}"><div class="label">Privacy gate</div><div class="value">{esc(v["privacy_gate"])}</div></div>'
                  f'<div class="card notset"><div class="label">Training rows → synthetic rows per model</div><div class="value">'
@@ -207,18 +224,17 @@ def render_html(report: dict[str, Any]) -> str:
                  "holdout rows (below 1: closer to the training rows than fresh real data is).</p>")
     parts.append(_table(["model", "overall", "column shapes", "pair trends", "all pairs", "detection", "utility",
                          "DCR ratio", "exact copies", "privacy gate"],
-                        [[MODEL_NAMES.get(r["model"], r["model"]), _f(r["overall"]), _f(r["column_shapes"]), _f(r["pair_trends"]),
+                        [[r["label"], _f(r["overall"]), _f(r["column_shapes"]), _f(r["pair_trends"]),
                           _f(r["pair_trends_all"]), _f(r["detection"]), _f(r["utility_ratio"]), _f(r["dcr_ratio"], 2),
                           _f(r["exact_copies"], 4), r["privacy_gate"]] for r in rows]))
     metrics = [("overall", "overall"), ("column_shapes", "shapes"), ("pair_trends_all", "pairs (all)"),
                ("detection", "detection"), ("utility_ratio", "utility")]
-    fig = go.Figure([go.Bar(name=MODEL_NAMES.get(r["model"], r["model"]), x=[m[1] for m in metrics],
-                            y=[r[m[0]] if r[m[0]] is not None else 0 for m in metrics],
-                            marker_color=COLORS.get(r["model"])) for r in rows])
-    fig.update_layout(barmode="group", title="Headline scores (higher is better)", yaxis=dict(range=[0, 1.05]))
-    parts.append(fig_html(fig, 340))
+    series = [(r["label"], model_color(r["model"], models.get(r["model"])),
+               [r[m[0]] for m in metrics]) for r in rows]
+    parts.append(fig_html(_bar_figure("Headline scores (higher is better)", [m[1] for m in metrics],
+                                      series, WIDE_W, 340, y_max=1.05, y_title="")))
     # -- training
-    train_rows = [[MODEL_NAMES.get(n, n), _rows_used(m["training"]), str(m["training"].get("epochs_run", "–")),
+    train_rows = [[model_label(n, models.get(n)), _rows_used(m["training"]), str(m["training"].get("epochs_run", "–")),
                    "yes" if m["training"].get("stopped_early") else "no",
                    " ".join(str(m["training"].get(k, "")) for k in ("device", "precision")).strip() or "–",
                    _f(m["training"].get("seconds"), 1), _f(m["training"].get("best_val_loss")),
@@ -227,14 +243,12 @@ def render_html(report: dict[str, Any]) -> str:
         parts.append("<h2>Training</h2>")
         parts.append(_table(["model", "rows used", "epochs", "early stop", "device, precision", "seconds", "best validation loss",
                              "model"], train_rows))
-        curves = [go.Scatter(name=MODEL_NAMES.get(n, n), x=[h["epoch"] for h in m["training"].get("history", [])],
-                             y=[h["val_loss"] for h in m["training"].get("history", [])], mode="lines",
-                             line=dict(color=COLORS.get(n))) for n, m in models.items() if (m.get("training") or {}).get("history")]
+        curves = [(model_label(n, models.get(n)), model_color(n, models.get(n)),
+                   [(h.get("epoch"), h.get("val_loss")) for h in m["training"]["history"]])
+                  for n, m in models.items() if (m.get("training") or {}).get("history")]
         if curves:
-            fig = go.Figure(curves)
-            fig.update_layout(title="Validation loss per epoch (VAE: reconstruction + KL; AE: reconstruction)",
-                              xaxis_title="epoch", yaxis_type="log")
-            parts.append(fig_html(fig, 300))
+            title = "Validation loss per epoch (VAE: reconstruction + KL; AE: reconstruction)"
+            parts.append(fig_html(_line_figure(title, curves, 300)))
     # -- columns
     ev = models[primary]["evaluation"] if primary else {}
     dists = ev.get("distributions") or {}
@@ -242,13 +256,13 @@ def render_html(report: dict[str, Any]) -> str:
     order = sorted(dists, key=lambda c: (col_scores.get(c, {}).get("score") is None, col_scores.get(c, {}).get("score") or 0))
     parts.append("<h2>Columns, worst first</h2>")
     parts.append(f'<p class="note">Real vs synthetic shares per column; the score is SDMetrics Column Shapes for the '
-                 f"{esc(MODEL_NAMES.get(primary, primary or ''))} (KS complement for numbers and dates, TV complement for categories).</p>")
+                 f"{esc(model_label(primary, models.get(primary)))} (KS complement for numbers and dates, TV complement for categories).</p>")
     if len(order) > MAX_COLUMN_FIGURES:
         parts.append(f'<p class="note">The {MAX_COLUMN_FIGURES} weakest of {len(order)} columns; every column\'s score '
                      "is in report.json.</p>")
     cells = []
     for name in order[:MAX_COLUMN_FIGURES]:
-        cells.append(fig_html(_column_figure(go, name, models, col_scores.get(name)), 280))
+        cells.append(fig_html(_column_figure(name, models, col_scores.get(name))))
     parts.append(f'<div class="grid">{"".join(cells)}</div>')
     # -- pair trends
     assoc = ev.get("associations")
@@ -263,13 +277,13 @@ def render_html(report: dict[str, Any]) -> str:
         if quality_.get("pairs_scored", quality_.get("pairs_total")) != quality_.get("pairs_total"):
             parts.append(f'<p class="note">Column Pair Trends scored a seeded sample of {quality_["pairs_scored"]:,} '
                          f'of the {quality_["pairs_total"]:,} column pairs (SDMetrics\' own metrics on each pair).</p>')
-        parts.append(fig_html(_heatmaps(go, assoc), 460))
+        parts.append(fig_html(_heatmaps(assoc)))
         parts.append(_pairs_table(ev.get("quality") or {}))
     # -- privacy
     parts.append("<h2>Privacy</h2>")
-    parts.append(_privacy_html(go, models, fig_html))
+    parts.append(_privacy_html(models, fig_html))
     # -- utility
-    util_rows = [[MODEL_NAMES.get(n, n), m["evaluation"]["utility"]["target"], m["evaluation"]["utility"]["metric"],
+    util_rows = [[model_label(n, models.get(n)), m["evaluation"]["utility"]["target"], m["evaluation"]["utility"]["metric"],
                   _f(m["evaluation"]["utility"]["synthetic"].get(m["evaluation"]["utility"]["metric"])),
                   _f(m["evaluation"]["utility"]["real"].get(m["evaluation"]["utility"]["metric"])),
                   _f(m["evaluation"]["utility"]["ratio"])] for n, m in models.items() if m["evaluation"].get("utility")]
@@ -287,7 +301,7 @@ def render_html(report: dict[str, Any]) -> str:
     return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>synthgen report: "
             f"{esc(str(report.get('dataset', '')))}</title><link rel=\"icon\" href=\"data:,\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><style>{CSS}</style>"
-            f"<script type=\"text/javascript\">{get_plotlyjs()}</script></head><body><main>{body}</main></body></html>")
+            f"</head><body><main>{body}</main></body></html>")
 
 
 def _sampling_note(report: dict[str, Any]) -> str:
@@ -311,13 +325,16 @@ def _sampling_note(report: dict[str, Any]) -> str:
         if prior("ae") == "standard":
             notes.append("The plain AE has no prior; this run samples it from N(0, I) (model setting prior: standard), "
                          "which shows why an AE alone is no generator.")
-        elif "ae-standard" in models:
+        elif any(variant_of(k, m) == "ae" and prior(k) == "standard" for k, m in models.items()):
             notes.append("The plain AE has no prior: it is sampled from a Gaussian fitted to its training codes, and in "
-                         "the row \"AE, z ~ N(0, I)\" from N(0, I), which shows why an AE alone is no generator (those "
-                         "rows are scored, not published).")
+                         "the row \"AE, z ~ N(0, I)\" from N(0, I), which shows why an AE alone is no generator.")
         else:
             notes.append("The plain AE has no prior: it is sampled from a Gaussian fitted to its training codes.")
-    calibrated = [MODEL_NAMES.get(name, name) for name in ("vae", "ae") if recorded(name).get("calibrate_marginals")]
+    calibrated = [model_label(name, models.get(name)) for name in ("vae", "ae") if recorded(name).get("calibrate_marginals")]
+    variants = [model_label(k, m) for k, m in models.items() if variant_of(k, m)]
+    if variants:
+        notes.append(f"Scored, not published: {', '.join(variants)} (trained models sampled another way, "
+                     "setting scored_variants).")
     if calibrated:
         notes.append(f"The columns of the {' and the '.join(calibrated)} are calibrated to the distributions of the "
                      "training columns on draws of the model itself: continuous values pass through a monotone map "
@@ -348,47 +365,430 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
             "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in rows) + "</tbody></table>")
 
 
-def _column_figure(go, name: str, models: dict, score: dict | None):
+def _column_figure(name: str, models: dict, score: dict | None) -> str:
+    """Real vs synthetic shares of one column: a histogram (real bars, a step line per model) or
+    grouped bars."""
     first = next(iter(models.values()))["evaluation"]["distributions"][name]
-    traces = []
-    if first["type"] == "histogram":
-        edges = first["edges"]
-        centers = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
-        if first.get("datetime"):
-            centers = [datetime.fromtimestamp(c, tz=timezone.utc).isoformat() for c in centers]
-        traces.append(go.Bar(name="real", x=centers, y=first["real"], marker_color=COLORS["real"], opacity=0.75))
-        for model_name, model in models.items():
-            d = model["evaluation"]["distributions"][name]
-            traces.append(go.Scatter(name=MODEL_NAMES.get(model_name, model_name), x=centers, y=d["synthetic"],
-                                     mode="lines", line=dict(color=COLORS.get(model_name), width=2, shape="hvh")))
-    else:
-        traces.append(go.Bar(name="real", x=first["labels"], y=first["real"], marker_color=COLORS["real"]))
-        for model_name, model in models.items():
-            d = model["evaluation"]["distributions"][name]
-            traces.append(go.Bar(name=MODEL_NAMES.get(model_name, model_name), x=d["labels"], y=d["synthetic"],
-                                 marker_color=COLORS.get(model_name)))
-    fig = go.Figure(traces)
-    title = f"{name}" + (f" · score {score['score']:.3f}" if score and score.get("score") is not None else "")
+    suffix = f" · score {score['score']:.3f}" if score and score.get("score") is not None else ""
     missing = first.get("missing", [0, 0])
     if missing[0] > 0:
-        title += f" · missing {missing[0]:.1%} real"
-    fig.update_layout(title=title, barmode="group", yaxis_title="share", bargap=0.05 if first["type"] == "histogram" else 0.2)
-    return fig
+        suffix += f" · missing {missing[0]:.1%} real"
+    title = _clip(str(name), max(8, _fits(FIG_W - 16, 12) - len(suffix))) + suffix
+    real = [("real", COLORS["real"], first["real"])]
+    synthetic = [(model_label(m, models.get(m)), model_color(m, models.get(m)),
+                  model["evaluation"]["distributions"][name]["synthetic"])
+                 for m, model in models.items()]
+    if first["type"] == "histogram":
+        return _histogram_figure(title, first["edges"], real, synthetic,
+                                 dates=bool(first.get("datetime")), tooltip=f"{name}: ")
+    return _bar_figure(title, first["labels"], real + synthetic, FIG_W, 280, tooltip=f"{name} = ")
 
 
-def _heatmaps(go, assoc: dict):
-    from plotly.subplots import make_subplots
+def _heatmaps(assoc: dict) -> str:
+    """Real, synthetic and |difference| association matrices side by side, in one SVG.
 
-    cols = assoc["real"]["columns"]
+    Row labels stand left of the first panel only (the three share their columns); each scale has
+    one colour bar, right of its panels in room left for it, so no bar or label covers a panel."""
+    cols = [str(c) for c in assoc["real"]["columns"]]
     real, synth = assoc["real"]["matrix"], assoc["synthetic"]["matrix"]
-    diff = [[abs(a - b) for a, b in zip(ra, rb)] for ra, rb in zip(real, synth)]
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("real", "synthetic", "|difference|"), horizontal_spacing=0.06)
-    for i, (matrix, scale, lo) in enumerate(((real, "RdBu", -1), (synth, "RdBu", -1), (diff, "Reds", 0)), start=1):
-        fig.add_trace(go.Heatmap(z=matrix, x=cols, y=cols, zmin=lo, zmax=1, colorscale=scale, reversescale=scale == "RdBu",
-                                 showscale=i >= 2, colorbar=dict(x=0.655 if i == 2 else 1.0, len=0.8, thickness=12)),
-                      row=1, col=i)
-    fig.update_yaxes(autorange="reversed")
-    return fig
+    diff = [[None if a is None or b is None else abs(a - b) for a, b in zip(ra, rb)]
+            for ra, rb in zip(real, synth)]
+    n, labels = len(cols), [_clip(c, 24, middle=True) for c in cols]
+    longest = max(len(s) for s in labels)
+    gap, bar, top = 14, 46, 24  # bar: 12 px of colour, then its tick labels
+    for size in (11, 10, 9, 8, 7):  # the largest label font whose rows fit in their cells
+        label_w = _text_w("x" * longest, size) + 6
+        cell = min(40.0, (WIDE_W - label_w - 2 * bar - 4 * gap) / 3 / n)
+        if cell >= size + 1:
+            break
+    panel = cell * n
+    # left to right, centred: row labels, real, synthetic, their colour bar, |difference|, its bar
+    left = (WIDE_W - (label_w + 3 * panel + 2 * bar + 4 * gap)) / 2 + label_w
+    xs = [left, left + panel + gap, left + 2 * panel + 3 * gap + bar]
+    bars = [xs[1] + panel + gap, xs[2] + panel + gap]
+    height = top + panel + label_w + 4
+    out = [f'<svg class="chart heatmaps" viewBox="0 0 {WIDE_W} {_n(height)}" role="img" '
+           'aria-label="association matrices">']
+    panels = ((xs[0], "real", real, RDBU, -1), (xs[1], "synthetic", synth, RDBU, -1),
+              (xs[2], "|difference|", diff, REDS, 0))
+    for x0, title, matrix, scale, lo in panels:
+        out.append(f'<text class="t" x="{_n(x0 + panel / 2)}" y="16" text-anchor="middle">'
+                   f"{title}</text>")
+        # unit squares, one path per colour (values rounded to 1/64): a panel stays a few kB
+        by_color: dict[str, list[str]] = {}
+        for i, row in enumerate(matrix):
+            for j, value in enumerate(row):
+                color = _color(scale, None if value is None else round(value * 64) / 64, lo, 1)
+                by_color.setdefault(color, []).append(f"M{j} {i}h1v1h-1z")
+        cells = [f'<path fill="{c}" d="{"".join(d)}"/>' for c, d in by_color.items()]
+        if matrix is diff:  # a cell's tooltip tells all three values; one serves (i, j) and (j, i)
+            for i in range(n):
+                for j in range(i + 1):
+                    twin = f"M{i} {j}h1v1h-1z" if i != j else ""
+                    cells.append(f'<path class="hv" d="M{j} {i}h1v1h-1z{twin}"><title>'
+                                 f"{_esc(cols[i])} × {_esc(cols[j])}: real {_f(real[i][j])}, "
+                                 f"synthetic {_f(synth[i][j])}, |difference| {_f(diff[i][j])}"
+                                 "</title></path>")
+        out.append(f'<g class="hm-panel" transform="translate({_n(x0)},{top}) scale({cell:.4f})" '
+                   f'shape-rendering="crispEdges">{"".join(cells)}</g>')
+        out.append('<g class="hm-cols">' + "".join(
+            f'<text transform="translate({_n(x0 + (j + 0.5) * cell + size * 0.35)},'
+            f'{_n(top + panel + 4)}) rotate(-90)" text-anchor="end" style="font-size:{size}px">'
+            f"{_esc(s)}</text>" for j, s in enumerate(labels)) + "</g>")
+    out.append('<g class="hm-rows">' + "".join(
+        f'<text x="{_n(xs[0] - 4)}" y="{_n(top + (i + 0.5) * cell)}" dy=".35em" text-anchor="end" '
+        f'style="font-size:{size}px">{_esc(s)}</text>' for i, s in enumerate(labels)) + "</g>")
+    out.append(_colorbar(bars[0], top, panel, RDBU, -1))
+    out.append(_colorbar(bars[1], top, panel, REDS, 0))
+    out.append("</svg>")
+    return "".join(out)
+
+
+# --------------------------------------------------------------------------------------------------
+# SVG figures, drawn here rather than by a chart library: the page needs no JavaScript (an inlined
+# plotly.js weighed 4.8 MB), and every figure shows wherever HTML does, offline and in mail viewers.
+
+FIG_W, WIDE_W = 380, 1140  # viewBox widths of a grid cell and of the page; each SVG scales to fit
+# colorbrewer RdBu from -1 (blue) to 1 (red) and Reds from 0 to 1, the scales the plotly figures had
+RDBU = [(5, 48, 97), (33, 102, 172), (67, 147, 195), (146, 197, 222), (209, 229, 240),
+        (247, 247, 247), (253, 219, 199), (244, 165, 130), (214, 96, 77), (178, 24, 43),
+        (103, 0, 31)]
+REDS = [(255, 245, 240), (254, 224, 210), (252, 187, 161), (252, 146, 114), (251, 106, 74),
+        (239, 59, 44), (203, 24, 29), (165, 15, 21), (103, 0, 13)]
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _n(v: float) -> str:
+    """A coordinate, one decimal at most."""
+    return f"{v:.1f}".rstrip("0").rstrip(".")
+
+
+def _text_w(text: str, size: float) -> float:
+    """A generous estimate of the drawn width of `text`, where room is laid out for it
+    (Helvetica-like fonts average ~0.5 em a glyph, DejaVu Sans ~0.6)."""
+    return len(text) * size * 0.6
+
+
+def _fits(width: float, size: float) -> int:
+    """About how many glyphs of a title fit in `width` (a clipped title only loses its end)."""
+    return int(width / (size * 0.55))
+
+
+def _clip(text: str, chars: int, middle: bool = False) -> str:
+    """`text` in at most `chars` glyphs: its end cut, or its middle (names that share a prefix stay
+    apart)."""
+    if len(text) <= chars:
+        return text
+    head = (chars - 1) // 2 if middle else chars - 1
+    return text[:max(head, 1)] + "…" + (text[len(text) - (chars - 1 - head):] if middle else "")
+
+
+def _color(scale: list[tuple[int, int, int]], value: float | None, lo: float, hi: float) -> str:
+    if value is None:
+        return "#d9dde3"
+    t = min(max((value - lo) / (hi - lo), 0.0), 1.0) * (len(scale) - 1)
+    i = min(int(t), len(scale) - 2)
+    pairs = zip(scale[i], scale[i + 1])
+    return "#" + "".join(f"{round(a + (b - a) * (t - i)):02x}" for a, b in pairs)
+
+
+def _colorbar(x: float, top: float, height: float, scale: list, lo: float) -> str:
+    """A vertical colour bar from `lo` to 1, 12 px wide at `x`, with tick labels right of it."""
+    gid = f"cb{len(scale)}"  # one gradient per scale on the page
+    h = min(height, 320.0)
+    y0 = top + (height - h) / 2
+    stops = "".join(f'<stop offset="{i / (len(scale) - 1):.3f}" '
+                    f'stop-color="#{r:02x}{g:02x}{b:02x}"/>' for i, (r, g, b) in enumerate(scale))
+    parts = 4 if h >= 120 else 2
+    step = (1 - lo) / parts
+    ticks = "".join(f'<text x="{_n(x + 16)}" y="{_n(y0 + h * (1 - k / parts))}" dy=".35em">'
+                    f"{_tick_label(lo + step * k, step)}</text>" for k in range(parts + 1))
+    return (f'<g class="hm-bar"><defs><linearGradient id="{gid}" x1="0" y1="1" x2="0" y2="0">'
+            f'{stops}</linearGradient></defs><rect x="{_n(x)}" y="{_n(y0)}" width="12" '
+            f'height="{_n(h)}" fill="url(#{gid})"/>{ticks}</g>')
+
+
+def _nice_ticks(lo: float, hi: float, count: int = 5) -> tuple[list[float], float]:
+    """Round tick values within [lo, hi], about `count` of them, and their step."""
+    if not hi > lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    raw = (hi - lo) / count
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw * 0.999)
+    first = math.ceil(lo / step - 1e-9) * step
+    return [first + k * step for k in range(int((hi - first) / step + 1e-9) + 1)], step
+
+
+def _tick_label(value: float, step: float) -> str:
+    """`value` with as many decimals as `step` needs; k, M, G for steps of thousands and more."""
+    value = 0.0 if abs(value) < abs(step) * 1e-6 else value
+    div, suffix = next(((d, s) for d, s in ((1e9, "G"), (1e6, "M"), (1e3, "k")) if abs(step) >= d),
+                       (1, ""))
+    scaled = step / div
+    decimals = next(d for d in range(7)
+                    if d == 6 or abs(round(scaled, d) - scaled) < abs(scaled) * 1e-6)
+    return f"{value / div:,.{decimals}f}{suffix}".replace("-", "−")
+
+
+def _date_ticks(lo: float, hi: float) -> list[tuple[float, str]]:
+    """Ticks on a time axis (epoch seconds): month or year starts for long spans, else days, hours
+    or seconds."""
+    day, utc = 86400.0, timezone.utc
+    if hi - lo > 60 * day:
+        months = (hi - lo) / (30.44 * day)
+        step = next(s for s in (1, 2, 3, 6, 12, 24, 60, 120, 240, 600, 1200) if months / s <= 5)
+        start = datetime.fromtimestamp(lo, tz=utc)
+        month = -(-(start.year * 12 + start.month - 1) // step) * step  # the first multiple of step
+        out = []
+        while True:
+            t = datetime(month // 12, month % 12 + 1, 1, tzinfo=utc)
+            if t.timestamp() > hi:
+                return out
+            if t.timestamp() >= lo:
+                out.append((t.timestamp(), t.strftime("%Y" if step >= 12 else "%b %Y")))
+            month += step
+    step = next((s for s in (1, 10, 60, 600, 3600, 6 * 3600, day, 2 * day, 7 * day, 14 * day)
+                 if (hi - lo) / s <= 6), 28 * day)
+    fmt = "%Y-%m-%d" if step >= day else "%m-%d %H:%M" if hi - lo > day else "%H:%M:%S"
+    first = math.ceil(lo / step) * step
+    return [(t, datetime.fromtimestamp(t, tz=utc).strftime(fmt))
+            for t in (first + k * step for k in range(int((hi - first) / step) + 1))]
+
+
+def _date_text(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def _log_ticks(lo: float, hi: float) -> list[tuple[float, str]]:
+    """Ticks on a log axis: round values within about a decade, else 1-2-5 or powers of ten."""
+    if hi / lo < 20:
+        values, step = _nice_ticks(lo, hi)
+        return [(v, _tick_label(v, step)) for v in values if v > 0]
+    a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    every = max(1, math.ceil((b - a) / 8))
+    mults = (1, 2, 5) if b - a <= 3 else (1,)
+    return [(m * 10.0 ** e, f"{m * 10.0 ** e:g}") for e in range(a, b + 1, every) for m in mults
+            if lo <= m * 10.0 ** e <= hi]
+
+
+class _Chart:
+    """One cartesian figure as SVG: title, y axis with grid lines, x axis with tick labels, legend,
+    and the marks a caller adds in data coordinates. Categories sit at x = 0.5, 1.5, ... on [0, n].
+
+    The plot area keeps what room the labels and the legend leave of `height` (100 px at least)."""
+
+    def __init__(self, title: str, width: float, height: float, x_range: tuple[float, float],
+                 x_ticks: list[tuple[float, str]], y_range: tuple[float, float],
+                 legend: list[tuple[str, str, str]], log_y: bool = False, y_title: str = "",
+                 x_title: str = ""):
+        self.title, self.width, self.log_y = title, width, log_y
+        self.y_title, self.x_title = y_title, x_title
+        (self.x_lo, self.x_hi), (self.y_lo, self.y_hi) = x_range, y_range
+        self.marks: list[str] = []
+        self.hovers: list[str] = []
+        if log_y:
+            self.y_ticks = _log_ticks(self.y_lo, self.y_hi)
+        else:
+            values, step = _nice_ticks(self.y_lo, self.y_hi)
+            self.y_ticks = [(v, _tick_label(v, step)) for v in values]
+        widest = max([_text_w(t, 11) for _, t in self.y_ticks] + [0])
+        self.left = widest + 8 + (16 if y_title else 0)
+        self.right, self.top = width - 12, 30 if title else 10
+        self.x_ticks = [(x, _clip(t, 20)) for x, t in x_ticks]
+        spacing = (self.right - self.left) / max(len(self.x_ticks), 1)
+        widest = max([_text_w(t, 11) for _, t in self.x_ticks] + [0])
+        self.rotate = widest > spacing - 6  # labels that would touch slant at 40 degrees
+        label_h = widest * math.sin(math.radians(40)) + 14 if self.rotate else 16
+        self.legend_rows: list[tuple[list, float]] = []
+        row: list = []
+        row_w = 0.0
+        for item in legend:  # (name, colour, "bar" or "line"), wrapped into rows under the axis
+            w = 34 + _text_w(item[0], 11)
+            if row and row_w + w > width - 20:
+                self.legend_rows.append((row, row_w))
+                row, row_w = [], 0.0
+            row.append((item, w))
+            row_w += w
+        if row:
+            self.legend_rows.append((row, row_w))
+        below = 10 + label_h + (16 if x_title else 0) + 18 * len(self.legend_rows)
+        self.bottom = max(height - below, self.top + 100)
+        self.height = self.bottom + below
+
+    def x(self, v: float) -> float:
+        share = (v - self.x_lo) / ((self.x_hi - self.x_lo) or 1)
+        return self.left + share * (self.right - self.left)
+
+    def y(self, v: float) -> float:
+        if self.log_y:
+            lo, hi = math.log10(self.y_lo), math.log10(self.y_hi)
+            v = math.log10(max(v, self.y_lo))
+        else:
+            lo, hi, v = self.y_lo, self.y_hi, min(max(v, self.y_lo), self.y_hi)
+        return self.bottom - (v - lo) / ((hi - lo) or 1) * (self.bottom - self.top)
+
+    def bar(self, x0: float, x1: float, value: float | None, color: str, opacity: float = 1.0):
+        if value is None or (self.log_y and value <= 0):
+            return
+        base, end = self.y(self.y_lo if self.log_y else max(self.y_lo, 0)), self.y(value)
+        fade = f' fill-opacity="{opacity}"' if opacity < 1 else ""
+        self.marks.append(f'<rect x="{_n(self.x(x0))}" y="{_n(min(base, end))}" '
+                          f'width="{_n(self.x(x1) - self.x(x0))}" height="{_n(abs(base - end))}" '
+                          f'fill="{color}"{fade}/>')
+
+    def path(self, points: list[tuple[Any, Any]], color: str, steps: bool = False):
+        """A line through (x, y) points, broken at missing values; with `steps`, the points are
+        (left edge, value) of bins and each value is drawn flat to the next edge."""
+        d, pen = [], "M"
+        for k, (px, py) in enumerate(points):
+            if px is None or py is None or (self.log_y and py <= 0):
+                pen = "M"
+                continue
+            d.append(f"{pen}{_n(self.x(px))} {_n(self.y(py))}")
+            if steps:
+                d.append(f"H{_n(self.x(points[k + 1][0]))}")
+            pen = "L"
+        if d:
+            self.marks.append(f'<path d="{"".join(d)}" fill="none" stroke="{color}" '
+                              'stroke-width="2" stroke-linejoin="round"/>')
+
+    def hover(self, x0: float, x1: float, text: str):
+        """A transparent band over [x0, x1] whose tooltip tells the values there."""
+        x, w, h = _n(self.x(x0)), _n(self.x(x1) - self.x(x0)), _n(self.bottom - self.top)
+        self.hovers.append(f'<rect class="hv" x="{x}" y="{_n(self.top)}" width="{w}" height="{h}">'
+                           f"<title>{_esc(text)}</title></rect>")
+
+    def svg(self) -> str:
+        out = [f'<svg class="chart" viewBox="0 0 {_n(self.width)} {_n(self.height)}" role="img" '
+               f'aria-label="{_esc(self.title)}">']
+        if self.title:
+            out.append(f'<text class="t" x="8" y="18">{_esc(self.title)}</text>')
+        left, right, bottom = _n(self.left), _n(self.right), _n(self.bottom)
+        for v, label in self.y_ticks:
+            y = _n(self.y(v))
+            out.append(f'<line class="gl" x1="{left}" x2="{right}" y1="{y}" y2="{y}"/>')
+            out.append(f'<text x="{_n(self.left - 5)}" y="{y}" dy=".35em" text-anchor="end">'
+                       f"{label}</text>")
+        out += self.marks
+        out.append(f'<line class="ax" x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}"/>')
+        for v, label in self.x_ticks:
+            if self.rotate:
+                out.append(f'<text transform="translate({_n(self.x(v))},{_n(self.bottom + 10)}) '
+                           f'rotate(-40)" text-anchor="end">{_esc(label)}</text>')
+            else:
+                out.append(f'<text x="{_n(self.x(v))}" y="{_n(self.bottom + 14)}" '
+                           f'text-anchor="middle">{_esc(label)}</text>')
+        if self.y_title:
+            mid = _n((self.top + self.bottom) / 2)
+            out.append(f'<text transform="translate(12,{mid}) rotate(-90)" text-anchor="middle">'
+                       f"{_esc(self.y_title)}</text>")
+        y = self.height - 18 * len(self.legend_rows) - 4
+        if self.x_title:
+            out.append(f'<text x="{_n((self.left + self.right) / 2)}" y="{_n(y - 6)}" '
+                       f'text-anchor="middle">{_esc(self.x_title)}</text>')
+        for row, row_w in self.legend_rows:
+            x = (self.width - row_w) / 2
+            for (name, color, kind), w in row:
+                if kind == "bar":
+                    out.append(f'<rect x="{_n(x)}" y="{_n(y + 4)}" width="12" height="10" '
+                               f'fill="{color}"/>')
+                else:
+                    out.append(f'<line x1="{_n(x)}" x2="{_n(x + 14)}" y1="{_n(y + 9)}" '
+                               f'y2="{_n(y + 9)}" stroke="{color}" stroke-width="2.5"/>')
+                out.append(f'<text x="{_n(x + 18)}" y="{_n(y + 9)}" dy=".35em">{_esc(name)}</text>')
+                x += w
+            y += 18
+        out += self.hovers
+        out.append("</svg>")
+        return "".join(out)
+
+
+def _values_at(series: list[tuple[str, str, list]], i: int) -> str:
+    """The tooltip lines of one bar group or bin: each series' value."""
+    return "\n".join(f"{name}: {_f(vs[i] if i < len(vs) else None)}" for name, _, vs in series)
+
+
+def _bar_figure(title: str, labels: list[str], series: list[tuple[str, str, list]], width: float,
+                height: float, y_max: float | None = None, y_title: str = "share",
+                tooltip: str = "") -> str:
+    """Grouped bars: a group per label, a bar per series (name, colour, values)."""
+    values = [v for _, _, vs in series for v in vs if v is not None]
+    top = y_max if y_max is not None else max(values + [0.01]) * 1.08
+    ticks = [(i + 0.5, str(s)) for i, s in enumerate(labels)]
+    legend = [(name, color, "bar") for name, color, _ in series]
+    chart = _Chart(title, width, height, (0, len(labels)), ticks, (0, top), legend, y_title=y_title)
+    k = len(series)
+    for i, label in enumerate(labels):
+        for j, (_, color, vs) in enumerate(series):  # the group fills 80 % of its band
+            value = vs[i] if i < len(vs) else None
+            chart.bar(i + 0.1 + 0.8 * j / k, i + 0.1 + 0.8 * (j + 1) / k, value, color)
+        chart.hover(i, i + 1, f"{tooltip}{label}\n{_values_at(series, i)}")
+    return chart.svg()
+
+
+def _histogram_figure(title: str, edges: list[float], bars: list[tuple[str, str, list]],
+                      steps: list[tuple[str, str, list]], dates: bool = False, tooltip: str = "",
+                      x_title: str = "", opacity: float = 0.75) -> str:
+    """Shares per bin of `edges`: bars (overlaid, translucent) and step lines, each (name, colour,
+    shares); on a time axis where `dates` (edges in epoch seconds)."""
+    lo, hi = edges[0], edges[-1]
+    if dates:
+        ticks = _date_ticks(lo, hi)
+    else:
+        tick_values, step = _nice_ticks(lo, hi)
+        ticks = [(v, _tick_label(v, step)) for v in tick_values]
+    values = [v for _, _, vs in bars + steps for v in vs if v is not None]
+    legend = [(name, color, "bar") for name, color, _ in bars]
+    legend += [(name, color, "line") for name, color, _ in steps]
+    chart = _Chart(title, FIG_W, 280, (lo, hi), ticks, (0, max(values + [0.01]) * 1.08), legend,
+                   y_title="share", x_title=x_title)
+    for _, color, vs in bars:
+        for i, v in enumerate(vs):
+            gap = (edges[i + 1] - edges[i]) * 0.05
+            chart.bar(edges[i] + gap, edges[i + 1] - gap, v, color, opacity)
+    for _, color, vs in steps:
+        chart.path(list(zip(edges, list(vs) + [None])), color, steps=True)
+    show = _date_text if dates else (lambda v: f"{v:.4g}")
+    for i in range(len(edges) - 1):
+        where = f"{tooltip}{show(edges[i])} to {show(edges[i + 1])}"
+        chart.hover(edges[i], edges[i + 1], f"{where}\n{_values_at(bars + steps, i)}")
+    return chart.svg()
+
+
+def _line_figure(title: str, curves: list[tuple[str, str, list[tuple[Any, Any]]]],
+                 height: int) -> str:
+    """A line of (epoch, value) points per curve (name, colour, points), on a log y axis when every
+    value is positive."""
+    points = [(x, y) for _, _, pts in curves for x, y in pts if x is not None and y is not None]
+    xs, ys = [x for x, _ in points] or [0], [y for _, y in points] or [1]
+    log_y = min(ys) > 0
+    if log_y:
+        lo, hi = min(ys) / 1.05, max(ys) * 1.05
+    else:
+        pad = (max(ys) - min(ys)) * 0.05 or 1
+        lo, hi = min(ys) - pad, max(ys) + pad
+    x_lo, x_hi = min(xs), max(max(xs), min(xs) + 1)
+    tick_values, step = _nice_ticks(x_lo, x_hi, 8)
+    ticks = [(v, _tick_label(v, max(step, 1))) for v in tick_values if v == int(v)]  # whole epochs
+    legend = [(name, color, "line") for name, color, _ in curves]
+    chart = _Chart(title, WIDE_W, height, (x_lo, x_hi), ticks, (lo, hi), legend, log_y=log_y,
+                   x_title="epoch")
+    for _, color, pts in curves:
+        chart.path(pts, color)
+        if len(pts) <= 40:  # markers on short runs, where a single epoch draws no line
+            chart.marks += [f'<circle cx="{_n(chart.x(x))}" cy="{_n(chart.y(y))}" r="3" '
+                            f'fill="{color}"/>' for x, y in pts
+                            if x is not None and y is not None and (y > 0 or not log_y)]
+    epochs = sorted({x for x, _ in points})
+    for k, e in enumerate(epochs):  # a tooltip band around each epoch, halfway to its neighbours
+        a = (e + epochs[k - 1]) / 2 if k else x_lo
+        b = (e + epochs[k + 1]) / 2 if k + 1 < len(epochs) else x_hi
+        chart.hover(a, b, f"epoch {e}\n" + "\n".join(
+            f"{name}: {_f(y, 4)}" for name, _, pts in curves for x, y in pts if x == e))
+    return chart.svg()
 
 
 def _pairs_table(quality: dict) -> str:
@@ -404,33 +804,32 @@ def _pairs_table(quality: dict) -> str:
                     for p in worst]))
 
 
-def _privacy_html(go, models: dict, fig_html) -> str:
+def _privacy_html(models: dict, fig_html) -> str:
     rows, figs = [], []
     for name, model in models.items():
         p = model["evaluation"].get("privacy")
         if not p:
             continue
         gate = model["evaluation"].get("privacy_gate") or {}
-        rows.append([MODEL_NAMES.get(name, name), _f(p["dcr_synthetic"]["p50"]), _f(p["dcr_holdout"]["p50"]), _f(p["dcr_ratio"], 2),
+        rows.append([model_label(name, models.get(name)), _f(p["dcr_synthetic"]["p50"]), _f(p["dcr_holdout"]["p50"]), _f(p["dcr_ratio"], 2),
                      _f(p["dcr_synthetic"]["p5"]), _f(p["dcr_holdout"]["p5"]), _f(p["closer_to_train_share"]),
                      _f(p["exact_copy_share"], 4), _f(p["holdout_copy_share"], 4),
                      {True: "passed", False: "failed"}.get(gate.get("passed"), "not set")])
         h = p["histogram"]
-        centers = [(a + b) / 2 for a, b in zip(h["edges"][:-1], h["edges"][1:])]
         total_s, total_h = sum(h["synthetic"]) or 1, sum(h["holdout"]) or 1
-        fig = go.Figure([go.Bar(name="real holdout → train", x=centers, y=[c / total_h for c in h["holdout"]],
-                                marker_color=COLORS["real"], opacity=0.7),
-                         go.Bar(name="synthetic → train", x=centers, y=[c / total_s for c in h["synthetic"]],
-                                marker_color=COLORS.get(name, "#2e9d5b"), opacity=0.7)])
-        fig.update_layout(title=f"{MODEL_NAMES.get(name, name)}: distance to the closest training row", barmode="overlay",
-                          xaxis_title="distance", yaxis_title="share")
-        figs.append(fig_html(fig, 280))
+        bars = [("real holdout → train", COLORS["real"], [c / total_h for c in h["holdout"]]),
+                ("synthetic → train", model_color(name, models.get(name)),
+                 [c / total_s for c in h["synthetic"]])]
+        title = _clip(f"{model_label(name, models.get(name))}: distance to the closest training row",
+                      _fits(FIG_W - 16, 12))
+        figs.append(fig_html(_histogram_figure(title, h["edges"], bars, [], x_title="distance",
+                                               opacity=0.7, tooltip="distance ")))
     if not rows:
         return '<p class="note">No holdout rows were given, so privacy was not measured.</p>'
     gate_rows = []
     for name, model in models.items():
         for check in (model["evaluation"].get("privacy_gate") or {}).get("checks", []):
-            gate_rows.append([MODEL_NAMES.get(name, name), check["check"], _f(check.get("value"), 4), check.get("detail", ""),
+            gate_rows.append([model_label(name, models.get(name)), check["check"], _f(check.get("value"), 4), check.get("detail", ""),
                               "passed" if check["passed"] else "FAILED"])
     first = next(m for m in models.values() if m["evaluation"].get("privacy"))["evaluation"]["privacy"]
     out = ('<p class="note">Distance to the closest record (DCR) over every training row (nearest-neighbour index; '
@@ -490,14 +889,14 @@ def write_index(reports_root: str | Path) -> Path:
         except (OSError, json.JSONDecodeError):
             continue
         v = rep.get("verdict") or {}
-        scores = {r["model"]: r["overall"] for r in scores_rows(rep)}
+        scores = {r["label"]: r["overall"] for r in scores_rows(rep)}
         entries.append((rep.get("created", ""), rep.get("dataset", path.parent.parent.name), rep.get("run_id", path.parent.name),
                         scores, v, path.parent.relative_to(root).as_posix() + "/report.html"))
     entries.sort(key=lambda e: e[0], reverse=True)
     esc = html.escape
     rows = "".join(
         f"<tr><td>{esc(str(created))}</td><td>{esc(str(dataset))}</td><td><a href=\"{esc(link)}\">{esc(str(run_id))}</a></td>"
-        f"<td>{esc(', '.join(f'{MODEL_NAMES.get(m, m)} {_f(s)}' for m, s in scores.items()))}</td>"
+        f"<td>{esc(', '.join(f'{m} {_f(s)}' for m, s in scores.items()))}</td>"
         f"<td class=\"{esc(v.get('quality', 'unknown'))}\">{esc(v.get('quality', '?'))}</td><td>{esc(v.get('privacy_gate', '?'))}</td></tr>"
         for created, dataset, run_id, scores, v, link in entries)
     page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>synthgen runs</title>"

@@ -26,9 +26,9 @@ from typing import Any
 from synthgen.config import RunConfig
 from synthgen.errors import UserError
 from synthgen.io import read_table, source_fingerprint, write_json, write_parquet
-from synthgen.report import write_index
+from synthgen.report import library_versions, scores_rows, verdict, write_index
 from synthgen.schema import Schema, infer_schema, load_metadata
-from synthgen.train import split_rows
+from synthgen.split import split_rows
 
 log = logging.getLogger("synthgen")
 
@@ -196,3 +196,108 @@ def peak_rss_mb() -> float:
 
 def read_manifest(data_dir: str | Path) -> dict[str, Any]:
     return json.loads((Path(data_dir) / "manifest.json").read_text())
+
+
+# ----------------------------------------------------------------------------------------------------------
+# What a run records: pure functions the flow calls, so that it only orchestrates
+
+
+def training_record(synth: Any, model_dir: Path, reused: bool, settings: Any, seconds: float) -> dict[str, Any]:
+    """A trained (or reused) model as the report and the manifest record it."""
+    t = synth.training
+    training = {**t.to_dict(), "table_rows": synth.info.get("rows"), "rows_used": synth.info.get("train_rows_used"),
+                "plan": synth.info.get("plan")}
+    return {"model_dir": str(model_dir), "reused": reused, "training": training,
+            "settings": settings.fingerprint_fields(), "seconds": seconds}
+
+
+def scored_variants(cfg: RunConfig, trained: dict[str, dict[str, Any]]) -> list[tuple[Any, dict[str, Any]]]:
+    """The configured variants to score, each with its trained model: those whose model ran and that sample
+    differently from it."""
+    return [(v, trained[v.model]) for v in cfg.scored_variants
+            if v.model in trained and trained[v.model]["settings"]["prior"] != v.prior and v.name not in trained]
+
+
+def build_report(cfg: RunConfig, paths: RunPaths, input_info: dict[str, Any], parts: dict[str, Any],
+                 schema: Schema, seeds: dict[str, int], models: dict[str, dict[str, Any]],
+                 seconds: float) -> dict[str, Any]:
+    """The report of a run (report.json) from what its steps returned. `models[name]`: trained, sampled and
+    evaluation, plus variant (a ScoredVariant) for a scored variant."""
+    entries, timings = {}, {}
+    for name, m in models.items():
+        variant = m.get("variant")
+        entry = {"evaluation": m["evaluation"], "reused": m["trained"]["reused"], "model_dir": m["trained"]["model_dir"],
+                 "sample": dict(m["sampled"])}
+        if variant is None:
+            entry.update(training=m["trained"]["training"], settings=m["trained"]["settings"])
+            timings.update({f"{name}_fit": m["trained"]["seconds"], f"{name}_sample": m["sampled"]["seconds"],
+                            f"{name}_evaluate": m["evaluation"]["seconds"]["total"]})
+        else:  # the trained model sampled another way: scored, never published
+            entry.update(training=None, variant_of=variant.model, published=False,
+                         settings={**m["trained"]["settings"], "prior": variant.prior})
+            entry["sample"]["path"] = None
+            timings[f"{name}_sample_and_evaluate"] = m["sampled"]["seconds"] + m["evaluation"]["seconds"]["total"]
+        entries[name] = entry
+    timings["total"] = seconds
+    return {
+        "dataset": paths.dataset, "run_id": paths.run_id, "primary_model": cfg.models[0],
+        "input": {**input_info, "train_rows": parts["train_rows"], "holdout_rows": parts["holdout_rows"]},
+        "schema": schema.explain(), "config": cfg.model_dump(), "seeds": seeds, "versions": library_versions(),
+        "device": sorted({m["training"].get("device", "?") for m in entries.values() if m["training"]}),
+        "timings": {k: round(v, 2) for k, v in timings.items()}, "models": entries,
+    }
+
+
+def withhold_failed(report: dict[str, Any], paths: RunPaths) -> list[str]:
+    """Delete the staged rows of every model whose privacy gate failed (the report says why) and point each
+    published model's sample at where its rows will be. Returns the models withheld."""
+    withheld = list(verdict(report)["failed_gates"])
+    for model in withheld:
+        staged = paths.staged_data / f"{model}.parquet"
+        shutil.rmtree(staged) if staged.is_dir() else staged.unlink(missing_ok=True)
+        report["models"][model]["sample"]["path"] = None
+        log.warning("%s: privacy gate failed, its synthetic rows are withheld", model)
+    for model in published_models(report, withheld):
+        report["models"][model]["sample"]["path"] = str(paths.data_dir / f"{model}.parquet")
+    return withheld
+
+
+def published_models(report: dict[str, Any], withheld: list[str]) -> list[str]:
+    return [m for m, d in report["models"].items() if d.get("published", True) and m not in withheld]
+
+
+def build_manifest(report: dict[str, Any], paths: RunPaths, withheld: list[str]) -> dict[str, Any]:
+    """manifest.json: what was published, from what, with which settings and seeds."""
+    outputs = {m: {"path": report["models"][m]["sample"]["path"], "rows": report["models"][m]["sample"]["rows"]}
+               for m in published_models(report, withheld)}
+    return {
+        "run_id": paths.run_id, "dataset": paths.dataset, "status": "failed" if withheld else "passed",
+        "input": report["input"], "config": report["config"], "seeds": report["seeds"],
+        "versions": report["versions"], "timings": report["timings"], "outputs": outputs, "withheld": withheld,
+        "models": {m: {"model_dir": d["model_dir"], "reused": d["reused"],
+                       "epochs_run": (d["training"] or {}).get("epochs_run"), "device": (d["training"] or {}).get("device")}
+                   for m, d in report["models"].items() if d.get("published", True)},
+        "report": str(paths.report_dir / "report.html"), "verdict": verdict(report),
+    }
+
+
+def run_summary(report: dict[str, Any], manifest: dict[str, Any], published: dict[str, str]) -> dict[str, Any]:
+    """What a finished flow run returns: paths, scores and the verdict (the CLI prints it)."""
+    return {"run_id": report["run_id"], "dataset": report["dataset"], "status": manifest["status"],
+            "outputs": {m: o["path"] for m, o in manifest["outputs"].items()}, "report": published["report"],
+            "index": published["index"], "data_dir": published["data"], "scores": scores_rows(report),
+            "verdict": manifest["verdict"],
+            "reused": {m: d["reused"] for m, d in report["models"].items() if d.get("published", True)}}
+
+
+def evaluation_report(real: str | Path, synthetic: str | Path, schema: Schema, evaluation: dict[str, Any], *,
+                      rows: dict[str, int | None], settings: dict[str, Any], seed: int,
+                      seconds: float) -> dict[str, Any]:
+    """The report of `synthgen evaluate`: any synthetic table scored against its real one."""
+    name = Path(synthetic).stem
+    return {"dataset": Path(real).stem, "run_id": f"evaluate-{name}", "primary_model": name,
+            "input": {"path": str(real), "sha256": source_fingerprint(real), "rows": rows["real"],
+                      "train_rows": rows["real"], "holdout_rows": rows["holdout"]},
+            "schema": schema.explain(), "seeds": {"evaluation": seed}, "versions": library_versions(),
+            "config": settings, "timings": {"evaluate": round(seconds, 2)},
+            "models": {name: {"evaluation": evaluation, "sample": {"path": str(synthetic), "rows": rows["synthetic"]}}}}

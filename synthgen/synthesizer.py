@@ -10,7 +10,6 @@ import secrets
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +24,11 @@ from synthgen.errors import UserError
 from synthgen.io import ParquetStreamWriter, TableSource, atomic_path, json_default, read_table, source_fingerprint
 from synthgen.models import MODELS
 from synthgen import plan
-from synthgen.sample import Throughput, calibrate_marginals, iter_blocks, part_name, shard_range
+from synthgen.models.calibration import calibrate_marginals
+from synthgen.sample import Throughput, iter_blocks, part_name, shard_range
 from synthgen.schema import Schema, infer_schema, load_metadata
-from synthgen.train import TrainResult, resolve_device, train
+from synthgen.runtime import resolve_device
+from synthgen.train import TrainResult, train
 from synthgen.transform import TableTransformer
 
 log = logging.getLogger("synthgen")
@@ -130,23 +131,23 @@ class Synthesizer:
                                self.settings.model == "vae")
 
     # ------------------------------------------------------------------------------------------------------
-    def sample(self, n: int, seed: int | None = None) -> pd.DataFrame:
-        """`n` new rows as a DataFrame with the training table's columns and dtypes."""
+    def sample(self, n: int, seed: int | None = None, *, prior: str | None = None) -> pd.DataFrame:
+        """`n` new rows as a DataFrame with the training table's columns and dtypes. `prior` ("standard" or
+        "fitted") draws z from another prior than the model's own (for contrasts such as an AE from N(0, I))."""
         self._require_fitted()
         seed = self._seed(seed)
         n = _check_rows(n)
         meter = Throughput(n)
         parts = []
-        for block in iter_blocks(self.net, self.transformer, n, seed, precision=self.settings.precision,
-                                 block_rows=self.block_rows):
+        for block in self._blocks(n, seed, 0, prior):
             parts.append(block)
             meter.add(len(block))
         if not parts:
             return self.transformer.inverse_transform(np.zeros((0, self.transformer.layout.n_inputs), np.float32))
         return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
-    def sample_to_parquet(self, n: int, path: str | os.PathLike, seed: int | None = None,
-                          batch_rows: int | None = None, shards: int = 1) -> Path:
+    def sample_to_parquet(self, n: int, path: str | os.PathLike, seed: int | None = None, *,
+                          batch_rows: int | None = None, shards: int = 1, prior: str | None = None) -> Path:
         """Stream `n` rows into one Parquet file, a row group per batch: memory stays flat for any `n`.
 
         With `shards` > 1, `path` is a folder of part files (part-00000.parquet, ...), one Parquet dataset,
@@ -156,30 +157,37 @@ class Synthesizer:
         seed = self._seed(seed)
         n = _check_rows(n)
         if shards == 1:
-            return self._write_rows(Path(path), n, seed, 0, batch_rows)
+            return self._write_rows(Path(path), n, seed, 0, batch_rows, prior)
         with atomic_path(path, is_dir=True) as folder:
             for shard in range(shards):
-                self.sample_shard(n, folder / part_name(shard), seed=seed, shard=shard, shards=shards, batch_rows=batch_rows)
+                self.sample_shard(n, folder / part_name(shard), seed=seed, shard=shard, shards=shards,
+                                  batch_rows=batch_rows, prior=prior)
         return Path(path)
 
     def sample_shard(self, n: int, path: str | os.PathLike, *, seed: int, shard: int, shards: int,
-                     batch_rows: int | None = None) -> Path:
+                     batch_rows: int | None = None, prior: str | None = None) -> Path:
         """Write shard `shard` of `shards` of the `n`-row stream for `seed` to one part file.
 
         Shards cut the stream on block boundaries, so they can run on different workers, in any order."""
         self._require_fitted()
         start, rows = shard_range(_check_rows(n), shard, shards, self.block_rows)
-        return self._write_rows(Path(path), rows, int(seed), start, batch_rows)
+        return self._write_rows(Path(path), rows, int(seed), start, batch_rows, prior)
 
-    def _write_rows(self, path: Path, rows: int, seed: int, start_row: int, batch_rows: int | None) -> Path:
+    def _blocks(self, rows: int, seed: int, start_row: int, prior: str | None) -> Iterator[pd.DataFrame]:
+        if prior not in (None, "standard", "fitted"):
+            raise UserError(f"prior must be 'standard' or 'fitted', got {prior!r}")
+        return iter_blocks(self.net, self.transformer, rows, seed, start_row=start_row, precision=self.settings.precision,
+                           block_rows=self.block_rows, prior=prior)
+
+    def _write_rows(self, path: Path, rows: int, seed: int, start_row: int, batch_rows: int | None,
+                    prior: str | None) -> Path:
         batch_rows = batch_rows or 4 * self.block_rows  # a row group per four blocks
         meter = Throughput(rows)
         pending: list[pd.DataFrame] = []
         pending_rows = 0
         with ParquetStreamWriter(path, row_group_rows=max(batch_rows, 1),
                                  field_types=self.transformer.arrow_types()) as writer:
-            for block in iter_blocks(self.net, self.transformer, rows, seed, start_row=start_row,
-                                     precision=self.settings.precision, block_rows=self.block_rows):
+            for block in self._blocks(rows, seed, start_row, prior):
                 pending.append(block)
                 pending_rows += len(block)
                 if pending_rows >= batch_rows:
@@ -189,18 +197,6 @@ class Synthesizer:
             if pending or writer.rows == 0:
                 writer.write(pd.concat(pending, ignore_index=True) if pending else self.sample(0, seed))
         return path
-
-    @contextmanager
-    def z_from_standard_normal(self) -> Iterator[Synthesizer]:
-        """Inside the block, sampling draws z from N(0, I) whatever prior the model samples from: for an AE, the
-        contrast that shows why an autoencoder without a prior is no generator."""
-        self._require_fitted()
-        kind = self.net.prior.kind
-        self.net.prior.kind = "standard"
-        try:
-            yield self
-        finally:
-            self.net.prior.kind = kind
 
     def _seed(self, seed: int | None) -> int:
         if seed is None:

@@ -26,9 +26,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from synthgen.config import ModelSettings
-from synthgen.errors import UserError
 from synthgen.io import atomic_path
-from synthgen.models.nets import fast_bf16, torch_threads
+from synthgen.runtime import fast_bf16, resolve_device, torch_threads, training_threads
+from synthgen.split import split_rows
 
 log = logging.getLogger("synthgen")
 
@@ -44,11 +44,6 @@ MIN_STEPS = 600
 # "Training length"); from 8 batches (about 8,000 rows) on, MAX_EPOCHS is the cap that binds. Not lower for the
 # larger tables: diamonds' trends were lower at 120 epochs than at its 142 (6 seeds), adult's and cps1988's the same.
 EPOCHS_PER_BATCH = 24
-# Below this many parameters a CPU step is a few hundred small ops, too small to split across threads: one thread
-# trains as fast as two whose OpenMP workers spin long (libgomp's default) and 1.5x faster than two that spin
-# briefly, as synthgen has them spin (see synthgen/__init__.py); measured on credit, telco_churn and cps1988.
-ONE_THREAD_PARAMS = 1_000_000
-
 
 @dataclass
 class TrainResult:
@@ -72,24 +67,6 @@ class TrainResult:
         return asdict(self)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device cuda was asked for, but CUDA is not available on this machine")
-    return torch.device(name)
-
-
-def training_threads(model: nn.Module, settings: ModelSettings, device: torch.device) -> int | None:
-    """Torch threads for training on the CPU: `cpu_threads`, else 1 for models under ONE_THREAD_PARAMS
-    parameters; None leaves torch's setting (CUDA, large models)."""
-    if device.type != "cpu":
-        return None
-    if settings.cpu_threads:
-        return settings.cpu_threads
-    return 1 if sum(p.numel() for p in model.parameters()) < ONE_THREAD_PARAMS else None
-
-
 def epoch_rows(n_rows: int, batch: int) -> int:
     """Rows an epoch trains on: all of them, less a last partial batch under half a batch (a noisy step)."""
     rest = n_rows % batch
@@ -111,18 +88,11 @@ def learning_rate(settings: ModelSettings, epoch: int, epochs: int) -> float:
     return settings.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def split_rows(n: int, val_fraction: float, seed: int, min_rows: int = 20) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split of row numbers into (kept, held out), both sorted; nothing is held out below `min_rows`."""
-    perm = np.random.default_rng(seed).permutation(n)
-    n_val = int(round(n * val_fraction)) if n >= min_rows else 0
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-
-
 def train(model: nn.Module, matrix: np.ndarray, settings: ModelSettings, *, checkpoint_dir: str | Path | None = None,
           fingerprint: str = "", progress: bool | None = None) -> TrainResult:
     """Fit `model` on the encoded table `matrix`; returns what happened. Restores the best epoch's weights."""
     device = resolve_device(settings.device)
-    threads = training_threads(model, settings, device)
+    threads = training_threads(model, settings.cpu_threads, device)
     with torch_threads(threads):
         return _train(model, matrix, settings, device, checkpoint_dir=checkpoint_dir, fingerprint=fingerprint,
                       progress=progress)

@@ -11,8 +11,8 @@ FAST = {"models": ["vae"], "model": {"epochs": 2, "hidden": [32]}, "max_eval_row
 
 
 def test_sharded_sampling_on_dask_equals_unsharded(prefect_harness, small_table, tmp_path):
-    from flows.generate import generate
-    from flows.many import dask_runner, shared_api
+    from synthgen.flows.generate import generate
+    from synthgen.flows.many import dask_runner, shared_api
 
     settings = {"input": str(small_table), "out": str(tmp_path), "rows": 150_000, "sample_seed": 7, **FAST}
     local = generate(settings=settings, return_state=True).result()
@@ -30,7 +30,7 @@ def test_sharded_sampling_on_dask_equals_unsharded(prefect_harness, small_table,
 
 
 def test_generate_many_reports_a_failed_dataset_and_publishes_the_others(prefect_harness, small_table, credit_df, tmp_path):
-    from flows.many import run_many
+    from synthgen.flows.many import run_many
 
     tables = tmp_path / "tables"
     tables.mkdir()

@@ -18,7 +18,7 @@ FAST = {"model": {"epochs": 3, "hidden": [32, 32], "latent_dim": 8}, "max_eval_r
 
 
 def run(small_table, out, **settings):
-    from flows.generate import generate
+    from synthgen.flows.generate import generate
 
     cfg = {"input": str(small_table), "target": "churn", "rows": 400, "out": str(out), **FAST, **settings}
     state = generate(settings=cfg, return_state=True)

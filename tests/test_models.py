@@ -136,10 +136,10 @@ def test_seeds_reproduce_on_cpu():
 
 def test_first_fit_in_a_process_trains_the_same_model(monkeypatch):
     """Choosing the precision (once per process) must not draw from the seeded global RNG."""
-    from synthgen.models.nets import fast_bf16
+    from synthgen.runtime import fast_bf16
 
     monkeypatch.setenv("SYNTHGEN_PRECISION", "auto")
-    monkeypatch.setattr("synthgen.models.nets._cpu_flags", lambda: None, raising=False)  # the timing probe, as on non-Linux
+    monkeypatch.setattr("synthgen.runtime._cpu_flags", lambda: None, raising=False)  # the timing probe, as on non-Linux
     df = tiny_table(200)
     fast_bf16.cache_clear()
     try:
@@ -153,7 +153,7 @@ def test_first_fit_in_a_process_trains_the_same_model(monkeypatch):
 
 
 def test_small_models_train_on_one_cpu_thread_and_leave_the_callers_setting(monkeypatch):
-    import synthgen.train
+    import synthgen.runtime
 
     df = tiny_table(200)
     before = torch.get_num_threads()
@@ -163,7 +163,7 @@ def test_small_models_train_on_one_cpu_thread_and_leave_the_callers_setting(monk
         assert small.training.cpu_threads == 1 and torch.get_num_threads() == 2
         asked = Synthesizer("vae", epochs=2, seed=0, cpu_threads=2).fit(df, progress=False)
         assert asked.training.cpu_threads == 2
-        monkeypatch.setattr(synthgen.train, "ONE_THREAD_PARAMS", 1_000)  # now the default network counts as large
+        monkeypatch.setattr(synthgen.runtime, "ONE_THREAD_PARAMS", 1_000)  # now the default network counts as large
         large = Synthesizer("vae", epochs=2, seed=0).fit(df, progress=False)
         assert large.training.cpu_threads == 2 and torch.get_num_threads() == 2
     finally:
@@ -251,7 +251,7 @@ def test_blocks_drawn_by_parallel_threads_are_the_rows_of_one_thread(fitted_vae)
 def test_chunked_decoding_and_drawing_do_not_change_rows(fitted_vae, monkeypatch):
     """The CPU path decodes and draws in cache-sized chunks; the randomness is drawn per block, so the rows
     must be those of one unchunked pass (as on a GPU), however odd the chunk sizes."""
-    import synthgen.sample as sample_module
+    import synthgen.models.draw as sample_module
 
     _, synth = fitted_vae
     chunked = synth.sample(5000, seed=4)
@@ -303,9 +303,10 @@ def test_ae_baseline_fits_a_gaussian_to_its_codes():
     # (uncalibrated: a calibration is fitted to the draws of the model's own prior)
     ae, standard = (Synthesizer("ae", prior=prior, calibrate_marginals=False, epochs=10, hidden=[32], latent_dim=4)
                     .fit(df, progress=False) for prior in ("fitted", "standard"))
-    with ae.z_from_standard_normal() as contrast:
-        pd.testing.assert_frame_equal(contrast.sample(200, seed=3), standard.sample(200, seed=3))
+    pd.testing.assert_frame_equal(ae.sample(200, seed=3, prior="standard"), standard.sample(200, seed=3))
     assert ae.net.prior.kind == "fitted" and not ae.sample(200, seed=3).equals(standard.sample(200, seed=3))
+    with pytest.raises(UserError, match="prior must be"):
+        ae.sample(5, prior="uniform")
 
 
 def shapes_score(real, synthetic, schema) -> float:
@@ -390,7 +391,7 @@ def test_cli_fit_then_sample(tmp_path):
 def test_marginal_calibration_maps_draws_to_normal_scores_and_keeps_their_order():
     from scipy import stats
 
-    from synthgen.models.losses import MarginalCalibration
+    from synthgen.models.calibration import MarginalCalibration
 
     calibration = MarginalCalibration(2)
     values = torch.tensor([[-7.0, -1.0, 0.0, 2.5, 9.0], [0.1, 0.2, 0.3, 0.4, 0.5]])
@@ -413,11 +414,13 @@ def test_marginal_calibration_maps_draws_to_normal_scores_and_keeps_their_order(
 
 
 def test_class_calibration_draws_each_class_at_its_training_share():
-    from synthgen.models.losses import ColumnLikelihood
+    from synthgen.models.calibration import MarginalCalibration, calibrate_classes, class_shares
+    from synthgen.models.likelihood import ColumnLikelihood
 
     tt, x = encoded(tiny_table(3000))
-    likelihood = ColumnLikelihood(tt.layout, calibrate=True)
-    target = likelihood.class_shares(x)
+    likelihood = ColumnLikelihood(tt.layout)
+    likelihood.calibration = MarginalCalibration(len(tt.layout.continuous), likelihood.n_logits)
+    target = class_shares(likelihood, x)
     for block in tt.layout.discrete:  # every block's shares sum to one
         assert abs(float(target[block.out_start:block.out_start + block.n_classes].sum()) - 1) < 1e-5
     gen = torch.Generator().manual_seed(0)
@@ -428,10 +431,10 @@ def test_class_calibration_draws_each_class_at_its_training_share():
     noise = likelihood.draw_noise(n, gen)
     before = likelihood.sample(out_t, noise)  # identity until fitted: as an uncalibrated likelihood draws
     assert torch.allclose(before, ColumnLikelihood(tt.layout).sample(out_t, noise), atol=1e-5)
-    gap = likelihood.calibrate_classes(out_t[:likelihood.n_logits], target)
+    gap = calibrate_classes(likelihood, out_t[:likelihood.n_logits], target)
     assert gap < 1e-3
     after = likelihood.sample(out_t, noise)
-    off_before, off_after = ((likelihood.class_shares(m.T) - target).abs().max() for m in (before, after))
+    off_before, off_after = ((class_shares(likelihood, m.T) - target).abs().max() for m in (before, after))
     assert off_before > 0.1 and off_after < 0.015, (off_before, off_after)
 
 

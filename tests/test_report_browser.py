@@ -1,6 +1,8 @@
-"""The HTML report in a real browser: headless Chromium renders it offline with no console errors."""
+"""The HTML report in a real browser: headless Chromium renders it offline with no console errors,
+every figure draws, and the heatmaps' colour bars and labels cover no panel."""
 
 import io
+import itertools
 import os
 import shutil
 
@@ -9,7 +11,7 @@ import pandas as pd
 import pytest
 
 from synthgen.evaluate import evaluate
-from synthgen.report import write_report, write_index
+from synthgen.report import render_html, write_report, write_index
 from synthgen.schema import infer_schema
 
 pytestmark = pytest.mark.browser
@@ -65,17 +67,34 @@ def _console_errors(driver) -> list:
     return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
 
 
-def test_report_renders_with_plots_and_no_console_errors(browser, report_dir):
+# per figure: its drawn size and how many marks (bars, lines, cells) inside it have a visible size
+FIGURES_JS = """return [...document.querySelectorAll('.plot svg')].map(svg => {
+  const r = svg.getBoundingClientRect();
+  const marks = [...svg.querySelectorAll('rect:not(.hv), path:not(.hv), circle')]
+    .filter(e => { const b = e.getBoundingClientRect(); return b.width > 0 && b.height > 0; });
+  return [svg.getAttribute('aria-label'), r.width, r.height, marks.length];
+});"""
+
+
+def _load(driver, path):
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser.get((report_dir / "demo" / "run-1" / "report.html").as_uri())
-    WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
-    WebDriverWait(browser, 30).until(
-        lambda d: d.execute_script("return document.querySelectorAll('.js-plotly-plot .main-svg').length") > 0)
+    driver.get(path.as_uri())
+    WebDriverWait(driver, 30).until(
+        lambda d: d.execute_script("return document.readyState") == "complete")
+
+
+def test_report_renders_with_plots_and_no_console_errors(browser, report_dir):
+    page = report_dir / "demo" / "run-1" / "report.html"
+    assert page.stat().st_size < 300_000  # figures are inline SVG: no 4.8 MB plotly.js
+    _load(browser, page)
     assert _console_errors(browser) == []
-    n_plots = browser.execute_script("return document.querySelectorAll('.js-plotly-plot').length")
-    n_rendered = browser.execute_script("return document.querySelectorAll('.js-plotly-plot .main-svg').length")
-    assert n_plots >= 6 and n_rendered >= n_plots  # every figure drew its SVG
+    assert browser.execute_script("return document.scripts.length") == 0  # no JavaScript to fail
+    figures = browser.execute_script(FIGURES_JS)
+    # headline scores, 4 columns, heatmaps, DCR: every one drawn at a real size, with its marks
+    assert len(figures) == 7, figures
+    for label, width, height, marks in figures:
+        assert width > 300 and height > 150 and marks > 0, (label, width, height, marks)
     banner = browser.find_element("id", "verdict").text
     assert "failed" in banner  # the copied rows trip the gate, and the banner says so
 
@@ -94,4 +113,51 @@ def test_screenshot_is_not_blank(browser, report_dir):
 def test_run_index_lists_the_run(browser, report_dir):
     browser.get((report_dir / "index.html").as_uri())
     assert "run-1" in browser.page_source and "demo" in browser.find_element("tag name", "table").text
+    assert _console_errors(browser) == []
+
+
+# the heatmap's parts: bounding boxes (left, top, right, bottom) in the page, and the SVG's own
+HEATMAP_JS = """const svg = document.querySelector('svg.heatmaps');
+const box = e => { const r = e.getBoundingClientRect();
+  return [r.left, r.top, r.right, r.bottom]; };
+return [box(svg), [...svg.querySelectorAll('.hm-panel, .hm-bar, .hm-rows, .hm-cols')]
+  .map(e => [e.getAttribute('class'), box(e)])];"""
+
+
+def _heatmap_report(n: int) -> dict:
+    """A report with only association matrices: n columns of long names (clipped on the page)."""
+    rng = np.random.default_rng(n)
+    names = [f"customer_attribute_number_{i:02d}" for i in range(n)]
+
+    def matrix():
+        m = rng.uniform(-1, 1, (n, n))
+        m = (m + m.T) / 2
+        np.fill_diagonal(m, 1.0)
+        return {"columns": names, "matrix": m.round(4).tolist()}
+
+    ev = {"associations": {"real": matrix(), "synthetic": matrix()}, "distributions": {}}
+    return {"dataset": "wide", "run_id": "h", "primary_model": "vae",
+            "models": {"vae": {"evaluation": ev}}}
+
+
+@pytest.mark.parametrize("n", [0, 3, 12, 40])
+def test_heatmap_colour_bars_and_labels_cover_no_panel(browser, report_dir, tmp_path, n):
+    """No colour bar, row or column labels overlap a panel or each other, and all fit in the figure,
+    from a few columns to 40 (the most the association matrices hold); n=0: the demo report."""
+    page = report_dir / "demo" / "run-1" / "report.html"
+    if n:
+        page = tmp_path / "report.html"
+        page.write_text(render_html(_heatmap_report(n)), encoding="utf-8")
+    _load(browser, page)
+    figure, parts = browser.execute_script(HEATMAP_JS)
+    kinds = [kind for kind, _ in parts]
+    assert [kinds.count(k) for k in ("hm-panel", "hm-bar", "hm-rows", "hm-cols")] == [3, 2, 1, 3]
+    for (kind_a, a), (kind_b, b) in itertools.combinations(parts, 2):
+        wide, tall = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
+        assert not (wide > 0.5 and tall > 0.5), (kind_a, a, kind_b, b)  # boxes share no area
+    for kind, (left, top, right, bottom) in parts:  # nothing cut off at the figure's edges
+        assert left >= figure[0] - 0.5 and right <= figure[2] + 0.5, kind
+        assert top >= figure[1] - 0.5 and bottom <= figure[3] + 0.5, kind
+    panels = [box for kind, box in parts if kind == "hm-panel"]
+    assert all(box[2] - box[0] > 60 for box in panels)  # the panels keep a readable size
     assert _console_errors(browser) == []

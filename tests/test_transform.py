@@ -6,8 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from synthgen.encoders import render_ids
 from synthgen.schema import infer_schema
-from synthgen.transform import TableTransformer, column_differences, render_ids
+from synthgen.transform import TableTransformer, column_differences
 
 from conftest import shared_dataset
 

@@ -1,30 +1,23 @@
-"""Plain autoencoder, the baseline: one deterministic code per row, reconstruction loss only (MSE-style).
+"""Plain autoencoder, the baseline: one deterministic code per row, reconstruction loss only.
 
-It has no prior, so by itself it cannot generate. To compare it with the VAE anyway, z is drawn from a
-Gaussian fitted to its training codes after training (prior="fitted"), or from N(0, I) (prior="standard"),
-which shows why a plain AE is no generator: nothing made its codes look like N(0, I).
+It has no prior, so by itself it cannot generate. To compare it with the VAE anyway, z is drawn from a Gaussian
+fitted to its training codes after training (prior="fitted"), or from N(0, I) (prior="standard"), which shows why
+a plain AE is no generator: nothing made its codes look like N(0, I).
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from synthgen.config import ModelSettings
-from synthgen.models.losses import ColumnLikelihood
-from synthgen.models.nets import Decoder, Encoder, LatentPrior
+from synthgen.models.base import TabularAutoencoder
 from synthgen.transform import Layout
 
 
-class AE(nn.Module):
+class AE(TabularAutoencoder):
     def __init__(self, layout: Layout, settings: ModelSettings) -> None:
-        super().__init__()
-        net = dict(activation=settings.activation, norm=settings.norm, dropout=settings.dropout)
-        self.encoder = Encoder(layout, settings.hidden, settings.latent_dim, **net)  # the code itself
-        self.likelihood = ColumnLikelihood(layout, continuous="mse",  # fixed unit scale: nothing learned
-                                           calibrate=settings.calibrate_marginals)
-        self.decoder = Decoder(self.likelihood.out_width, settings.hidden, settings.latent_dim, **net)
-        self.prior = LatentPrior(settings.latent_dim, settings.prior)
+        # the encoder gives the code itself; continuous values: squared error (a fixed unit scale)
+        super().__init__(layout, settings, code_width=settings.latent_dim, continuous="mse")
 
     def forward(self, x: torch.Tensor, beta: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         reconstruction, parts = self.likelihood(self.decoder(self.encoder(x)), x)

@@ -2,71 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import os
-import time
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from synthgen.transform import Layout
-
-@functools.cache
-def fast_bf16(device_type: str) -> bool:
-    """Whether bf16 pays off here: on CUDA, and on CPUs with bf16 units (AVX512-BF16 / AMX: a bf16 matrix
-    product about 2-3x faster than a float32 one on these machines). SYNTHGEN_PRECISION=fp32 or bf16 decides.
-
-    The CPU flags decide where the OS lists them, so a seeded run trains the same model however busy the
-    machine is; elsewhere a short timing probe decides, with its own generator (the global RNG is seeded).
-    """
-    choice = os.environ.get("SYNTHGEN_PRECISION", "auto")
-    if choice in ("fp32", "bf16"):
-        return choice == "bf16"
-    if device_type == "cuda":
-        return True
-    flags = _cpu_flags()
-    if flags is not None:
-        return bool(flags & {"avx512_bf16", "amx_bf16"})
-    gen = torch.Generator().manual_seed(0)
-    a, b = torch.randn(2048, 256, generator=gen), torch.randn(256, 256, generator=gen)
-    timings = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        x, w = a.to(dtype), b.to(dtype)
-        torch.mm(x, w)
-        t0 = time.perf_counter()
-        for _ in range(10):
-            torch.mm(x, w)
-        timings[dtype] = time.perf_counter() - t0
-    return timings[torch.bfloat16] < 0.7 * timings[torch.float32]
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """Torch's thread count set to `n` (None: left alone) for the block, then put back. It is one setting for
-    the whole process."""
-    before = torch.get_num_threads()
-    if n and n != before:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
-
-
-def _cpu_flags() -> set[str] | None:
-    """The CPU feature flags from /proc/cpuinfo (Linux), or None where there is no such file."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        return None
-    return None
-
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "leaky_relu": nn.LeakyReLU}
 
@@ -199,6 +139,7 @@ class LatentPrior(nn.Module):
         self.mean.copy_(codes.mean(0).float())
         self.chol.copy_(torch.linalg.cholesky(cov).float())
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:  # (n, latent)
+    def sample(self, n: int, generator: torch.Generator | None = None, kind: str | None = None) -> torch.Tensor:
+        """n draws of z (n, latent), from this prior or, with `kind`, from "standard" or "fitted" instead."""
         eps = torch.randn(n, self.mean.shape[0], generator=generator, device=self.mean.device)
-        return eps if self.kind == "standard" else self.mean + eps @ self.chol.T
+        return eps if (kind or self.kind) == "standard" else self.mean + eps @ self.chol.T

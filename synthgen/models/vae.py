@@ -1,31 +1,22 @@
 """Variational autoencoder: q(z|x) = N(mu, diag(sigma^2)), loss = reconstruction + beta * KL(q || N(0, I)).
 
-New rows: z ~ N(0, I) (the prior it was trained against), decode, then draw every column from the
-decoder's distribution. prior="fitted" (not the default) draws z from a Gaussian with the aggregate posterior's
-mean and covariance instead: where the KL term has not pulled the codes to N(0, I) (beta < 1), it keeps the
-samples where the decoder was trained.
+New rows: z ~ N(0, I) (the prior it was trained against), decode, then draw every column from the decoder's
+distribution. prior="fitted" draws z from a Gaussian with the aggregate posterior's mean and covariance instead.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from synthgen.config import ModelSettings
-from synthgen.models.losses import ColumnLikelihood
-from synthgen.models.nets import Decoder, Encoder, LatentPrior
+from synthgen.models.base import TabularAutoencoder
 from synthgen.transform import Layout
 
 
-class VAE(nn.Module):
+class VAE(TabularAutoencoder):
     def __init__(self, layout: Layout, settings: ModelSettings) -> None:
-        super().__init__()
-        net = dict(activation=settings.activation, norm=settings.norm, dropout=settings.dropout)
-        self.encoder = Encoder(layout, settings.hidden, 2 * settings.latent_dim, **net)  # mean and log-variance
-        self.likelihood = ColumnLikelihood(layout, continuous="gaussian",  # a mean and a scale per value
-                                           calibrate=settings.calibrate_marginals)
-        self.decoder = Decoder(self.likelihood.out_width, settings.hidden, settings.latent_dim, **net)
-        self.prior = LatentPrior(settings.latent_dim, settings.prior)
+        # the encoder gives a mean and a log-variance; continuous values get a mean and a scale
+        super().__init__(layout, settings, code_width=2 * settings.latent_dim, continuous="gaussian")
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.encoder(x).chunk(2, dim=1)  # (B, latent) each

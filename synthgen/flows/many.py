@@ -22,8 +22,9 @@ from prefect.artifacts import create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.states import Completed, Failed  # noqa: E402
 
-from flows.api import TemporaryAPI  # noqa: E402
-from flows.generate import generate  # noqa: E402
+from synthgen.flows import RunFailed, flow_result  # noqa: E402
+from synthgen.flows.api import TemporaryAPI  # noqa: E402
+from synthgen.flows.generate import generate  # noqa: E402
 from synthgen.config import load_run_config  # noqa: E402
 from synthgen.errors import UserError  # noqa: E402
 from synthgen.io import SUPPORTED  # noqa: E402
@@ -66,11 +67,7 @@ def dataset_inputs(datasets: list[str] | None = None, folder: str | None = None)
 @task(name="generate-dataset", cache_policy=NO_CACHE)
 def generate_one(settings: dict[str, Any]) -> dict[str, Any]:
     """One dataset's whole pipeline, as a nested `generate` flow run on a Dask worker."""
-    state = generate(settings=settings, return_state=True)
-    summary = state.result(raise_on_failure=False)
-    if isinstance(summary, dict) and "run_id" in summary:
-        return summary
-    raise RuntimeError(state.message or "the run failed")
+    return flow_result(generate(settings=settings, return_state=True), "run_id")
 
 
 @flow(name="generate-many")
@@ -93,7 +90,7 @@ def generate_many(config_file: str | None = None, datasets: list[str] | None = N
                             "overall": {r["model"]: r["overall"] for r in summary["scores"]}})
         except Exception as exc:  # noqa: BLE001 - one dataset's failure is reported, not fatal to the others
             logger.error("%s failed: %s", path, exc)
-            message = str(exc) if isinstance(exc, RuntimeError) else f"{type(exc).__name__}: {exc}"
+            message = str(exc) if isinstance(exc, (RunFailed, UserError)) else f"{type(exc).__name__}: {exc}"
             results.append({"input": path, "dataset": Path(path).name.split(".")[0], "status": "error",
                             "run_id": None, "report": None, "error": message, "overall": {}})
     create_table_artifact(table=[{k: (str(v) if isinstance(v, dict) else v) for k, v in r.items()} for r in results],

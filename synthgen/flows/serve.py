@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flows.generate import generate
+from synthgen.flows.generate import generate
 from synthgen.config import load_run_config
 from synthgen.errors import UserError
 from synthgen.runs import dataset_name

@@ -1,1 +1,0 @@
-"""Prefect flows: orchestration only; every task calls a function of the `synthgen` package."""

@@ -1,0 +1,181 @@
+"""Categorical and text columns: one matrix column holding the class code.
+
+The models one-hot the code per batch, so a wide category costs one float per row here.
+
+Privacy: categories seen fewer than `rare_threshold` times are never written out verbatim: they
+share one class that decodes to `rare_placeholder` (for text-like columns; for number- or
+bool-valued categories, the most frequent category). Categories past the `max_categories` most
+frequent ones (but not rare) share an "other" class that decodes to one of them at its training
+frequency.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from synthgen.encoders.base import (ColumnEncoder, DecodeContext, Outputs, SoftmaxPart, _nullable,
+                                    _py)
+from synthgen.schema import ColumnSchema
+
+log = logging.getLogger("synthgen")
+
+DEFAULT_RARE_PLACEHOLDER = "(rare)"
+
+
+class CategoricalEncoder(ColumnEncoder):
+    """Class codes for a categorical or text column: kept categories, then (rare), (other),
+    (missing)."""
+
+    def __init__(self, col: ColumnSchema, rare_threshold: int, max_categories: int | None,
+                 placeholder: str) -> None:
+        super().__init__(col)
+        self.rare_threshold = rare_threshold
+        self.max_categories = max_categories
+        self.placeholder = placeholder
+
+    @classmethod
+    def from_settings(cls, col: ColumnSchema, settings: Mapping[str, Any]) -> CategoricalEncoder:
+        return cls(col, settings["rare_threshold"], settings["max_categories"],
+                   settings["rare_placeholder"])
+
+    def fit(self, s: pd.Series) -> CategoricalEncoder:
+        counts = s.value_counts(dropna=True, sort=True)
+        counts = counts[counts > 0]  # unused pandas categories
+        rare = counts[counts < self.rare_threshold] if self.rare_threshold > 1 else counts.iloc[:0]
+        common = counts.drop(rare.index)
+        cap = self.max_categories if self.max_categories else len(common)
+        kept, overflow = common.iloc[:cap], common.iloc[cap:]
+        if len(kept) == 0 and len(rare) and not len(overflow):
+            log.warning("column %r: every value is rarer than %d rows; all are pooled",
+                        self.col.name, self.rare_threshold)
+        self.categories = [_py(v) for v in kept.index]
+        self.n_rare_values = int(len(rare))
+        self.n_rare_rows = int(rare.sum())
+        self.overflow_values = [_py(v) for v in overflow.index]
+        self.overflow_p = (overflow / overflow.sum()).tolist() if len(overflow) else []
+        self.has_missing = bool(s.isna().any())
+        self.mode_value = self.categories[0] if self.categories else None
+        # a pandas category dtype comes back with its categories in order, less the rare ones
+        # (privacy)
+        is_category = isinstance(s.dtype, pd.CategoricalDtype)
+        rare_set = set(map(_py, rare.index))
+        self.dtype_categories = ([_py(c) for c in s.cat.categories if _py(c) not in rare_set]
+                                 if is_category else None)
+        self.ordered = bool(s.cat.ordered) if is_category else False
+        self._build()
+        return self
+
+    def output_categories(self) -> list:
+        cats = list(self.dtype_categories or [])
+        if self.rare_code is not None and self._text_like():
+            cats.append(self.placeholder)
+        return cats
+
+    def _build(self) -> None:
+        k = len(self.categories)
+        self.rare_code = k if self.n_rare_values else None
+        self.other_code = k + (self.rare_code is not None) if self.overflow_values else None
+        self.missing_code = (k + (self.rare_code is not None) + (self.other_code is not None)
+                             if self.has_missing else None)
+        self.n_classes = k + sum(c is not None
+                                 for c in (self.rare_code, self.other_code, self.missing_code))
+        self._overflow_set = pd.Index(self.overflow_values)
+
+    @property
+    def width(self) -> int:
+        return 1
+
+    def outputs(self) -> Outputs:
+        return Outputs(softmax=(SoftmaxPart(0, self.n_classes, "category"),))
+
+    def encode(self, s: pd.Series) -> np.ndarray:
+        values = s.astype(object) if isinstance(s.dtype, pd.CategoricalDtype) else s
+        categories = pd.Index(self.categories, dtype=object) if self.categories else []
+        codes = pd.Categorical(values, categories=categories).codes.astype(np.int64)
+        unknown = (codes < 0) & s.notna().to_numpy()
+        if unknown.any():
+            if self.other_code is not None:
+                in_overflow = unknown & pd.Index(values).isin(self._overflow_set)
+            else:
+                in_overflow = np.zeros_like(unknown)
+            codes[in_overflow] = self.other_code if self.other_code is not None else -1
+            rest = unknown & ~in_overflow
+            if rest.any():
+                # rare at fit time, or never seen: the rare class (or the most frequent one when
+                # nothing was rare)
+                codes[rest] = self.rare_code if self.rare_code is not None else 0
+        if self.has_missing:
+            codes[s.isna().to_numpy()] = self.missing_code
+        elif s.isna().any():
+            codes[s.isna().to_numpy()] = 0
+        return codes.astype(np.float32)[:, None]
+
+    def decode(self, block: np.ndarray, ctx: DecodeContext) -> pd.Series:
+        values, missing = self.decode_values(block, ctx.rng)
+        if values.dtype != object:  # plain numbers, nothing missing
+            return pd.Series(values)
+        if missing.any():
+            values = values.copy()
+            values[missing] = None
+        if self.col.dtype == "category":
+            return pd.Series(pd.Categorical(values, categories=self.output_categories(),
+                                            ordered=self.ordered))
+        s = pd.Series(values, dtype=object)
+        dtype = _nullable(self.col.dtype) if missing.any() else self.col.dtype
+        return s if dtype == "object" else s.astype(dtype)
+
+    def decode_values(self, block: np.ndarray,
+                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Return (values as an object array, or plain numbers when none can be missing;
+        missing mask)."""
+        codes = block[:, 0].astype(np.int64)
+        table = np.empty(max(self.n_classes, 1), dtype=object)
+        table[: len(self.categories)] = self.categories
+        if self.rare_code is not None:
+            table[self.rare_code] = self.placeholder if self._text_like() else self.mode_value
+        if self._plain_numbers() and self.missing_code is None and None not in table:
+            # numbers as numbers: no per-value object conversion later
+            table = table.astype(self.col.dtype)
+        values = table[codes]
+        if self.other_code is not None:
+            at = np.flatnonzero(codes == self.other_code)
+            if len(at):
+                pick = rng.choice(len(self.overflow_values), size=len(at), p=self.overflow_p)
+                values[at] = np.asarray(self.overflow_values, dtype=values.dtype)[pick]
+        if self.missing_code is not None:
+            missing = codes == self.missing_code
+        else:
+            missing = np.zeros(len(codes), bool)
+        return values, missing
+
+    def _plain_numbers(self) -> bool:
+        """Whether the column's dtype is a plain numpy number or bool (not nullable, not object)."""
+        return self.col.dtype.startswith(("int", "uint", "float")) or self.col.dtype == "bool"
+
+    def _text_like(self) -> bool:
+        if self.dtype_categories is not None:
+            return all(isinstance(c, str) for c in self.dtype_categories)
+        return not (self.col.dtype.startswith(("int", "Int", "uint", "UInt", "float", "Float"))
+                    or self.col.dtype in ("bool", "boolean"))
+
+    def pooling(self) -> dict[str, int] | None:
+        if not (self.n_rare_values or self.overflow_values):
+            return None
+        return {"rare_values": self.n_rare_values, "rare_rows": self.n_rare_rows,
+                "overflow_values": len(self.overflow_values)}
+
+    def state(self) -> dict[str, Any]:
+        return {"categories": self.categories, "n_rare_values": self.n_rare_values,
+                "n_rare_rows": self.n_rare_rows, "overflow_values": self.overflow_values,
+                "overflow_p": self.overflow_p, "has_missing": self.has_missing,
+                "mode_value": self.mode_value, "dtype_categories": self.dtype_categories,
+                "ordered": self.ordered}
+
+    def load(self, state: dict[str, Any]) -> CategoricalEncoder:
+        self.__dict__.update(state)
+        self._build()
+        return self
