@@ -27,8 +27,11 @@ def write_shard(model_dir: str, rows: int, seed: int, shard: int, shards: int, f
     from synthgen.sample import part_name
     from synthgen.synthesizer import Synthesizer
 
-    return str(Synthesizer.load(model_dir, device="cpu").sample_shard(rows, Path(folder) / part_name(shard), seed=seed,
-                                                                      shard=shard, shards=shards))
+    return str(
+        Synthesizer.load(model_dir, device="cpu").sample_shard(
+            rows, Path(folder) / part_name(shard), seed=seed, shard=shard, shards=shards
+        )
+    )
 
 
 def peak_rss_mb() -> float:
@@ -61,18 +64,45 @@ def main() -> None:
         # the rows are read back only after every cluster ran: workers started from a process that holds
         # millions of rows would report that process's memory as theirs
         out = outputs[n_workers] = Path(tempfile.mkdtemp(prefix="synthgen-dask-"))
-        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-                Client(cluster) as client:
-            client.run(lambda: __import__("synthgen.synthesizer"))  # imports (torch) before the clock starts
+        with (
+            LocalCluster(
+                n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            client.run(
+                lambda: __import__("synthgen.synthesizer")
+            )  # imports (torch) before the clock starts
             t0 = time.perf_counter()
-            futures = [client.submit(write_shard, args.model_dir, args.rows, args.seed, k, args.shards, str(out), pure=False)
-                       for k in range(args.shards)]
+            futures = [
+                client.submit(
+                    write_shard,
+                    args.model_dir,
+                    args.rows,
+                    args.seed,
+                    k,
+                    args.shards,
+                    str(out),
+                    pure=False,
+                )
+                for k in range(args.shards)
+            ]
             client.gather(futures)
             seconds = time.perf_counter() - t0
             peaks = client.run(peak_rss_mb)
-        print(json.dumps({"workers": n_workers, "rows": args.rows, "shards": args.shards, "seconds": round(seconds, 1),
-                          "rows_per_s": round(args.rows / seconds), "peak_rss_mb_per_worker": sorted(round(v) for v in peaks.values())}),
-              flush=True)
+        print(
+            json.dumps(
+                {
+                    "workers": n_workers,
+                    "rows": args.rows,
+                    "shards": args.shards,
+                    "seconds": round(seconds, 1),
+                    "rows_per_s": round(args.rows / seconds),
+                    "peak_rss_mb_per_worker": sorted(round(v) for v in peaks.values()),
+                }
+            ),
+            flush=True,
+        )
     digests = {n: digest(out) for n, out in outputs.items()}
     for out in outputs.values():
         shutil.rmtree(out)

@@ -29,8 +29,12 @@ def fit(data: Path, work: Path) -> dict:
 
     t0 = time.perf_counter()
     synth = Synthesizer("vae").fit(data, progress=False)
-    out = {"fit_s": round(time.perf_counter() - t0, 1), "epochs": synth.training.epochs_run,
-           "precision": synth.training.precision, "peak_rss_mb": peak_mb()}
+    out = {
+        "fit_s": round(time.perf_counter() - t0, 1),
+        "epochs": synth.training.epochs_run,
+        "precision": synth.training.precision,
+        "peak_rss_mb": peak_mb(),
+    }
     synth.save(work / "vae")
     return out
 
@@ -42,8 +46,12 @@ def sample(data: Path, work: Path) -> dict:
     t0 = time.perf_counter()
     synth.sample_to_parquet(10_000_000, work / "rows-10m.parquet", seed=1)
     seconds = time.perf_counter() - t0
-    return {"rows": 10_000_000, "seconds": round(seconds, 1), "rows_per_s": round(10_000_000 / seconds),
-            "peak_rss_mb": peak_mb()}
+    return {
+        "rows": 10_000_000,
+        "seconds": round(seconds, 1),
+        "rows_per_s": round(10_000_000 / seconds),
+        "peak_rss_mb": peak_mb(),
+    }
 
 
 def evaluate(data: Path, work: Path) -> dict:
@@ -61,27 +69,53 @@ def evaluate(data: Path, work: Path) -> dict:
     rows = synth.sample(len(train), seed=2)
     t0 = time.perf_counter()
     ev = score(train, rows, holdout=test, target="arr_delay", schema=synth.schema)
-    return {"evaluate_s": round(time.perf_counter() - t0, 1), "seconds": ev["seconds"],
-            "scored_rows": [ev["rows"]["scored_real"], ev["rows"]["scored_synthetic"]],
-            "overall": round(ev["quality"]["overall"], 3), "detection": round(ev["detection"]["score"], 3)}
+    return {
+        "evaluate_s": round(time.perf_counter() - t0, 1),
+        "seconds": ev["seconds"],
+        "scored_rows": [ev["rows"]["scored_real"], ev["rows"]["scored_synthetic"]],
+        "overall": round(ev["quality"]["overall"], 3),
+        "detection": round(ev["detection"]["score"], 3),
+    }
 
 
 STAGES = {"fit": fit, "sample": sample, "evaluate": evaluate}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets" / "flights.parquet")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--data", type=Path, default=ROOT.parent / "shared" / "datasets" / "flights.parquet"
+    )
     ap.add_argument("--work", type=Path, default=Path("/tmp/synthgen-flights"))
-    ap.add_argument("--stage", choices=list(STAGES), help="run one stage in this process (the script runs each so)")
+    ap.add_argument(
+        "--stage",
+        choices=list(STAGES),
+        help="run one stage in this process (the script runs each so)",
+    )
     args = ap.parse_args()
     if args.stage:
-        print(json.dumps({"stage": args.stage, **STAGES[args.stage](args.data, args.work)}), flush=True)
+        print(
+            json.dumps({"stage": args.stage, **STAGES[args.stage](args.data, args.work)}),
+            flush=True,
+        )
         return
     args.work.mkdir(parents=True, exist_ok=True)
     for stage in STAGES:
-        subprocess.run([sys.executable, __file__, "--stage", stage, "--data", str(args.data), "--work", str(args.work)],
-                       check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--stage",
+                stage,
+                "--data",
+                str(args.data),
+                "--work",
+                str(args.work),
+            ],
+            check=True,
+        )
 
 
 if __name__ == "__main__":

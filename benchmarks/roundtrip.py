@@ -45,13 +45,21 @@ def main(path: str) -> dict:
     pooled = TableTransformer().fit(df, schema)
     changed = changed_cells(df, pooled.inverse_transform(pooled.transform(df)), schema)
     return {
-        "path": path, "rows": len(df), "columns": df.shape[1],
+        "path": path,
+        "rows": len(df),
+        "columns": df.shape[1],
         "kinds": {c.name: c.kind for c in schema.columns},
-        "read_s": round(read_s, 3), "fit_s": round(fit_s, 3), "transform_s": round(transform_s, 3),
-        "inverse_s": round(inverse_s, 3), "total_s": round(fit_s + transform_s + inverse_s, 3),
-        "peak_rss_mb": round(peak, 1), "rss_after_read_mb": round(rss_after_read, 1),
-        "roundtrip_exact": not problems, "not_exact": problems,
-        "cells_changed_by_default_pooling": changed, "pooling": pooled.pooling_summary(),
+        "read_s": round(read_s, 3),
+        "fit_s": round(fit_s, 3),
+        "transform_s": round(transform_s, 3),
+        "inverse_s": round(inverse_s, 3),
+        "total_s": round(fit_s + transform_s + inverse_s, 3),
+        "peak_rss_mb": round(peak, 1),
+        "rss_after_read_mb": round(rss_after_read, 1),
+        "roundtrip_exact": not problems,
+        "not_exact": problems,
+        "cells_changed_by_default_pooling": changed,
+        "pooling": pooled.pooling_summary(),
     }
 
 

@@ -47,25 +47,40 @@ def parse_seeds(text: str) -> list[int]:
 def draw_from_posterior(synth: Synthesizer, train) -> None:
     """Make `synth` decode z ~ q(z | x) of a random train row wherever it would draw z from its prior."""
     device = next(synth.net.parameters()).device
-    mu, variance = synth.net.codes(torch.as_tensor(synth.transformer.transform(train), dtype=torch.float32,
-                                                   device=device))
+    mu, variance = synth.net.codes(
+        torch.as_tensor(synth.transformer.transform(train), dtype=torch.float32, device=device)
+    )
     std = variance.sqrt()
 
     def sample(n: int, generator: torch.Generator | None = None) -> torch.Tensor:  # (n, latent)
         rows = torch.randint(0, len(mu), (n,), generator=generator, device=device)
-        return mu[rows] + std[rows] * torch.randn(n, mu.shape[1], generator=generator, device=device)
+        return mu[rows] + std[rows] * torch.randn(
+            n, mu.shape[1], generator=generator, device=device
+        )
 
     synth.net.prior.sample = sample
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("dataset", choices=sorted(compare.TARGETS))
-    ap.add_argument("--settings", default="{}", help="model settings as JSON, e.g. '{\"beta\": 0.8}'")
+    ap.add_argument(
+        "--settings", default="{}", help="model settings as JSON, e.g. '{\"beta\": 0.8}'"
+    )
     ap.add_argument("--seeds", default="0-2", help="e.g. 0-7 or 0,3,5")
-    ap.add_argument("--pairs", action="store_true", help="print the counted trend pairs and each numeric column's range")
-    ap.add_argument("--z-from", choices=("prior", "posterior"), default="prior",
-                    help="where generation draws z (posterior: a diagnosis, see above)")
+    ap.add_argument(
+        "--pairs",
+        action="store_true",
+        help="print the counted trend pairs and each numeric column's range",
+    )
+    ap.add_argument(
+        "--z-from",
+        choices=("prior", "posterior"),
+        default="prior",
+        help="where generation draws z (posterior: a diagnosis, see above)",
+    )
     ap.add_argument("--data", type=Path, default=compare.DATASETS)
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
@@ -80,25 +95,57 @@ def main() -> None:
         if args.z_from == "posterior":
             draw_from_posterior(synth, train)
         synthetic = synth.sample(len(train), seed=seed + 1)
-        ev = evaluate(train, synthetic, holdout=test, target=compare.TARGETS[args.dataset], schema=schema, seed=seed)
+        ev = evaluate(
+            train,
+            synthetic,
+            holdout=test,
+            target=compare.TARGETS[args.dataset],
+            schema=schema,
+            seed=seed,
+        )
         q = ev["quality"]
-        row = {"dataset": args.dataset, "settings": settings, "z_from": args.z_from, "seed": seed,
-               "epochs": synth.training.epochs_run,
-               "overall": q["overall"], "shapes": q["column_shapes"], "trends": q["column_pair_trends"],
-               "aligned": q["column_pair_trends_aligned"], "utility": ev["utility"]["ratio"],
-               "dcr_ratio": ev["privacy"]["dcr_ratio"], "fit_s": fit_s}
+        row = {
+            "dataset": args.dataset,
+            "settings": settings,
+            "z_from": args.z_from,
+            "seed": seed,
+            "epochs": synth.training.epochs_run,
+            "overall": q["overall"],
+            "shapes": q["column_shapes"],
+            "trends": q["column_pair_trends"],
+            "aligned": q["column_pair_trends_aligned"],
+            "utility": ev["utility"]["ratio"],
+            "dcr_ratio": ev["privacy"]["dcr_ratio"],
+            "fit_s": fit_s,
+        }
         rows.append(row)
-        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+        print(
+            json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}),
+            flush=True,
+        )
         if args.pairs:
             counted = [p for p in q["pairs"] if p["counted"]]
             for p in sorted(counted, key=lambda p: p["score"] if p["score"] is not None else 1.0):
-                print(f"  {p['column_1']} x {p['column_2']}: {p['score']:.3f} official, {p['score_aligned']:.3f} aligned")
+                print(
+                    f"  {p['column_1']} x {p['column_2']}: {p['score']:.3f} official, {p['score_aligned']:.3f} aligned"
+                )
             for col in train.select_dtypes("number").columns:
-                print(f"  {col}: real {train[col].min()}..{train[col].max()}, synthetic "
-                      f"{synthetic[col].min()}..{synthetic[col].max()}")
+                print(
+                    f"  {col}: real {train[col].min()}..{train[col].max()}, synthetic "
+                    f"{synthetic[col].min()}..{synthetic[col].max()}"
+                )
     means = {k: round(statistics.mean(r[k] for r in rows if r[k] is not None), 4) for k in FIGURES}
-    print(json.dumps({"dataset": args.dataset, "settings": settings, "z_from": args.z_from, "seeds": len(rows),
-                      "mean": means}))
+    print(
+        json.dumps(
+            {
+                "dataset": args.dataset,
+                "settings": settings,
+                "z_from": args.z_from,
+                "seeds": len(rows),
+                "mean": means,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

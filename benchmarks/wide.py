@@ -51,13 +51,17 @@ def mixed_table(rows: int = 2000, columns: int = 1200, seed: int = 0) -> pd.Data
         elif kind == 2:
             levels = int(rng.integers(2, 41))
             cut = np.quantile(signal, np.linspace(0, 1, levels + 1)[1:-1])
-            data[f"c{j:04d}"] = pd.Series(np.digitize(signal, cut)).map(lambda k, j=j: f"level_{j}_{k}")
+            data[f"c{j:04d}"] = pd.Series(np.digitize(signal, cut)).map(
+                lambda k, j=j: f"level_{j}_{k}"
+            )
         elif kind == 3:
             flag = pd.array(signal > 0, dtype="boolean")
             flag[rng.random(rows) < 0.05] = pd.NA
             data[f"b{j:04d}"] = flag
         else:
-            data[f"d{j:04d}"] = pd.Timestamp("2020-01-01") + pd.to_timedelta(np.round(signal * 100 + 500), unit="D")
+            data[f"d{j:04d}"] = pd.Timestamp("2020-01-01") + pd.to_timedelta(
+                np.round(signal * 100 + 500), unit="D"
+            )
     return pd.DataFrame(data)
 
 
@@ -66,15 +70,30 @@ def tree_rss_mb(pid: int) -> float:
     total = 0
     for p in [pid, *process.descendants(pid)]:
         try:
-            total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * os.sysconf(
+                "SC_PAGE_SIZE"
+            )
         except (OSError, IndexError, ValueError):
             continue
     return total / 2**20
 
 
 def run_generate(table: Path, out: Path, extra: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "synthgen.cli", "generate", str(table), "--out", str(out), "--seed", "0",
-           "--sample-seed", "1", "-q", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "synthgen.cli",
+        "generate",
+        str(table),
+        "--out",
+        str(out),
+        "--seed",
+        "0",
+        "--sample-seed",
+        "1",
+        "-q",
+        *extra,
+    ]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = 0.0
@@ -92,24 +111,45 @@ def run_generate(table: Path, out: Path, extra: list[str]) -> dict:
     stop.set()
     watcher.join()
     seconds = time.perf_counter() - t0
-    result = {"command": " ".join(cmd[1:]), "rc": proc.returncode, "seconds": round(seconds, 1),
-              "peak_rss_mb_process_tree": round(peak), "stdout": stdout.strip().splitlines(),
-              "stderr_tail": stderr.strip().splitlines()[-5:]}
+    result = {
+        "command": " ".join(cmd[1:]),
+        "rc": proc.returncode,
+        "seconds": round(seconds, 1),
+        "peak_rss_mb_process_tree": round(peak),
+        "stdout": stdout.strip().splitlines(),
+        "stderr_tail": stderr.strip().splitlines()[-5:],
+    }
     reports = sorted(out.glob("reports/*/*/report.json"))
     if reports:
         report = json.loads(reports[-1].read_text())
         result["timings"] = report.get("timings")
-        result["scores"] = {m: {k: (d["evaluation"].get("quality") or {}).get(k) for k in (
-            "overall", "column_shapes", "column_pair_trends", "pairs_scored", "pairs_total")}
-            for m, d in report["models"].items()}
-        result["plan"] = {m: (d.get("training") or {}).get("plan") for m, d in report["models"].items()}
+        result["scores"] = {
+            m: {
+                k: (d["evaluation"].get("quality") or {}).get(k)
+                for k in (
+                    "overall",
+                    "column_shapes",
+                    "column_pair_trends",
+                    "pairs_scored",
+                    "pairs_total",
+                )
+            }
+            for m, d in report["models"].items()
+        }
+        result["plan"] = {
+            m: (d.get("training") or {}).get("plan") for m, d in report["models"].items()
+        }
     return result
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", choices=["floats", "mixed"])
-    parser.add_argument("--write-only", type=Path, help="write the two tables into this folder and stop")
+    parser.add_argument(
+        "--write-only", type=Path, help="write the two tables into this folder and stop"
+    )
     parser.add_argument("--models", default="vae,ae")
     args = parser.parse_args()
     tables = {"floats": floats_table, "mixed": mixed_table}
@@ -127,7 +167,11 @@ def main() -> None:
             make().to_parquet(table)
             out = Path(tmp) / f"out_{name}"
             results["runs"][name] = run_generate(table, out, ["--models", args.models])
-            print(name, json.dumps({k: v for k, v in results["runs"][name].items() if k != "stdout"}), flush=True)
+            print(
+                name,
+                json.dumps({k: v for k, v in results["runs"][name].items() if k != "stdout"}),
+                flush=True,
+            )
     path = HERE / "results" / f"wide-{datetime.now(timezone.utc):%Y-%m-%d}.json"
     path.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {path}")

@@ -19,8 +19,12 @@ from synthgen.errors import UserError
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Learn a table and write synthetic rows that keep its statistics, with quality reports.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Learn a table and write synthetic rows that keep its statistics, with quality reports.",
+)
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
@@ -32,11 +36,15 @@ def _setup_logging(quiet: bool = False) -> None:
     logger = logging.getLogger("synthgen")
     if not any(h.get_name() == "synthgen-console" for h in logger.handlers):
         if sys.stderr.isatty():
-            handler: logging.Handler = RichHandler(console=Console(stderr=True), show_path=False, show_time=False)
+            handler: logging.Handler = RichHandler(
+                console=Console(stderr=True), show_path=False, show_time=False
+            )
             handler.setFormatter(logging.Formatter("%(message)s"))
         else:  # logs that go to a file or a scheduler: one plain line per message
             handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+            handler.setFormatter(
+                logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+            )
         handler.set_name("synthgen-console")
         logger.addHandler(handler)
         logger.propagate = False
@@ -68,9 +76,15 @@ def user_errors(fn):
 @user_errors
 def schema(
     input: Path = typer.Argument(..., help="CSV, Parquet (file or folder) or JSON Lines table."),
-    metadata: Optional[Path] = typer.Option(None, help="SDV single-table metadata JSON that overrides inference."),
-    metadata_out: Optional[Path] = typer.Option(None, help="Also write the SDV metadata alone to this file."),
-    encoding: Optional[str] = typer.Option(None, help="Text encoding of a CSV input (default: detected)."),
+    metadata: Optional[Path] = typer.Option(
+        None, help="SDV single-table metadata JSON that overrides inference."
+    ),
+    metadata_out: Optional[Path] = typer.Option(
+        None, help="Also write the SDV metadata alone to this file."
+    ),
+    encoding: Optional[str] = typer.Option(
+        None, help="Text encoding of a CSV input (default: detected)."
+    ),
 ) -> None:
     """Infer every column's kind and print it as JSON (a readable table goes to stderr)."""
     from rich.console import Console
@@ -85,7 +99,9 @@ def schema(
     for key in ("column", "kind", "dtype", "missing", "details", "reason"):
         table.add_column(key, overflow="fold")
     for row in inferred.explain():
-        table.add_row(*(str(row[k]) for k in ("column", "kind", "dtype", "missing", "details", "reason")))
+        table.add_row(
+            *(str(row[k]) for k in ("column", "kind", "dtype", "missing", "details", "reason"))
+        )
     Console(stderr=True).print(table)
     if metadata_out:
         write_json(inferred.to_metadata(), metadata_out)
@@ -95,14 +111,22 @@ def schema(
 @app.command()
 @user_errors
 def fit(
-    input: Path = typer.Argument(..., help="Table to learn (CSV, Parquet file or folder, JSON Lines)."),
+    input: Path = typer.Argument(
+        ..., help="Table to learn (CSV, Parquet file or folder, JSON Lines)."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Model folder to write."),
     model: str = typer.Option("vae", help="vae (the generator) or ae (the baseline)."),
-    epochs: Optional[int] = typer.Option(None, help="Training epochs (default: from the table size, early stopping)."),
+    epochs: Optional[int] = typer.Option(
+        None, help="Training epochs (default: from the table size, early stopping)."
+    ),
     seed: int = typer.Option(0, help="Seed: the same seed gives the same model on CPU."),
-    metadata: Optional[Path] = typer.Option(None, help="SDV single-table metadata JSON that overrides inference."),
+    metadata: Optional[Path] = typer.Option(
+        None, help="SDV single-table metadata JSON that overrides inference."
+    ),
     device: str = typer.Option("auto", help="auto (CUDA when available), cpu or cuda."),
-    encoding: Optional[str] = typer.Option(None, help="Text encoding of a CSV input (default: detected)."),
+    encoding: Optional[str] = typer.Option(
+        None, help="Text encoding of a CSV input (default: detected)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors."),
 ) -> None:
     """Train a model on a table and save it (weights as safetensors, the rest as JSON).
@@ -117,13 +141,20 @@ def fit(
     settings = {"epochs": epochs, "seed": seed, "device": device}
     synth = Synthesizer(model, **settings)
     checkpoints = out.with_name(out.name + ".ckpt")
-    synth.fit(input, metadata=str(metadata) if metadata else None, checkpoint_dir=checkpoints, progress=not quiet,
-              encoding=encoding)
+    synth.fit(
+        input,
+        metadata=str(metadata) if metadata else None,
+        checkpoint_dir=checkpoints,
+        progress=not quiet,
+        encoding=encoding,
+    )
     synth.save(out)
     shutil.rmtree(checkpoints, ignore_errors=True)
     t = synth.training
-    print(f"{out}: {model} trained on {t.train_rows} rows, {t.epochs_run} epochs on {t.device} in {t.seconds:.1f}s"
-          f" (best validation loss {t.best_val_loss if t.best_val_loss is None else round(t.best_val_loss, 3)})")
+    print(
+        f"{out}: {model} trained on {t.train_rows} rows, {t.epochs_run} epochs on {t.device} in {t.seconds:.1f}s"
+        f" (best validation loss {t.best_val_loss if t.best_val_loss is None else round(t.best_val_loss, 3)})"
+    )
 
 
 @app.command()
@@ -146,23 +177,45 @@ def sample(
     t0 = time.perf_counter()
     synth.sample_to_parquet(rows, out, seed=seed)
     elapsed = time.perf_counter() - t0
-    print(f"{out}: {rows} rows (seed {synth.last_seed}) in {elapsed:.1f}s, {rows / max(elapsed, 1e-9):,.0f} rows/s")
+    print(
+        f"{out}: {rows} rows (seed {synth.last_seed}) in {elapsed:.1f}s, {rows / max(elapsed, 1e-9):,.0f} rows/s"
+    )
 
 
 @app.command()
 @user_errors
 def evaluate(
-    real: Path = typer.Argument(..., help="The real (training) table the synthetic rows were learned from."),
-    synthetic: Path = typer.Argument(..., help="The synthetic table: synthgen's or any other tool's, same columns."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for report.json, report.html and report.md."),
-    holdout: Optional[Path] = typer.Option(None, help="Real rows the generator never saw: needed for privacy and utility."),
-    target: Optional[str] = typer.Option(None, help="Column to predict for utility (train on synthetic, test on real)."),
-    metadata: Optional[Path] = typer.Option(None, help="SDV single-table metadata JSON (column kinds)."),
-    max_rows: int = typer.Option(50_000, help="Score large tables on a seeded sample of this many rows per side."),
+    real: Path = typer.Argument(
+        ..., help="The real (training) table the synthetic rows were learned from."
+    ),
+    synthetic: Path = typer.Argument(
+        ..., help="The synthetic table: synthgen's or any other tool's, same columns."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Folder for report.json, report.html and report.md."
+    ),
+    holdout: Optional[Path] = typer.Option(
+        None, help="Real rows the generator never saw: needed for privacy and utility."
+    ),
+    target: Optional[str] = typer.Option(
+        None, help="Column to predict for utility (train on synthetic, test on real)."
+    ),
+    metadata: Optional[Path] = typer.Option(
+        None, help="SDV single-table metadata JSON (column kinds)."
+    ),
+    max_rows: int = typer.Option(
+        50_000, help="Score large tables on a seeded sample of this many rows per side."
+    ),
     seed: int = typer.Option(0, help="Seed of the row samples and the classifiers."),
-    gate_max_copies: Optional[str] = typer.Option(None, help="Privacy gate: largest share of exact copies of training rows, or 'natural'."),
-    gate_min_dcr_ratio: Optional[float] = typer.Option(None, help="Privacy gate: smallest DCR ratio (synthetic / holdout median)."),
-    encoding: Optional[str] = typer.Option(None, help="Text encoding of CSV inputs (default: detected)."),
+    gate_max_copies: Optional[str] = typer.Option(
+        None, help="Privacy gate: largest share of exact copies of training rows, or 'natural'."
+    ),
+    gate_min_dcr_ratio: Optional[float] = typer.Option(
+        None, help="Privacy gate: smallest DCR ratio (synthetic / holdout median)."
+    ),
+    encoding: Optional[str] = typer.Option(
+        None, help="Text encoding of CSV inputs (default: detected)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Score any synthetic table against its real one and write the quality report. Exit 1 if a privacy gate fails."""
@@ -177,41 +230,88 @@ def evaluate(
 
     _setup_logging(quiet)
     gate = privacy_gate(gate_max_copies, gate_min_dcr_ratio).as_dict()
-    real_df, synth_df = read_table(real, encoding=encoding), read_table(synthetic, encoding=encoding)
+    real_df, synth_df = (
+        read_table(real, encoding=encoding),
+        read_table(synthetic, encoding=encoding),
+    )
     holdout_df = read_table(holdout, encoding=encoding) if holdout else None
     schema = infer_schema(real_df, load_metadata(str(metadata)) if metadata else None)
     t0 = time.perf_counter()
-    ev = run_evaluation(real_df, synth_df, holdout=holdout_df, target=target, schema=schema, max_rows=max_rows,
-                        seed=seed, gate=gate)
+    ev = run_evaluation(
+        real_df,
+        synth_df,
+        holdout=holdout_df,
+        target=target,
+        schema=schema,
+        max_rows=max_rows,
+        seed=seed,
+        gate=gate,
+    )
     report = evaluation_report(
-        real, synthetic, schema, ev, seed=seed, seconds=time.perf_counter() - t0,
-        rows={"real": len(real_df), "synthetic": len(synth_df), "holdout": None if holdout_df is None else len(holdout_df)},
-        settings={"max_rows": max_rows, "target": target, "gate": gate, "holdout": str(holdout) if holdout else None})
+        real,
+        synthetic,
+        schema,
+        ev,
+        seed=seed,
+        seconds=time.perf_counter() - t0,
+        rows={
+            "real": len(real_df),
+            "synthetic": len(synth_df),
+            "holdout": None if holdout_df is None else len(holdout_df),
+        },
+        settings={
+            "max_rows": max_rows,
+            "target": target,
+            "gate": gate,
+            "holdout": str(holdout) if holdout else None,
+        },
+    )
     paths = write_report(report, out)
     q = ev["quality"]
-    print(f"overall {q['overall']:.3f}  column shapes {q['column_shapes']:.3f}  pair trends {q['column_pair_trends']:.3f} "
-          f"(all pairs {q['column_pair_trends_all_pairs']:.3f})  detection {ev['detection']['score']:.3f}")
+    print(
+        f"overall {q['overall']:.3f}  column shapes {q['column_shapes']:.3f}  pair trends {q['column_pair_trends']:.3f} "
+        f"(all pairs {q['column_pair_trends_all_pairs']:.3f})  detection {ev['detection']['score']:.3f}"
+    )
     print(f"report: {paths['html']}")
     if ev["privacy_gate"]["passed"] is False:
-        print("error: the privacy gate failed: " + "; ".join(c["check"] for c in ev["privacy_gate"]["checks"] if not c["passed"]),
-              file=sys.stderr)
+        print(
+            "error: the privacy gate failed: "
+            + "; ".join(c["check"] for c in ev["privacy_gate"]["checks"] if not c["passed"]),
+            file=sys.stderr,
+        )
         raise typer.Exit(EXIT_FAILED)
 
 
 @app.command()
 @user_errors
 def generate(
-    input: Optional[Path] = typer.Argument(None, help="Table to learn (or `input:` in the config file)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML run config; options below override it."),
-    rows: Optional[int] = typer.Option(None, help="Rows to sample per model (default: as many as the training part)."),
+    input: Optional[Path] = typer.Argument(
+        None, help="Table to learn (or `input:` in the config file)."
+    ),
+    config: Optional[Path] = typer.Option(
+        None, "--config", "-c", help="YAML run config; options below override it."
+    ),
+    rows: Optional[int] = typer.Option(
+        None, help="Rows to sample per model (default: as many as the training part)."
+    ),
     models: Optional[str] = typer.Option(None, help="Comma-separated: vae,ae (default both)."),
-    epochs: Optional[int] = typer.Option(None, help="Training epochs (default: from the table size)."),
+    epochs: Optional[int] = typer.Option(
+        None, help="Training epochs (default: from the table size)."
+    ),
     target: Optional[str] = typer.Option(None, help="Column to predict in the utility check."),
-    seed: Optional[int] = typer.Option(None, help="Seed of the split and training (same seed: cached model reused)."),
-    sample_seed: Optional[int] = typer.Option(None, help="Seed of the sampled rows (default: fresh each run)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Put the whole run under this folder."),
+    seed: Optional[int] = typer.Option(
+        None, help="Seed of the split and training (same seed: cached model reused)."
+    ),
+    sample_seed: Optional[int] = typer.Option(
+        None, help="Seed of the sampled rows (default: fresh each run)."
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Put the whole run under this folder."
+    ),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
-    encoding: Optional[str] = typer.Option(None, help="Text encoding of a CSV input (default: detected)."),
+    encoding: Optional[str] = typer.Option(
+        None, help="Text encoding of a CSV input (default: detected)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Run the whole pipeline as a Prefect flow: train, sample, evaluate, publish Parquet and a quality report."""
@@ -223,15 +323,31 @@ def generate(
         raise UserError("give an INPUT table or a --config file with `input:`")
     api = TemporaryAPI().start()  # Prefect's temporary server comes up while the input is checked
     try:
-        summary = _run_generate(api, config, run_overrides(
-            input=input, rows=rows, target=target, seed=seed, sample_seed=sample_seed, out=out, device=device,
-            encoding=encoding, models=models, epochs=epochs))
+        summary = _run_generate(
+            api,
+            config,
+            run_overrides(
+                input=input,
+                rows=rows,
+                target=target,
+                seed=seed,
+                sample_seed=sample_seed,
+                out=out,
+                device=device,
+                encoding=encoding,
+                models=models,
+                epochs=epochs,
+            ),
+        )
     finally:
         api.stop()
     _print_summary(summary)
     if summary["status"] != "passed":
-        print(f"error: the privacy gate failed; rows withheld for {', '.join(summary['verdict']['failed_gates'])} "
-              f"(see {summary['report']})", file=sys.stderr)
+        print(
+            f"error: the privacy gate failed; rows withheld for {', '.join(summary['verdict']['failed_gates'])} "
+            f"(see {summary['report']})",
+            file=sys.stderr,
+        )
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -251,11 +367,17 @@ def _run_generate(api, config: Optional[Path], overrides: dict) -> dict:
     if cfg.executor == "dask":  # tasks (and sampling shards) on Dask workers
         from synthgen.flows.many import dask_runner, shared_api
 
-        generate_flow = generate_flow.with_options(task_runner=dask_runner(cfg.dask_address, cfg.dask_workers))
+        generate_flow = generate_flow.with_options(
+            task_runner=dask_runner(cfg.dask_address, cfg.dask_workers)
+        )
         dask_api = shared_api()
     with api, dask_api:
-        state = generate_flow(config_file=str(config) if config else None, settings=cfg.model_dump(exclude_unset=True),
-                              checked={"input": info, "schema": schema.to_dict()}, return_state=True)
+        state = generate_flow(
+            config_file=str(config) if config else None,
+            settings=cfg.model_dump(exclude_unset=True),
+            checked={"input": info, "schema": schema.to_dict()},
+            return_state=True,
+        )
     try:
         return flow_result(state, "run_id")
     except RunFailed as exc:
@@ -268,9 +390,16 @@ def _print_summary(summary: dict) -> None:
     print(f"run {summary['run_id']} ({summary['dataset']}): {summary['status']}")
     for row in summary["scores"]:
         reused = " (cached model reused)" if summary["reused"].get(row["model"]) else ""
-        parts = [f"{k} {row[k]:.3f}" for k in ("overall", "column_shapes", "pair_trends", "detection", "utility_ratio")
-                 if isinstance(row.get(k), float)]
-        gate = row["privacy_gate"] if row["privacy_gate"] == "rows not published" else f"privacy gate {row['privacy_gate']}"
+        parts = [
+            f"{k} {row[k]:.3f}"
+            for k in ("overall", "column_shapes", "pair_trends", "detection", "utility_ratio")
+            if isinstance(row.get(k), float)
+        ]
+        gate = (
+            row["privacy_gate"]
+            if row["privacy_gate"] == "rows not published"
+            else f"privacy gate {row['privacy_gate']}"
+        )
         print(f"  {row['model']}: {'  '.join(parts)}  {gate}{reused}")
     for model, path in summary["outputs"].items():
         print(f"  {model} rows: {path}")
@@ -281,12 +410,22 @@ def _print_summary(summary: dict) -> None:
 @app.command("generate-many")
 @user_errors
 def generate_many(
-    tables: Optional[list[Path]] = typer.Argument(None, help="Tables to run (or `datasets:` in the config)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML settings applied to every dataset."),
-    folder: Optional[Path] = typer.Option(None, help="Also run every table directly in this folder."),
-    address: Optional[str] = typer.Option(None, help="Scheduler address of an existing Dask cluster (tcp://host:8786)."),
+    tables: Optional[list[Path]] = typer.Argument(
+        None, help="Tables to run (or `datasets:` in the config)."
+    ),
+    config: Optional[Path] = typer.Option(
+        None, "--config", "-c", help="YAML settings applied to every dataset."
+    ),
+    folder: Optional[Path] = typer.Option(
+        None, help="Also run every table directly in this folder."
+    ),
+    address: Optional[str] = typer.Option(
+        None, help="Scheduler address of an existing Dask cluster (tcp://host:8786)."
+    ),
     workers: int = typer.Option(2, help="Workers of the local Dask cluster (when no --address)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Put every run under this folder."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Put every run under this folder."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """One generate run per dataset, in parallel on Dask. Exit 1 if any dataset did not pass."""
@@ -299,8 +438,16 @@ def generate_many(
     from synthgen.flows.many import dataset_inputs, run_many
 
     # settings are checked before any work; a bad table fails its own run only, and the summary says so
-    inputs = dataset_inputs([str(t) for t in tables] if tables else base.datasets, str(folder) if folder else None)
-    state = run_many(str(config) if config else None, datasets=inputs, settings=settings, address=address, n_workers=workers)
+    inputs = dataset_inputs(
+        [str(t) for t in tables] if tables else base.datasets, str(folder) if folder else None
+    )
+    state = run_many(
+        str(config) if config else None,
+        datasets=inputs,
+        settings=settings,
+        address=address,
+        n_workers=workers,
+    )
     try:
         summary = flow_result(state, "datasets")
     except RunFailed as exc:
@@ -308,7 +455,10 @@ def generate_many(
         raise typer.Exit(EXIT_FAILED) from None
     for r in summary["datasets"]:
         scores = ", ".join(f"{m} {v:.3f}" for m, v in r["overall"].items() if isinstance(v, float))
-        print(f"  {r['dataset']}: {r['status']}" + (f" ({scores}) {r['report']}" if r["report"] else f": {r['error']}"))
+        print(
+            f"  {r['dataset']}: {r['status']}"
+            + (f" ({scores}) {r['report']}" if r["report"] else f": {r['error']}")
+        )
     print(f"{summary['passed']} passed, {summary['failed']} did not")
     if summary["failed"]:
         raise typer.Exit(EXIT_FAILED)
@@ -349,7 +499,9 @@ def main() -> None:
     except typer.Abort:
         print("error: aborted", file=sys.stderr)
         rc = 130
-    except typer.TyperException as exc:  # bad arguments and options (click's UsageError): one line, exit 2
+    except (
+        typer.TyperException
+    ) as exc:  # bad arguments and options (click's UsageError): one line, exit 2
         if type(exc).__name__ == "NoArgsIsHelpError":
             rc = 0
         else:

@@ -9,7 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from synthgen.errors import UserError
 
-
 MODEL_KINDS = ("vae", "ae")
 
 
@@ -42,7 +41,9 @@ class ModelSettings(BaseModel):
     # from N(0, I)) the marginal calibration gives back. README, "KL weight"
     beta: float = Field(0.7, gt=0, description="weight of the KL term (VAE)")
     kl_warmup_epochs: int = Field(10, ge=0)
-    patience: int = Field(50, ge=1, description="epochs without a better validation loss before stopping")
+    patience: int = Field(
+        50, ge=1, description="epochs without a better validation loss before stopping"
+    )
     val_fraction: float = Field(0.1, ge=0.0, lt=0.5)
     # where generation draws z from. VAE: "standard" = N(0, I), the prior it was trained against; "fitted" = a
     # Gaussian with the aggregate posterior's mean and covariance (for beta < 1, whose codes are not N(0, I)).
@@ -56,7 +57,9 @@ class ModelSettings(BaseModel):
     rare_threshold: int = Field(5, ge=0)
     max_categories: int | None = Field(150, ge=1)
     point_mass_share: float = Field(0.02, gt=0, le=1)
-    max_train_rows: int | None = Field(None, ge=100, description="train on a seeded sample of this many rows")
+    max_train_rows: int | None = Field(
+        None, ge=100, description="train on a seeded sample of this many rows"
+    )
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # auto: bf16 mixed precision on CUDA and on CPUs with bf16 units (runtime.fast_bf16); training and sampling
@@ -96,8 +99,12 @@ class PrivacyGate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_exact_copy_share: float | Literal["natural"] | None = Field(
-        None, description="largest share of synthetic rows that equal a training row; 'natural' = the holdout's rate")
-    min_dcr_ratio: float | None = Field(None, gt=0, description="median DCR synthetic / holdout, at least")
+        None,
+        description="largest share of synthetic rows that equal a training row; 'natural' = the holdout's rate",
+    )
+    min_dcr_ratio: float | None = Field(
+        None, gt=0, description="median DCR synthetic / holdout, at least"
+    )
     max_closer_to_train_share: float | None = Field(None, gt=0, le=1)
 
     def as_dict(self) -> dict[str, Any] | None:
@@ -111,9 +118,13 @@ class ScoredVariant(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(..., pattern=r"^[a-z0-9][a-z0-9-]{0,39}$", description="its row name in the report")
+    name: str = Field(
+        ..., pattern=r"^[a-z0-9][a-z0-9-]{0,39}$", description="its row name in the report"
+    )
     model: Literal["vae", "ae"] = Field(..., description="the trained model it samples")
-    prior: Literal["standard", "fitted"] = Field(..., description="where z is drawn from instead of the model's own")
+    prior: Literal["standard", "fitted"] = Field(
+        ..., description="where z is drawn from instead of the model's own"
+    )
 
 
 DEFAULT_VARIANTS = [ScoredVariant(name="ae-standard", model="ae", prior="standard")]
@@ -125,31 +136,67 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input: str = Field(..., description="CSV, Parquet (file or folder) or JSON Lines table")
-    encoding: str | None = Field(None, description="text encoding of a CSV input (default: detected)")
-    dataset: str | None = Field(None, description="name used in output paths (default: the input file's stem)")
-    metadata: str | None = Field(None, description="SDV single-table metadata JSON overriding inference")
+    encoding: str | None = Field(
+        None, description="text encoding of a CSV input (default: detected)"
+    )
+    dataset: str | None = Field(
+        None, description="name used in output paths (default: the input file's stem)"
+    )
+    metadata: str | None = Field(
+        None, description="SDV single-table metadata JSON overriding inference"
+    )
     models: list[Literal["vae", "ae"]] = Field(default_factory=lambda: ["vae", "ae"], min_length=1)
-    rows: int | None = Field(None, ge=1, description="rows to sample per model (default: as many as the training part)")
-    seed: int = Field(0, description="seed of the split and the training: the same seed reuses a cached model")
-    sample_seed: int | None = Field(None, description="seed of the sampled rows (default: a fresh one per run)")
-    holdout_fraction: float = Field(0.2, ge=0.0, lt=0.9, description="real rows kept out of training for privacy and utility")
+    rows: int | None = Field(
+        None, ge=1, description="rows to sample per model (default: as many as the training part)"
+    )
+    seed: int = Field(
+        0, description="seed of the split and the training: the same seed reuses a cached model"
+    )
+    sample_seed: int | None = Field(
+        None, description="seed of the sampled rows (default: a fresh one per run)"
+    )
+    holdout_fraction: float = Field(
+        0.2, ge=0.0, lt=0.9, description="real rows kept out of training for privacy and utility"
+    )
     target: str | None = Field(None, description="column to predict for the utility check")
-    model: dict[str, Any] = Field(default_factory=dict, description=(
-        "model settings (epochs, latent_dim, ...) for every model; a `vae:` or `ae:` mapping inside holds settings "
-        "for that model only, over the shared ones"))
-    scored_variants: list[ScoredVariant] = Field(default_factory=lambda: list(DEFAULT_VARIANTS), description=(
-        "trained models sampled another way and scored beside them, never published ([] for none); a variant whose "
-        "model is not run, or that samples as the model does, is skipped"))
+    model: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "model settings (epochs, latent_dim, ...) for every model; a `vae:` or `ae:` mapping inside holds settings "
+            "for that model only, over the shared ones"
+        ),
+    )
+    scored_variants: list[ScoredVariant] = Field(
+        default_factory=lambda: list(DEFAULT_VARIANTS),
+        description=(
+            "trained models sampled another way and scored beside them, never published ([] for none); a variant whose "
+            "model is not run, or that samples as the model does, is skipped"
+        ),
+    )
     privacy_gate: PrivacyGate = Field(default_factory=PrivacyGate)
     max_eval_rows: int = Field(50_000, ge=100)
-    out: str | None = Field(None, description="put the whole run (data, reports, model cache) under this folder")
+    out: str | None = Field(
+        None, description="put the whole run (data, reports, model cache) under this folder"
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    reuse_models: bool = Field(True, description="reuse a cached model trained on the same input and settings")
-    sample_shards: int = Field(1, ge=1, description="sample in this many shards (on Dask workers when there are any)")
-    max_train_rows: int | None = Field(None, ge=100, description="train on a seeded sample when the table is larger")
-    schedule: str | None = Field(None, description="cron schedule for `synthgen serve` (e.g. '0 3 * * *')")
-    executor: Literal["local", "dask"] = Field("local", description="where tasks run: threads here, or Dask workers")
-    dask_address: str | None = Field(None, description="scheduler of an existing Dask cluster (default: a LocalCluster)")
+    reuse_models: bool = Field(
+        True, description="reuse a cached model trained on the same input and settings"
+    )
+    sample_shards: int = Field(
+        1, ge=1, description="sample in this many shards (on Dask workers when there are any)"
+    )
+    max_train_rows: int | None = Field(
+        None, ge=100, description="train on a seeded sample when the table is larger"
+    )
+    schedule: str | None = Field(
+        None, description="cron schedule for `synthgen serve` (e.g. '0 3 * * *')"
+    )
+    executor: Literal["local", "dask"] = Field(
+        "local", description="where tasks run: threads here, or Dask workers"
+    )
+    dask_address: str | None = Field(
+        None, description="scheduler of an existing Dask cluster (default: a LocalCluster)"
+    )
     dask_workers: int = Field(2, ge=1, description="workers of the LocalCluster")
     datasets: list[str] | None = Field(None, description="tables for `synthgen generate-many`")
 
@@ -165,11 +212,15 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
-        for model in MODEL_KINDS:  # every model setting must be valid before any work starts, used or not
+        for (
+            model
+        ) in MODEL_KINDS:  # every model setting must be valid before any work starts, used or not
             if model in self.models or model in self.model:
                 self.model_settings(model)
         if self.schedule is not None and len(self.schedule.split()) not in (5, 6):
-            raise ValueError(f"schedule must be a cron expression like '0 3 * * *', got {self.schedule!r}")
+            raise ValueError(
+                f"schedule must be a cron expression like '0 3 * * *', got {self.schedule!r}"
+            )
         return self
 
     def model_settings(self, model: str) -> ModelSettings:
@@ -177,19 +228,31 @@ class RunConfig(BaseModel):
         shared = {k: v for k, v in self.model.items() if k not in MODEL_KINDS}
         own = self.model.get(model) or {}
         if not isinstance(own, dict):
-            raise UserError(f"bad model settings: model.{model} must be a mapping of settings for the {model} only, "
-                            f"got {own!r}")
+            raise UserError(
+                f"bad model settings: model.{model} must be a mapping of settings for the {model} only, "
+                f"got {own!r}"
+            )
         extra = {"max_train_rows": self.max_train_rows} if self.max_train_rows else {}
-        return validated(ModelSettings, {"seed": self.seed, **shared, **own, **extra, "model": model, "device": self.device},
-                         f"{model} settings" if own else "model settings")
+        return validated(
+            ModelSettings,
+            {"seed": self.seed, **shared, **own, **extra, "model": model, "device": self.device},
+            f"{model} settings" if own else "model settings",
+        )
 
 
-def run_overrides(settings: dict[str, Any] | None = None, *, epochs: int | None = None, models: str | list | None = None,
-                  **given: Any) -> dict[str, Any]:
+def run_overrides(
+    settings: dict[str, Any] | None = None,
+    *,
+    epochs: int | None = None,
+    models: str | list | None = None,
+    **given: Any,
+) -> dict[str, Any]:
     """What a command line or a flow call sets over a config file: the values given (None: not given), with
     `epochs` as a model setting and `models` as a list ("vae,ae" or ["vae", "ae"])."""
     values = dict(settings or {})
-    values.update({k: str(v) if isinstance(v, os.PathLike) else v for k, v in given.items() if v is not None})
+    values.update(
+        {k: str(v) if isinstance(v, os.PathLike) else v for k, v in given.items() if v is not None}
+    )
     if isinstance(models, str):
         models = [m.strip() for m in models.split(",") if m.strip()]
     if models:
@@ -204,9 +267,13 @@ def privacy_gate(max_copies: str | None = None, min_dcr_ratio: float | None = No
     values: dict[str, Any] = {"min_dcr_ratio": min_dcr_ratio}
     if max_copies is not None:
         try:
-            values["max_exact_copy_share"] = max_copies if max_copies == "natural" else float(max_copies)
+            values["max_exact_copy_share"] = (
+                max_copies if max_copies == "natural" else float(max_copies)
+            )
         except ValueError:
-            raise UserError(f"--gate-max-copies must be a share (0.01) or 'natural', got {max_copies!r}") from None
+            raise UserError(
+                f"--gate-max-copies must be a share (0.01) or 'natural', got {max_copies!r}"
+            ) from None
     return validated(PrivacyGate, values, "privacy gate")
 
 

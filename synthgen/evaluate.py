@@ -38,14 +38,25 @@ MIN_UTILITY_ROWS = 5  # rows with a known target on each side, or utility is not
 MAX_PAIRS = 4_000  # column pairs scored per table; wider tables score a seeded sample of pairs (the report says so)
 MAX_ASSOCIATION_COLUMNS = 40  # columns in the association matrices the report draws
 DISTANCE_LEVELS = 64  # categories kept apart in the distance space (the rest count as one "other")
-SDMETRICS_DCR_MAX_ROWS = 1_500  # SDMetrics' own DCR metrics cross-join in pandas: small tables only (3.5k rows: 70 s)
+SDMETRICS_DCR_MAX_ROWS = (
+    1_500  # SDMetrics' own DCR metrics cross-join in pandas: small tables only (3.5k rows: 70 s)
+)
 SDMETRICS_DCR_MAX_COLUMNS = 100  # and loop over columns (40 rows x 3,000 columns: minutes)
 
 
-def evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, *, holdout: pd.DataFrame | None = None,
-             target: str | None = None, schema: Schema | None = None, max_rows: int = DEFAULT_MAX_ROWS,
-             privacy_rows: int = DEFAULT_PRIVACY_ROWS, seed: int = 0, gate: dict[str, float] | None = None,
-             detection: bool = True) -> dict[str, Any]:
+def evaluate(
+    real: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    *,
+    holdout: pd.DataFrame | None = None,
+    target: str | None = None,
+    schema: Schema | None = None,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    privacy_rows: int = DEFAULT_PRIVACY_ROWS,
+    seed: int = 0,
+    gate: dict[str, float] | None = None,
+    detection: bool = True,
+) -> dict[str, Any]:
     """Score `synthetic` against the `real` rows it was learned from. Every figure is JSON-ready."""
     import sdmetrics
 
@@ -60,19 +71,32 @@ def evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, *, holdout: pd.DataFra
     real_s, synth_s = _sample(real, max_rows, seed), _sample(synthetic, max_rows, seed + 1)
     result: dict[str, Any] = {
         "sdmetrics_version": sdmetrics.__version__,
-        "rows": {"real": len(real), "synthetic": len(synthetic), "holdout": None if holdout is None else len(holdout),
-                 "scored_real": len(real_s), "scored_synthetic": len(synth_s),
-                 "sampled": len(real_s) < len(real) or len(synth_s) < len(synthetic), "max_rows": max_rows,
-                 "seed": seed},
+        "rows": {
+            "real": len(real),
+            "synthetic": len(synthetic),
+            "holdout": None if holdout is None else len(holdout),
+            "scored_real": len(real_s),
+            "scored_synthetic": len(synth_s),
+            "sampled": len(real_s) < len(real) or len(synth_s) < len(synthetic),
+            "max_rows": max_rows,
+            "seed": seed,
+        },
         "columns_scored": scored,
     }
     timings = {}
     t0 = time.perf_counter()
-    log.info("evaluating fidelity with SDMetrics on %d real and %d synthetic rows", len(real_s), len(synth_s))
+    log.info(
+        "evaluating fidelity with SDMetrics on %d real and %d synthetic rows",
+        len(real_s),
+        len(synth_s),
+    )
     result["quality"] = quality(real_s, synth_s, schema, seed=seed)
     result["diagnostic"] = diagnostic(real_s, synth_s, schema)
     result["distributions"] = distributions(real_s, synth_s, schema)
-    result["associations"] = {"real": associations(real_s, schema), "synthetic": associations(synth_s, schema, like=real_s)}
+    result["associations"] = {
+        "real": associations(real_s, schema),
+        "synthetic": associations(synth_s, schema, like=real_s),
+    }
     timings["fidelity"] = time.perf_counter() - t0
     if detection:
         t0 = time.perf_counter()
@@ -82,12 +106,18 @@ def evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, *, holdout: pd.DataFra
     if holdout is not None:
         t0 = time.perf_counter()
         log.info("evaluating privacy: distance to the closest of %d training rows", len(real))
-        result["privacy"] = privacy(real, synthetic, holdout, schema, query_rows=privacy_rows, seed=seed)
+        result["privacy"] = privacy(
+            real, synthetic, holdout, schema, query_rows=privacy_rows, seed=seed
+        )
         timings["privacy"] = time.perf_counter() - t0
         if target is not None:
             t0 = time.perf_counter()
-            log.info("evaluating utility: train on synthetic, test on real holdout (target %r)", target)
-            measured = utility(real, synthetic, holdout, schema, target, max_rows=max(max_rows, 100_000), seed=seed)
+            log.info(
+                "evaluating utility: train on synthetic, test on real holdout (target %r)", target
+            )
+            measured = utility(
+                real, synthetic, holdout, schema, target, max_rows=max(max_rows, 100_000), seed=seed
+            )
             result["utility" if "skipped" not in measured else "utility_skipped"] = measured
             timings["utility"] = time.perf_counter() - t0
     result["privacy_gate"] = privacy_gate(result.get("privacy"), gate)
@@ -103,10 +133,17 @@ def evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, *, holdout: pd.DataFra
 def _aligned_columns(real: pd.DataFrame, other: pd.DataFrame, what: str) -> pd.DataFrame:
     if len(other) == 0:
         raise UserError(f"the {what} table has no rows")
-    missing, extra = [c for c in real.columns if c not in other.columns], [c for c in other.columns if c not in real.columns]
+    missing, extra = (
+        [c for c in real.columns if c not in other.columns],
+        [c for c in other.columns if c not in real.columns],
+    )
     if missing or extra:
-        parts = ([f"missing {', '.join(map(str, missing))}"] if missing else []) + ([f"extra {', '.join(map(str, extra))}"] if extra else [])
-        raise UserError(f"the {what} table's columns do not match the real table's: {'; '.join(parts)}")
+        parts = ([f"missing {', '.join(map(str, missing))}"] if missing else []) + (
+            [f"extra {', '.join(map(str, extra))}"] if extra else []
+        )
+        raise UserError(
+            f"the {what} table's columns do not match the real table's: {'; '.join(parts)}"
+        )
     return other[list(real.columns)].reset_index(drop=True)
 
 
@@ -116,11 +153,15 @@ def _sample(df: pd.DataFrame, rows: int | None, seed: int) -> pd.DataFrame:
     return df.sample(n=rows, random_state=seed).reset_index(drop=True)
 
 
-def _sdv_frames(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> tuple[dict, dict, dict]:
+def _sdv_frames(
+    real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema
+) -> tuple[dict, dict, dict]:
     """The tables as SDMetrics reads them: the columns it scores, numbers as floats (infinities as missing,
     which SDMetrics cannot bin) and datetimes as datetimes."""
     meta = schema.to_metadata()
-    meta["columns"] = {k: v for k, v in meta["columns"].items() if v["sdtype"] not in ("id", "text", "unknown")}
+    meta["columns"] = {
+        k: v for k, v in meta["columns"].items() if v["sdtype"] not in ("id", "text", "unknown")
+    }
     meta.pop("primary_key", None)
     cols = list(meta["columns"])
 
@@ -144,8 +185,14 @@ def _sdv_frames(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> 
 # Fidelity
 
 
-def quality(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, *, seed: int = 0,
-            max_pairs: int | None = None) -> dict[str, Any]:
+def quality(
+    real: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    schema: Schema,
+    *,
+    seed: int = 0,
+    max_pairs: int | None = None,
+) -> dict[str, Any]:
     """SDMetrics QualityReport: official scores, plus Column Pair Trends over all pairs and aligned.
 
     A table of more than `max_pairs` (MAX_PAIRS) column pairs scores a seeded sample of that many pairs with
@@ -158,32 +205,69 @@ def quality(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, *, seed
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if n_pairs <= max_pairs:
-            shapes, pairs_official, pairs_all, overall, props = _quality_all_pairs(real_d, synth_d, meta)
+            shapes, pairs_official, pairs_all, overall, props = _quality_all_pairs(
+                real_d, synth_d, meta
+            )
         else:
-            log.info("%d columns make %d pairs: scoring pair trends on a seeded sample of %d", n_columns, n_pairs,
-                     max_pairs)
+            log.info(
+                "%d columns make %d pairs: scoring pair trends on a seeded sample of %d",
+                n_columns,
+                n_pairs,
+                max_pairs,
+            )
             shapes, pairs_official, pairs_all, overall, props = _quality_sampled_pairs(
-                real_d, synth_d, meta, _sampled_pairs(list(meta["tables"][TABLE]["columns"]), max_pairs, seed))
-    counted = pairs_official.set_index(["Column 1", "Column 2"])["Meets Threshold?"].astype("boolean").fillna(False)
-    pairs_all["Meets Threshold?"] = [bool(counted.get((a, b), False)) for a, b in zip(pairs_all["Column 1"], pairs_all["Column 2"])]
-    pairs_all["Real Association"] = pairs_official.set_index(["Column 1", "Column 2"])["Real Association"].reindex(
-        list(zip(pairs_all["Column 1"], pairs_all["Column 2"]))).to_numpy()
-    pairs_all["Aligned Score"] = _aligned_pair_scores(real_d[TABLE], synth_d[TABLE], pairs_all, schema)
-    columns = [{"column": r["Column"], "metric": r["Metric"], "score": _num(r["Score"])} for _, r in shapes.iterrows()]
-    pairs = [{"column_1": r["Column 1"], "column_2": r["Column 2"], "metric": r["Metric"], "score": _num(r["Score"]),
-              "score_aligned": _num(r["Aligned Score"]), "real_correlation": _num(r.get("Real Correlation")),
-              "synthetic_correlation": _num(r.get("Synthetic Correlation")),
-              "real_association": _num(r.get("Real Association")), "counted": bool(r["Meets Threshold?"])}
-             for _, r in pairs_all.iterrows()]
+                real_d,
+                synth_d,
+                meta,
+                _sampled_pairs(list(meta["tables"][TABLE]["columns"]), max_pairs, seed),
+            )
+    counted = (
+        pairs_official.set_index(["Column 1", "Column 2"])["Meets Threshold?"]
+        .astype("boolean")
+        .fillna(False)
+    )
+    pairs_all["Meets Threshold?"] = [
+        bool(counted.get((a, b), False))
+        for a, b in zip(pairs_all["Column 1"], pairs_all["Column 2"], strict=False)
+    ]
+    pairs_all["Real Association"] = (
+        pairs_official.set_index(["Column 1", "Column 2"])["Real Association"]
+        .reindex(list(zip(pairs_all["Column 1"], pairs_all["Column 2"], strict=False)))
+        .to_numpy()
+    )
+    pairs_all["Aligned Score"] = _aligned_pair_scores(
+        real_d[TABLE], synth_d[TABLE], pairs_all, schema
+    )
+    columns = [
+        {"column": r["Column"], "metric": r["Metric"], "score": _num(r["Score"])}
+        for _, r in shapes.iterrows()
+    ]
+    pairs = [
+        {
+            "column_1": r["Column 1"],
+            "column_2": r["Column 2"],
+            "metric": r["Metric"],
+            "score": _num(r["Score"]),
+            "score_aligned": _num(r["Aligned Score"]),
+            "real_correlation": _num(r.get("Real Correlation")),
+            "synthetic_correlation": _num(r.get("Synthetic Correlation")),
+            "real_association": _num(r.get("Real Association")),
+            "counted": bool(r["Meets Threshold?"]),
+        }
+        for _, r in pairs_all.iterrows()
+    ]
     return {
         "overall": _num(overall),
         "column_shapes": _num(props.get("Column Shapes")),
         "column_pair_trends": _num(props.get("Column Pair Trends")),
         "column_pair_trends_all_pairs": _num(pairs_all["Score"].mean()),
         "column_pair_trends_aligned": _num(pairs_all["Aligned Score"].mean()),
-        "pairs_counted": int(pairs_all["Meets Threshold?"].sum()), "pairs_total": n_pairs,
+        "pairs_counted": int(pairs_all["Meets Threshold?"].sum()),
+        "pairs_total": n_pairs,
         "pairs_scored": len(pairs_all),
-        "columns": sorted(columns, key=lambda c: (c["score"] is None, c["score"] if c["score"] is not None else 0)),
+        "columns": sorted(
+            columns, key=lambda c: (c["score"] is None, c["score"] if c["score"] is not None else 0)
+        ),
         "pairs": pairs,
     }
 
@@ -199,30 +283,49 @@ def _quality_all_pairs(real_d: dict, synth_d: dict, meta: dict) -> tuple:
     all_pairs.real_association_threshold = 0
     all_pairs.generate(real_d, synth_d, meta, verbose=False)
     props = official.get_properties().set_index("Property")["Score"]
-    return (official.get_details("Column Shapes"), official.get_details("Column Pair Trends"),
-            all_pairs.get_details("Column Pair Trends").copy(), official.get_score(), props)
+    return (
+        official.get_details("Column Shapes"),
+        official.get_details("Column Pair Trends"),
+        all_pairs.get_details("Column Pair Trends").copy(),
+        official.get_score(),
+        props,
+    )
 
 
-def _quality_sampled_pairs(real_d: dict, synth_d: dict, meta: dict, pairs: list[tuple[str, str]]) -> tuple:
+def _quality_sampled_pairs(
+    real_d: dict, synth_d: dict, meta: dict, pairs: list[tuple[str, str]]
+) -> tuple:
     """The same figures from SDMetrics' two properties, with Column Pair Trends on `pairs` only."""
     from sdmetrics.reports.single_table._properties import ColumnPairTrends, ColumnShapes
-    from sdmetrics.reports.utils import DEFAULT_REAL_ASSOCIATION_THRESHOLD, DEFAULT_REAL_CORRELATION_THRESHOLD
+    from sdmetrics.reports.utils import (
+        DEFAULT_REAL_ASSOCIATION_THRESHOLD,
+        DEFAULT_REAL_CORRELATION_THRESHOLD,
+    )
 
     table_meta = meta["tables"][TABLE]
     shapes = ColumnShapes()
     shapes_score = shapes.get_score(real_d[TABLE], synth_d[TABLE], table_meta)
     details = {}
-    for name, corr, assoc in (("official", DEFAULT_REAL_CORRELATION_THRESHOLD, DEFAULT_REAL_ASSOCIATION_THRESHOLD),
-                              ("all", 0, 0)):
+    for name, corr, assoc in (
+        ("official", DEFAULT_REAL_CORRELATION_THRESHOLD, DEFAULT_REAL_ASSOCIATION_THRESHOLD),
+        ("all", 0, 0),
+    ):
         trends = ColumnPairTrends()
         trends.real_correlation_threshold, trends.real_association_threshold = corr, assoc
-        trends.details = trends._generate_details(real_d[TABLE], synth_d[TABLE], table_meta, column_pairs=pairs)
+        trends.details = trends._generate_details(
+            real_d[TABLE], synth_d[TABLE], table_meta, column_pairs=pairs
+        )
         details[name] = (trends, trends._compute_average())
     trends_score = details["official"][1]
     scores = [x for x in (shapes_score, trends_score) if x is not None and np.isfinite(x)]
     props = pd.Series({"Column Shapes": shapes_score, "Column Pair Trends": trends_score})
-    return (shapes.details, details["official"][0].details, details["all"][0].details.copy(),
-            float(np.mean(scores)) if scores else np.nan, props)
+    return (
+        shapes.details,
+        details["official"][0].details,
+        details["all"][0].details.copy(),
+        float(np.mean(scores)) if scores else np.nan,
+        props,
+    )
 
 
 def _sampled_pairs(columns: list[str], k: int, seed: int) -> list[tuple[str, str]]:
@@ -234,10 +337,12 @@ def _sampled_pairs(columns: list[str], k: int, seed: int) -> list[tuple[str, str
     starts = np.cumsum([0] + [n - 1 - i for i in range(n - 1)])
     i = np.searchsorted(starts, flat, side="right") - 1
     j = flat - starts[i] + i + 1
-    return [(columns[a], columns[b]) for a, b in zip(i, j)]
+    return [(columns[a], columns[b]) for a, b in zip(i, j, strict=False)]
 
 
-def _aligned_pair_scores(real: pd.DataFrame, synthetic: pd.DataFrame, pairs: pd.DataFrame, schema: Schema) -> list:
+def _aligned_pair_scores(
+    real: pd.DataFrame, synthetic: pd.DataFrame, pairs: pd.DataFrame, schema: Schema
+) -> list:
     """Numeric x categorical pairs scored with the real data's bin edges for both tables."""
     from sdmetrics.column_pairs import ContingencySimilarity
 
@@ -259,7 +364,11 @@ def _aligned_pair_scores(real: pd.DataFrame, synthetic: pd.DataFrame, pairs: pd.
         sa = binned_synth[a] if a in continuous else synthetic[a].astype(object)
         sb = binned_synth[b] if b in continuous else synthetic[b].astype(object)
         try:
-            scores.append(ContingencySimilarity.compute(pd.DataFrame({a: ra, b: rb}), pd.DataFrame({a: sa, b: sb})))
+            scores.append(
+                ContingencySimilarity.compute(
+                    pd.DataFrame({a: ra, b: rb}), pd.DataFrame({a: sa, b: sb})
+                )
+            )
         except Exception:  # noqa: BLE001 - a pair SDMetrics cannot score stays unscored, as in its own report
             scores.append(np.nan)
     return scores
@@ -290,8 +399,11 @@ def diagnostic(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> d
         report = DiagnosticReport()
         report.generate(real_d, synth_d, meta, verbose=False)
     props = report.get_properties().set_index("Property")["Score"]
-    return {"data_validity": _num(props.get("Data Validity")), "data_structure": _num(props.get("Data Structure")),
-            "overall": _num(report.get_score())}
+    return {
+        "data_validity": _num(props.get("Data Validity")),
+        "data_structure": _num(props.get("Data Structure")),
+        "overall": _num(report.get_score()),
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -312,7 +424,13 @@ class _Features:
     (the rest share one code), as tree models take them.
     """
 
-    def __init__(self, real: pd.DataFrame, schema: Schema, exclude: tuple[str, ...] = (), max_levels: int = 250) -> None:
+    def __init__(
+        self,
+        real: pd.DataFrame,
+        schema: Schema,
+        exclude: tuple[str, ...] = (),
+        max_levels: int = 250,
+    ) -> None:
         self.columns = [c for c in schema.columns if c.modelled and c.name not in exclude]
         self.levels: dict[str, pd.Index] = {}
         self.ranges: dict[str, tuple[float, float]] = {}
@@ -325,9 +443,15 @@ class _Features:
                 x = x[np.isfinite(x)]
                 lo, hi = (float(x.min()), float(x.max())) if len(x) else (0.0, 1.0)
                 with np.errstate(over="ignore"):
-                    span = hi - lo  # inf for a range past float64's (-1e308 to 1e308): then half of it, twice
-                self.ranges[col.name] = (lo, span if np.isfinite(span) and span > 0 else
-                                         (hi / 2 - lo / 2 if hi > lo else 1.0))
+                    span = (
+                        hi - lo
+                    )  # inf for a range past float64's (-1e308 to 1e308): then half of it, twice
+                self.ranges[col.name] = (
+                    lo,
+                    span
+                    if np.isfinite(span) and span > 0
+                    else (hi / 2 - lo / 2 if hi > lo else 1.0),
+                )
 
     @property
     def categorical_mask(self) -> list[bool]:
@@ -352,7 +476,11 @@ class _Features:
         lo, span = self.ranges[col.name]
         x = _as_number(s, col)
         big = np.finfo(np.float64).max
-        return np.where(np.isposinf(x), min(lo + 2 * span, big), np.where(np.isneginf(x), max(lo - span, -big), x))
+        return np.where(
+            np.isposinf(x),
+            min(lo + 2 * span, big),
+            np.where(np.isneginf(x), max(lo - span, -big), x),
+        )
 
     def distance_space(self, df: pd.DataFrame) -> np.ndarray:
         """Rows as points where the squared distance sums, per column: (difference / range)^2 for numbers,
@@ -372,7 +500,11 @@ class _Features:
                 with np.errstate(over="ignore", invalid="ignore"):
                     x = np.clip((self._finite(df[col.name], col) - lo) / span, -1.0, 2.0)
                 missing = np.isnan(x)
-                blocks.append(np.stack([np.where(missing, 0.0, x), missing.astype(np.float64)], 1).astype(np.float32))
+                blocks.append(
+                    np.stack([np.where(missing, 0.0, x), missing.astype(np.float64)], 1).astype(
+                        np.float32
+                    )
+                )
         return np.concatenate(blocks, axis=1)
 
 
@@ -380,8 +512,9 @@ class _Features:
 # What the report plots: marginals and pairwise associations, as compact JSON
 
 
-def distributions(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, bins: int = 30,
-                  top: int = 20) -> dict[str, dict[str, Any]]:
+def distributions(
+    real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, bins: int = 30, top: int = 20
+) -> dict[str, dict[str, Any]]:
     """Per column, real and synthetic shares on the same support: histogram bins cut on the real data,
     or the real data's most frequent categories (+ other). Missing cells are their own share."""
     out = {}
@@ -389,22 +522,32 @@ def distributions(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, b
         if not col.modelled:
             continue
         r, s = real[col.name], synthetic[col.name]
-        entry: dict[str, Any] = {"kind": col.kind, "missing": [float(r.isna().mean()), float(s.isna().mean())]}
+        entry: dict[str, Any] = {
+            "kind": col.kind,
+            "missing": [float(r.isna().mean()), float(s.isna().mean())],
+        }
         if col.kind in ("numerical", "datetime"):
             rx, sx = _as_number(r, col), _as_number(s, col)
             rx, sx = rx[~np.isnan(rx)], sx[~np.isnan(sx)]  # infinities fall in the outer bins
             edges = _bin_edges(rx, bins)
-            entry.update(type="histogram", edges=edges.tolist(),
-                         real=_shares(np.histogram(np.clip(rx, edges[0], edges[-1]), edges)[0]),
-                         synthetic=_shares(np.histogram(np.clip(sx, edges[0], edges[-1]), edges)[0]),
-                         datetime=col.kind == "datetime")
+            entry.update(
+                type="histogram",
+                edges=edges.tolist(),
+                real=_shares(np.histogram(np.clip(rx, edges[0], edges[-1]), edges)[0]),
+                synthetic=_shares(np.histogram(np.clip(sx, edges[0], edges[-1]), edges)[0]),
+                datetime=col.kind == "datetime",
+            )
         else:
             counts = r.astype(object).value_counts(normalize=True)
             labels = [str(v) for v in counts.index[:top]]
             sc = s.dropna().astype(object).astype(str).value_counts(normalize=True)
             rc = r.dropna().astype(object).astype(str).value_counts(normalize=True)
-            entry.update(type="bar", labels=labels + (["(other)"] if len(counts) > top else []),
-                         real=[float(rc.get(v, 0.0)) for v in labels], synthetic=[float(sc.get(v, 0.0)) for v in labels])
+            entry.update(
+                type="bar",
+                labels=labels + (["(other)"] if len(counts) > top else []),
+                real=[float(rc.get(v, 0.0)) for v in labels],
+                synthetic=[float(sc.get(v, 0.0)) for v in labels],
+            )
             if len(counts) > top:
                 entry["real"].append(float(rc.drop(labels, errors="ignore").sum()))
                 entry["synthetic"].append(float(sc.drop(labels, errors="ignore").sum()))
@@ -417,25 +560,33 @@ def _shares(counts: np.ndarray) -> list[float]:
     return (counts / total).tolist() if total else counts.astype(float).tolist()
 
 
-def associations(df: pd.DataFrame, schema: Schema, like: pd.DataFrame | None = None) -> dict[str, Any]:
+def associations(
+    df: pd.DataFrame, schema: Schema, like: pd.DataFrame | None = None
+) -> dict[str, Any]:
     """Pairwise association matrix: Pearson correlation for two numbers, Cramer's V otherwise (numbers cut
     into the deciles of `like`, the real table, so both tables are cut the same way). Of a wide table, the first
     MAX_ASSOCIATION_COLUMNS columns."""
     like = df if like is None else like
     modelled = [c for c in schema.columns if c.modelled]
-    cols = modelled[:MAX_ASSOCIATION_COLUMNS]  # a picture of a few dozen columns; wider tables show their first
+    cols = modelled[
+        :MAX_ASSOCIATION_COLUMNS
+    ]  # a picture of a few dozen columns; wider tables show their first
     numeric, binned = {}, {}
     for col in cols:
         if col.kind in ("numerical", "datetime"):
             x, ref = _as_number(df[col.name], col), _as_number(like[col.name], col)
             numeric[col.name] = np.where(np.isfinite(x), x, np.nan)
             ref = ref[np.isfinite(ref)]
-            edges = np.unique(np.quantile(ref, np.linspace(0, 1, 11))) if len(ref) else np.array([0.0])
+            edges = (
+                np.unique(np.quantile(ref, np.linspace(0, 1, 11))) if len(ref) else np.array([0.0])
+            )
             codes = np.digitize(x, edges[1:-1]).astype(float)
             codes[np.isnan(x)] = -1
             binned[col.name] = codes
         else:
-            binned[col.name] = pd.factorize(df[col.name].astype(object), use_na_sentinel=False)[0].astype(float)
+            binned[col.name] = pd.factorize(df[col.name].astype(object), use_na_sentinel=False)[
+                0
+            ].astype(float)
     names = [c.name for c in cols]
     matrix = np.eye(len(names))
     for i in range(len(names)):
@@ -443,12 +594,22 @@ def associations(df: pd.DataFrame, schema: Schema, like: pd.DataFrame | None = N
             a, b = names[i], names[j]
             if a in numeric and b in numeric:
                 ok = ~np.isnan(numeric[a]) & ~np.isnan(numeric[b])
-                with np.errstate(divide="ignore", invalid="ignore"):  # a constant column has no correlation
-                    value = np.corrcoef(numeric[a][ok], numeric[b][ok])[0, 1] if ok.sum() > 2 else np.nan
+                with np.errstate(
+                    divide="ignore", invalid="ignore"
+                ):  # a constant column has no correlation
+                    value = (
+                        np.corrcoef(numeric[a][ok], numeric[b][ok])[0, 1]
+                        if ok.sum() > 2
+                        else np.nan
+                    )
             else:
                 value = _cramers_v(binned[a], binned[b])
             matrix[i, j] = matrix[j, i] = 0.0 if not np.isfinite(value) else value
-    return {"columns": names, "matrix": np.round(matrix, 4).tolist(), "columns_total": len(modelled)}
+    return {
+        "columns": names,
+        "matrix": np.round(matrix, 4).tolist(),
+        "columns_total": len(modelled),
+    }
 
 
 def _cramers_v(a: np.ndarray, b: np.ndarray) -> float:
@@ -468,8 +629,9 @@ def _cramers_v(a: np.ndarray, b: np.ndarray) -> float:
 # Detection, privacy, utility
 
 
-def detection_score(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, *, seed: int = 0,
-                    folds: int = 3) -> dict[str, Any]:
+def detection_score(
+    real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, *, seed: int = 0, folds: int = 3
+) -> dict[str, Any]:
     """Can a gradient-boosted classifier tell synthetic rows from real ones? score = 1 - (2 * max(AUC, .5) - 1)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.model_selection import StratifiedKFold, cross_val_score
@@ -477,14 +639,24 @@ def detection_score(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema,
     n = min(len(real), len(synthetic))
     real, synthetic = _sample(real, n, seed), _sample(synthetic, n, seed + 1)
     feats = _Features(real, schema)
-    x = _sparse_missing_filled(np.concatenate([feats.codes(real), feats.codes(synthetic)]), feats.categorical_mask)
+    x = _sparse_missing_filled(
+        np.concatenate([feats.codes(real), feats.codes(synthetic)]), feats.categorical_mask
+    )
     y = np.r_[np.zeros(n), np.ones(n)]
-    model = HistGradientBoostingClassifier(categorical_features=feats.categorical_mask, random_state=seed)
+    model = HistGradientBoostingClassifier(
+        categorical_features=feats.categorical_mask, random_state=seed
+    )
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     aucs = cross_val_score(model, x, y, cv=cv, scoring="roc_auc")
     auc = float(np.mean(aucs))
-    return {"auc": auc, "score": 1.0 - (2.0 * max(auc, 0.5) - 1.0), "auc_folds": [float(a) for a in aucs],
-            "rows_per_side": n, "model": "HistGradientBoostingClassifier", "folds": folds}
+    return {
+        "auc": auc,
+        "score": 1.0 - (2.0 * max(auc, 0.5) - 1.0),
+        "auc_folds": [float(a) for a in aucs],
+        "rows_per_side": n,
+        "model": "HistGradientBoostingClassifier",
+        "folds": folds,
+    }
 
 
 SPARSE_FEATURE_VALUES = 20  # features with fewer known values get a value for "missing" (see below)
@@ -516,21 +688,35 @@ def _row_keys(df: pd.DataFrame, columns: list[str]) -> np.ndarray:
 
 
 def _normalized(s: pd.Series) -> pd.Series:
-    if ptypes.is_bool_dtype(s.dtype) or isinstance(s.dtype, pd.CategoricalDtype) or s.dtype == object:
+    if (
+        ptypes.is_bool_dtype(s.dtype)
+        or isinstance(s.dtype, pd.CategoricalDtype)
+        or s.dtype == object
+    ):
         return s.astype(object).where(s.notna(), None).astype(str)
     if ptypes.is_numeric_dtype(s.dtype):
         return pd.to_numeric(s).astype("float64")
     return s.astype(str)
 
 
-def privacy(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame, schema: Schema, *,
-            query_rows: int = DEFAULT_PRIVACY_ROWS, seed: int = 0) -> dict[str, Any]:
+def privacy(
+    train: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    holdout: pd.DataFrame,
+    schema: Schema,
+    *,
+    query_rows: int = DEFAULT_PRIVACY_ROWS,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Distance to closest training record (DCR) of synthetic rows against real holdout rows, and copies."""
     from sklearn.neighbors import NearestNeighbors
 
     feats = _Features(train, schema, max_levels=DISTANCE_LEVELS)
     train_x = feats.distance_space(train)
-    synth_q, hold_q = _sample(synthetic, query_rows, seed + 2), _sample(holdout, query_rows, seed + 3)
+    synth_q, hold_q = (
+        _sample(synthetic, query_rows, seed + 2),
+        _sample(holdout, query_rows, seed + 3),
+    )
     synth_x = feats.distance_space(synth_q)
     index = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(train_x)
     d_synth = index.kneighbors(synth_x)[0][:, 0]
@@ -538,21 +724,33 @@ def privacy(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame,
     # closer to a training row than to any holdout row? Against a training subset of the holdout's size,
     # so that 50% is what a generator that never saw the training rows would score.
     subset = _sample(train, len(holdout), seed + 4)
-    near_train = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(feats.distance_space(subset))
-    near_hold = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(feats.distance_space(holdout))
-    closer = float(np.mean(near_train.kneighbors(synth_x)[0][:, 0] < near_hold.kneighbors(synth_x)[0][:, 0]))
+    near_train = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(
+        feats.distance_space(subset)
+    )
+    near_hold = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(
+        feats.distance_space(holdout)
+    )
+    closer = float(
+        np.mean(near_train.kneighbors(synth_x)[0][:, 0] < near_hold.kneighbors(synth_x)[0][:, 0])
+    )
     columns = [c.name for c in feats.columns]
     train_keys = set(_row_keys(train, columns).tolist())
     copies = float(np.isin(_row_keys(synthetic, columns), list(train_keys)).mean())
     natural = float(np.isin(_row_keys(holdout, columns), list(train_keys)).mean())
     median_s, median_h = float(np.median(d_synth)), float(np.median(d_hold))
     result = {
-        "dcr_synthetic": _quantiles(d_synth), "dcr_holdout": _quantiles(d_hold),
-        "dcr_ratio": median_s / median_h if median_h > 0 else (1.0 if median_s == 0 else float("inf")),
-        "dcr_zero_share_synthetic": float(np.mean(d_synth == 0)), "dcr_zero_share_holdout": float(np.mean(d_hold == 0)),
+        "dcr_synthetic": _quantiles(d_synth),
+        "dcr_holdout": _quantiles(d_hold),
+        "dcr_ratio": median_s / median_h
+        if median_h > 0
+        else (1.0 if median_s == 0 else float("inf")),
+        "dcr_zero_share_synthetic": float(np.mean(d_synth == 0)),
+        "dcr_zero_share_holdout": float(np.mean(d_hold == 0)),
         "closer_to_train_share": closer,
-        "exact_copy_share": copies, "holdout_copy_share": natural,
-        "query_rows": {"synthetic": len(synth_q), "holdout": len(hold_q)}, "train_rows": len(train),
+        "exact_copy_share": copies,
+        "holdout_copy_share": natural,
+        "query_rows": {"synthetic": len(synth_q), "holdout": len(hold_q)},
+        "train_rows": len(train),
         "histogram": _histograms(d_synth, d_hold),
         "distance": "euclidean over columns: (difference / training range) for numbers, 1 for another category or missingness",
     }
@@ -562,11 +760,15 @@ def privacy(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame,
 
 def _sdmetrics_dcr(train, synthetic, holdout, schema, seed) -> dict[str, Any]:
     if max(len(train), len(synthetic), len(holdout)) > SDMETRICS_DCR_MAX_ROWS:
-        return {"skipped": f"tables over {SDMETRICS_DCR_MAX_ROWS} rows: SDMetrics' DCR metrics cross-join in pandas "
-                          "and subsample the reference rows too; the nearest-neighbour figures above cover every training row"}
+        return {
+            "skipped": f"tables over {SDMETRICS_DCR_MAX_ROWS} rows: SDMetrics' DCR metrics cross-join in pandas "
+            "and subsample the reference rows too; the nearest-neighbour figures above cover every training row"
+        }
     if sum(c.modelled for c in schema.columns) > SDMETRICS_DCR_MAX_COLUMNS:
-        return {"skipped": f"tables over {SDMETRICS_DCR_MAX_COLUMNS} columns: SDMetrics' DCR metrics loop over columns "
-                          "in pandas; the nearest-neighbour figures above cover every column"}
+        return {
+            "skipped": f"tables over {SDMETRICS_DCR_MAX_COLUMNS} columns: SDMetrics' DCR metrics loop over columns "
+            "in pandas; the nearest-neighbour figures above cover every column"
+        }
     from sdmetrics.single_table import DCRBaselineProtection, DCROverfittingProtection
 
     real_d, synth_d, meta = _sdv_frames(train, synthetic, schema)
@@ -575,26 +777,46 @@ def _sdmetrics_dcr(train, synthetic, holdout, schema, seed) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            baseline = DCRBaselineProtection.compute_breakdown(real_d[TABLE], synth_d[TABLE], table_meta, None)
-            overfit = DCROverfittingProtection.compute_breakdown(real_d[TABLE], synth_d[TABLE], hold, table_meta, None)
-        return {"dcr_baseline_protection": _num(baseline.get("score")), "dcr_overfitting_protection": _num(overfit.get("score"))}
+            baseline = DCRBaselineProtection.compute_breakdown(
+                real_d[TABLE], synth_d[TABLE], table_meta, None
+            )
+            overfit = DCROverfittingProtection.compute_breakdown(
+                real_d[TABLE], synth_d[TABLE], hold, table_meta, None
+            )
+        return {
+            "dcr_baseline_protection": _num(baseline.get("score")),
+            "dcr_overfitting_protection": _num(overfit.get("score")),
+        }
     except Exception as exc:  # noqa: BLE001 - reported, never fatal: these are secondary figures
         return {"skipped": f"SDMetrics DCR failed: {type(exc).__name__}: {exc}"}
 
 
 def _quantiles(d: np.ndarray) -> dict[str, float]:
-    return {f"p{q}": float(np.percentile(d, q)) for q in (5, 25, 50, 75, 95)} | {"mean": float(d.mean())}
+    return {f"p{q}": float(np.percentile(d, q)) for q in (5, 25, 50, 75, 95)} | {
+        "mean": float(d.mean())
+    }
 
 
 def _histograms(d_synth: np.ndarray, d_hold: np.ndarray, bins: int = 30) -> dict[str, list]:
     hi = float(np.percentile(np.r_[d_synth, d_hold], 99)) or 1.0
     edges = np.linspace(0, hi, bins + 1)
-    return {"edges": edges.tolist(), "synthetic": np.histogram(np.clip(d_synth, 0, hi), edges)[0].tolist(),
-            "holdout": np.histogram(np.clip(d_hold, 0, hi), edges)[0].tolist()}
+    return {
+        "edges": edges.tolist(),
+        "synthetic": np.histogram(np.clip(d_synth, 0, hi), edges)[0].tolist(),
+        "holdout": np.histogram(np.clip(d_hold, 0, hi), edges)[0].tolist(),
+    }
 
 
-def utility(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame, schema: Schema, target: str, *,
-            max_rows: int = 100_000, seed: int = 0) -> dict[str, Any]:
+def utility(
+    train: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    holdout: pd.DataFrame,
+    schema: Schema,
+    target: str,
+    *,
+    max_rows: int = 100_000,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Train on synthetic / test on real holdout, against train on real / test on real, same model."""
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.metrics import f1_score, r2_score, roc_auc_score
@@ -605,36 +827,57 @@ def utility(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame,
     task = "regression" if col.kind in ("numerical", "datetime") else "classification"
     feats = _Features(train, schema, exclude=(target,))
     if not feats.columns:
-        raise UserError(f"target column {target!r} is the only column learned: nothing to predict it from")
+        raise UserError(
+            f"target column {target!r} is the only column learned: nothing to predict it from"
+        )
 
     def xy(df: pd.DataFrame):
         known = df[target].notna().to_numpy()
         if task == "regression":
             known &= np.isfinite(_as_number(df[target], col))
         df = _sample(df[known], max_rows, seed)
-        y = _as_number(df[target], col) if task == "regression" else df[target].astype(str).to_numpy()
+        y = (
+            _as_number(df[target], col)
+            if task == "regression"
+            else df[target].astype(str).to_numpy()
+        )
         return feats.codes(df), y
 
     x_test, y_test = xy(holdout)
     sides = {"real": xy(train), "synthetic": xy(synthetic)}
-    sides = {k: (_sparse_missing_filled(x, feats.categorical_mask), y) for k, (x, y) in sides.items()}
-    too_few = [name for name, (_, y) in (("holdout", (x_test, y_test)), *sides.items()) if len(y) < MIN_UTILITY_ROWS]
+    sides = {
+        k: (_sparse_missing_filled(x, feats.categorical_mask), y) for k, (x, y) in sides.items()
+    }
+    too_few = [
+        name
+        for name, (_, y) in (("holdout", (x_test, y_test)), *sides.items())
+        if len(y) < MIN_UTILITY_ROWS
+    ]
     if too_few or (task == "classification" and len(set(y_test)) < 2):
-        reason = (f"fewer than {MIN_UTILITY_ROWS} {' and '.join(too_few)} rows with a known {target!r}" if too_few
-                  else f"the holdout rows hold one value of {target!r}")
+        reason = (
+            f"fewer than {MIN_UTILITY_ROWS} {' and '.join(too_few)} rows with a known {target!r}"
+            if too_few
+            else f"the holdout rows hold one value of {target!r}"
+        )
         log.warning("utility not measured: %s", reason)
         return {"target": target, "skipped": reason}
-    if task == "regression":  # R2 does not depend on the scale; a scale near float64's limits overflows its squares
+    if (
+        task == "regression"
+    ):  # R2 does not depend on the scale; a scale near float64's limits overflows its squares
         scale = float(np.max(np.abs(sides["real"][1]))) or 1.0
         y_test = y_test / scale
         sides = {k: (x, y / scale) for k, (x, y) in sides.items()}
     scores: dict[str, dict[str, float]] = {}
     for name, (x, y) in sides.items():
         if task == "regression":
-            model = HistGradientBoostingRegressor(categorical_features=feats.categorical_mask, random_state=seed).fit(x, y)
+            model = HistGradientBoostingRegressor(
+                categorical_features=feats.categorical_mask, random_state=seed
+            ).fit(x, y)
             scores[name] = {"r2": float(r2_score(y_test, model.predict(x_test)))}
             continue
-        model = HistGradientBoostingClassifier(categorical_features=feats.categorical_mask, random_state=seed)
+        model = HistGradientBoostingClassifier(
+            categorical_features=feats.categorical_mask, random_state=seed
+        )
         if len(np.unique(y)) < 2:
             scores[name] = {"auc": 0.5, "macro_f1": 0.0}
             continue
@@ -642,7 +885,9 @@ def utility(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame,
         proba = model.predict_proba(x_test)
         classes = list(model.classes_)
         known = np.isin(y_test, classes)
-        present = [c for c in classes if c in set(y_test[known])]  # classes the model knows that the test rows hold
+        present = [
+            c for c in classes if c in set(y_test[known])
+        ]  # classes the model knows that the test rows hold
         p = proba[known][:, [classes.index(c) for c in present]]
         p = p / np.maximum(p.sum(1, keepdims=True), 1e-12)
         if len(present) < 2:
@@ -650,20 +895,34 @@ def utility(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame,
         elif len(present) == 2:
             auc = roc_auc_score(y_test[known] == present[1], p[:, 1])
         else:
-            auc = roc_auc_score(y_test[known], p, multi_class="ovr", average="macro", labels=present)
-        scores[name] = {"auc": float(auc), "macro_f1": float(f1_score(y_test, model.predict(x_test), average="macro"))}
+            auc = roc_auc_score(
+                y_test[known], p, multi_class="ovr", average="macro", labels=present
+            )
+        scores[name] = {
+            "auc": float(auc),
+            "macro_f1": float(f1_score(y_test, model.predict(x_test), average="macro")),
+        }
     main = "r2" if task == "regression" else "auc"
     real_score, synth_score = scores["real"][main], scores["synthetic"][main]
-    return {"target": target, "task": task, "metric": main, "real": scores["real"], "synthetic": scores["synthetic"],
-            "ratio": synth_score / real_score if real_score > 0 else None, "test_rows": len(x_test),
-            "model": "HistGradientBoosting" + ("Regressor" if task == "regression" else "Classifier")}
+    return {
+        "target": target,
+        "task": task,
+        "metric": main,
+        "real": scores["real"],
+        "synthetic": scores["synthetic"],
+        "ratio": synth_score / real_score if real_score > 0 else None,
+        "test_rows": len(x_test),
+        "model": "HistGradientBoosting" + ("Regressor" if task == "regression" else "Classifier"),
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------
 # The privacy gate
 
 
-def privacy_gate(privacy_result: dict[str, Any] | None, gate: dict[str, float] | None) -> dict[str, Any]:
+def privacy_gate(
+    privacy_result: dict[str, Any] | None, gate: dict[str, float] | None
+) -> dict[str, Any]:
     """Check privacy figures against limits. Keys: max_exact_copy_share, min_dcr_ratio, max_closer_to_train_share.
 
     `max_exact_copy_share` may be "natural": no more copies than real holdout rows have (the natural
@@ -672,24 +931,53 @@ def privacy_gate(privacy_result: dict[str, Any] | None, gate: dict[str, float] |
     if not gate:
         return {"set": False, "passed": None, "checks": []}
     if privacy_result is None:
-        return {"set": True, "passed": False, "checks": [{"check": "privacy", "passed": False,
-                                                          "detail": "no holdout rows: privacy cannot be measured"}]}
+        return {
+            "set": True,
+            "passed": False,
+            "checks": [
+                {
+                    "check": "privacy",
+                    "passed": False,
+                    "detail": "no holdout rows: privacy cannot be measured",
+                }
+            ],
+        }
     checks = []
     limit = gate.get("max_exact_copy_share")
     if limit is not None:
         limit_value = privacy_result["holdout_copy_share"] if limit == "natural" else float(limit)
         value = privacy_result["exact_copy_share"]
-        checks.append({"check": "exact copies of training rows", "value": value, "limit": limit_value,
-                       "passed": value <= limit_value + 1e-12, "detail": f"share <= {limit}"})
+        checks.append(
+            {
+                "check": "exact copies of training rows",
+                "value": value,
+                "limit": limit_value,
+                "passed": value <= limit_value + 1e-12,
+                "detail": f"share <= {limit}",
+            }
+        )
     if gate.get("min_dcr_ratio") is not None:
         value = privacy_result["dcr_ratio"]
-        checks.append({"check": "DCR ratio (synthetic / holdout median)", "value": value, "limit": gate["min_dcr_ratio"],
-                       "passed": value >= gate["min_dcr_ratio"], "detail": f">= {gate['min_dcr_ratio']}"})
+        checks.append(
+            {
+                "check": "DCR ratio (synthetic / holdout median)",
+                "value": value,
+                "limit": gate["min_dcr_ratio"],
+                "passed": value >= gate["min_dcr_ratio"],
+                "detail": f">= {gate['min_dcr_ratio']}",
+            }
+        )
     if gate.get("max_closer_to_train_share") is not None:
         value = privacy_result["closer_to_train_share"]
-        checks.append({"check": "share closer to a training row than to a holdout row", "value": value,
-                       "limit": gate["max_closer_to_train_share"], "passed": value <= gate["max_closer_to_train_share"],
-                       "detail": f"<= {gate['max_closer_to_train_share']}"})
+        checks.append(
+            {
+                "check": "share closer to a training row than to a holdout row",
+                "value": value,
+                "limit": gate["max_closer_to_train_share"],
+                "passed": value <= gate["max_closer_to_train_share"],
+                "detail": f"<= {gate['max_closer_to_train_share']}",
+            }
+        )
     return {"set": True, "passed": all(c["passed"] for c in checks), "checks": checks, "gate": gate}
 
 

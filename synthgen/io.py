@@ -40,7 +40,11 @@ TableSource = str | os.PathLike | pd.DataFrame
 # byte wins. Windows-1252 leaves five bytes undefined, so a file using them falls through to Latin-1, which
 # decodes anything.
 DETECTED_ENCODINGS = ("utf-8", "cp1252", "latin-1")
-BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+BOMS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 
 
 def table_format(path: Path) -> str:
@@ -54,10 +58,14 @@ def table_format(path: Path) -> str:
         return "parquet"
     if name.endswith(JSONL_SUFFIXES):
         return "jsonl"
-    raise UserError(f"{path}: unknown file type (expected one of {', '.join(SUPPORTED)}, or a folder of Parquet files)")
+    raise UserError(
+        f"{path}: unknown file type (expected one of {', '.join(SUPPORTED)}, or a folder of Parquet files)"
+    )
 
 
-def read_table(source: TableSource, *, columns: list[str] | None = None, encoding: str | None = None) -> pd.DataFrame:
+def read_table(
+    source: TableSource, *, columns: list[str] | None = None, encoding: str | None = None
+) -> pd.DataFrame:
     """Read a table from a path or take a DataFrame, and check that it is a table synthgen can learn.
 
     `encoding` is a CSV's text encoding; None detects UTF-8 (with or without a BOM), UTF-16 with a BOM,
@@ -79,16 +87,23 @@ def read_table(source: TableSource, *, columns: list[str] | None = None, encodin
             delimiter = "\t" if path.name.lower().endswith(".tsv") else ","
             # empty cells (and NA, null, ...) are missing in text columns too, as pandas reads them; quoted
             # fields may hold line breaks
-            table = pa_csv.read_csv(path, read_options=pa_csv.ReadOptions(encoding=text_encoding(path, encoding)),
-                                    parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
-                                    convert_options=pa_csv.ConvertOptions(strings_can_be_null=True))
+            table = pa_csv.read_csv(
+                path,
+                read_options=pa_csv.ReadOptions(encoding=text_encoding(path, encoding)),
+                parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+                convert_options=pa_csv.ConvertOptions(strings_can_be_null=True),
+            )
         else:
             table = pa_json.read_json(path)
     except UserError:
         raise
     except (pa.ArrowException, OSError, ValueError, UnicodeError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = " (give its text encoding with --encoding or `encoding:`)" if isinstance(exc, UnicodeError) else ""
+        hint = (
+            " (give its text encoding with --encoding or `encoding:`)"
+            if isinstance(exc, UnicodeError)
+            else ""
+        )
         raise UserError(f"{path}: cannot read as {fmt}: {first_line}{hint}") from None
     _check_names(table.column_names, str(path))
     if columns is not None and fmt != "parquet":
@@ -105,11 +120,15 @@ def text_encoding(path: Path, given: str | None = None) -> str:
         try:
             name = codecs.lookup(given).name
         except LookupError:
-            raise UserError(f"unknown text encoding {given!r} (e.g. utf-8, cp1252, latin-1)") from None
+            raise UserError(
+                f"unknown text encoding {given!r} (e.g. utf-8, cp1252, latin-1)"
+            ) from None
         failed_at = _decode_error(path, name)
         if failed_at is not None:
-            raise UserError(f"{path}: cannot read as csv: not valid {name} at byte {failed_at} "
-                            "(give its text encoding with --encoding or `encoding:`)")
+            raise UserError(
+                f"{path}: cannot read as csv: not valid {name} at byte {failed_at} "
+                "(give its text encoding with --encoding or `encoding:`)"
+            )
         return name
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rb") as fh:
@@ -121,7 +140,11 @@ def text_encoding(path: Path, given: str | None = None) -> str:
         failed_at = _decode_error(path, name)
         if failed_at is None:
             if name != "utf-8":
-                log.warning("%s is not valid UTF-8: read as %s (set --encoding / `encoding:` to choose)", path, name)
+                log.warning(
+                    "%s is not valid UTF-8: read as %s (set --encoding / `encoding:` to choose)",
+                    path,
+                    name,
+                )
             return name
         log.debug("%s is not %s (byte %d)", path, name, failed_at)
     return "latin-1"  # not reached: Latin-1 decodes every byte
@@ -145,7 +168,9 @@ def _decode_error(path: Path, encoding: str) -> int | None:
 
 def _read_parquet(path: Path, columns: list[str] | None) -> pa.Table:
     if path.is_dir():
-        parts = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in PARQUET_SUFFIXES)
+        parts = sorted(
+            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in PARQUET_SUFFIXES
+        )
         if not parts:
             raise UserError(f"{path}: folder holds no .parquet files")
     return pq.read_table(path, columns=columns)
@@ -154,7 +179,8 @@ def _read_parquet(path: Path, columns: list[str] | None) -> pa.Table:
 def _to_pandas(table: pa.Table) -> pd.DataFrame:
     # Arrow integers with nulls would become float64 in pandas; keep them integers (nullable Int64).
     nullable_ints = {
-        f.name: pd.Int64Dtype() for f, col in zip(table.schema, table.columns)
+        f.name: pd.Int64Dtype()
+        for f, col in zip(table.schema, table.columns, strict=False)
         if pa.types.is_integer(f.type) and col.null_count > 0
     }
     df = table.to_pandas()
@@ -164,8 +190,10 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
 def _check_names(names: list, where: str) -> None:
     not_text = [n for n in names if not isinstance(n, str)]
     if not_text:
-        raise UserError(f"{where}: column names must be text, got {not_text[0]!r} ({type(not_text[0]).__name__}); "
-                        "rename them, e.g. df.columns = df.columns.astype(str)")
+        raise UserError(
+            f"{where}: column names must be text, got {not_text[0]!r} ({type(not_text[0]).__name__}); "
+            "rename them, e.g. df.columns = df.columns.astype(str)"
+        )
     seen: set[str] = set()
     duplicated = sorted({n for n in names if n in seen or seen.add(n)})
     if duplicated:
@@ -185,7 +213,9 @@ def source_fingerprint(source: TableSource) -> str:
     h = hashlib.sha256()
     if isinstance(source, pd.DataFrame):
         h.update(",".join(map(str, source.columns)).encode())
-        for name in source.columns:  # column by column: cells that cannot be hashed (lists, dicts) by their repr
+        for name in (
+            source.columns
+        ):  # column by column: cells that cannot be hashed (lists, dicts) by their repr
             column = source[name]
             try:
                 hashed = pd.util.hash_pandas_object(column, index=False)
@@ -214,7 +244,9 @@ def _temp_sibling(target: Path, is_dir: bool = False) -> Path:
     os.umask(umask)
     if is_dir:
         path = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
-        path.chmod(0o777 & ~umask)  # mkdtemp makes it private; the published folder follows the umask
+        path.chmod(
+            0o777 & ~umask
+        )  # mkdtemp makes it private; the published folder follows the umask
         return path
     fd, name = tempfile.mkstemp(prefix=prefix, dir=target.parent)
     os.close(fd)
@@ -249,7 +281,9 @@ def atomic_path(target: str | os.PathLike, *, is_dir: bool = False) -> Iterator[
         raise
 
 
-def write_parquet(df: pd.DataFrame, path: str | os.PathLike, *, row_group_rows: int = 1_000_000) -> Path:
+def write_parquet(
+    df: pd.DataFrame, path: str | os.PathLike, *, row_group_rows: int = 1_000_000
+) -> Path:
     """Write one DataFrame to Parquet atomically."""
     with ParquetStreamWriter(path, row_group_rows=row_group_rows) as writer:
         writer.write(df)
@@ -264,12 +298,20 @@ class ParquetStreamWriter:
     keeps its type.
     """
 
-    def __init__(self, path: str | os.PathLike, *, schema: pa.Schema | None = None,
-                 row_group_rows: int = 1_000_000, compression: str = "zstd",
-                 field_types: dict[str, pa.DataType] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        schema: pa.Schema | None = None,
+        row_group_rows: int = 1_000_000,
+        compression: str = "zstd",
+        field_types: dict[str, pa.DataType] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.schema = schema
-        self.field_types = field_types or {}  # types that the first batch cannot tell (a decimal's precision)
+        self.field_types = (
+            field_types or {}
+        )  # types that the first batch cannot tell (a decimal's precision)
         self.row_group_rows = row_group_rows
         self.compression = compression
         self.rows = 0
@@ -285,8 +327,10 @@ class ParquetStreamWriter:
             raise RuntimeError("use ParquetStreamWriter as a context manager")
         if self.schema is None:
             inferred = _concrete_schema(pa.Schema.from_pandas(df, preserve_index=False))
-            self.schema = pa.schema([f.with_type(self.field_types.get(f.name, f.type)) for f in inferred],
-                                    metadata=inferred.metadata)
+            self.schema = pa.schema(
+                [f.with_type(self.field_types.get(f.name, f.type)) for f in inferred],
+                metadata=inferred.metadata,
+            )
         table = pa.Table.from_pandas(df, schema=self.schema, preserve_index=False)
         if self._writer is None:
             self._writer = pq.ParquetWriter(self._tmp, self.schema, compression=self.compression)

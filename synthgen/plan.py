@@ -51,14 +51,20 @@ class Plan:
 
     @property
     def peak(self) -> int:
-        return max(self.bytes["training"], self.bytes["calibration"] + self.bytes["model"], self.bytes["sampling"])
+        return max(
+            self.bytes["training"],
+            self.bytes["calibration"] + self.bytes["model"],
+            self.bytes["sampling"],
+        )
 
     def describe(self) -> str:
         b = self.bytes
-        return (f"memory plan: input {self.input_width:,} wide, output {self.output_width:,}, {self.parameters:,} "
-                f"parameters; training ~{_mb(b['training'])} (model {_mb(b['model'])}, batch {self.batch_size}), "
-                f"calibration ~{_mb(b['calibration'])} on {self.calibration_rows:,} rows, sampling ~{_mb(b['sampling'])} "
-                f"in blocks of {self.block_rows:,} rows; limit {_mb(self.limit)}")
+        return (
+            f"memory plan: input {self.input_width:,} wide, output {self.output_width:,}, {self.parameters:,} "
+            f"parameters; training ~{_mb(b['training'])} (model {_mb(b['model'])}, batch {self.batch_size}), "
+            f"calibration ~{_mb(b['calibration'])} on {self.calibration_rows:,} rows, sampling ~{_mb(b['sampling'])} "
+            f"in blocks of {self.block_rows:,} rows; limit {_mb(self.limit)}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "peak": self.peak}
@@ -75,19 +81,25 @@ def memory_limit() -> int:
     if given:
         match = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]?)i?B?\s*", given, re.IGNORECASE)
         if not match:
-            raise UserError(f"SYNTHGEN_MEMORY_LIMIT must be a size like 3GB or 512MB, got {given!r}")
+            raise UserError(
+                f"SYNTHGEN_MEMORY_LIMIT must be a size like 3GB or 512MB, got {given!r}"
+            )
         return int(float(match[1]) * 1024 ** "BKMGT".index((match[2] or "B").upper()))
     available = []
     try:
         with open("/proc/meminfo") as fh:
-            available += [int(line.split()[1]) * 1024 for line in fh if line.startswith("MemAvailable:")]
+            available += [
+                int(line.split()[1]) * 1024 for line in fh if line.startswith("MemAvailable:")
+            ]
     except OSError:
         pass
     for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
         try:
             value = open(path).read().strip()
             if value.isdigit() and int(value) < 2**60:
-                used = open(path.replace("max", "current").replace("limit_in_bytes", "usage_in_bytes")).read()
+                used = open(
+                    path.replace("max", "current").replace("limit_in_bytes", "usage_in_bytes")
+                ).read()
                 available.append(int(value) - int(used))
         except OSError:
             continue
@@ -107,43 +119,87 @@ def category_cap(schema: Schema, max_categories: int | None) -> int | None:
     cap = max(max(counts), MIN_CATEGORIES) if max_categories is None else max_categories
     while cap > MIN_CATEGORIES and width(cap) > MAX_INPUT_WIDTH:
         cap = max(MIN_CATEGORIES, int(cap * 0.8))
-    log.warning("%d categorical columns would encode %s classes: keeping the %d most frequent values of each "
-                "(the rest share an 'other' class) so the model's input stays near %d", len(counts),
-                f"{width(max_categories):,}", cap, MAX_INPUT_WIDTH)
+    log.warning(
+        "%d categorical columns would encode %s classes: keeping the %d most frequent values of each "
+        "(the rest share an 'other' class) so the model's input stays near %d",
+        len(counts),
+        f"{width(max_categories):,}",
+        cap,
+        MAX_INPUT_WIDTH,
+    )
     return cap
 
 
-def plan_fit(layout: Any, n_rows: int, n_columns: int, *, hidden: list[int], latent_dim: int, batch_size: int,
-             variational: bool, where: str = "the table") -> Plan:
+def plan_fit(
+    layout: Any,
+    n_rows: int,
+    n_columns: int,
+    *,
+    hidden: list[int],
+    latent_dim: int,
+    batch_size: int,
+    variational: bool,
+    where: str = "the table",
+) -> Plan:
     """The memory a fit on this layout will hold, scaled to the budgets above; refuses (UserError) what cannot fit."""
     n_slots = len(layout.continuous)
     in_w = layout.onehot_width
     out_w = layout.out_width + (n_slots if variational else 0)
     widths = [in_w, *hidden, latent_dim * (2 if variational else 1)]
     dec = [latent_dim, *reversed(hidden), out_w]
-    params = sum((a + 1) * b for a, b in zip(widths, widths[1:])) + sum((a + 1) * b for a, b in zip(dec, dec[1:]))
-    model = params * FLOAT * 6  # weights, gradients, two optimizer moments, the best epoch's copy, a checkpoint's
-    per_example = FLOAT * 8 * (in_w + out_w + 2 * sum(hidden))  # forward and backward, one-hot and softmax
+    params = sum((a + 1) * b for a, b in zip(widths, widths[1:], strict=False)) + sum(
+        (a + 1) * b for a, b in zip(dec, dec[1:], strict=False)
+    )
+    model = (
+        params * FLOAT * 6
+    )  # weights, gradients, two optimizer moments, the best epoch's copy, a checkpoint's
+    per_example = (
+        FLOAT * 8 * (in_w + out_w + 2 * sum(hidden))
+    )  # forward and backward, one-hot and softmax
     batch = max(16, min(batch_size, ACTIVATION_BUDGET // per_example))
-    matrix = n_rows * layout.n_inputs * FLOAT * 3  # the encoded table: NumPy, torch, the train/validation copies
+    matrix = (
+        n_rows * layout.n_inputs * FLOAT * 3
+    )  # the encoded table: NumPy, torch, the train/validation copies
     training = model + matrix + batch * per_example
 
     per_draw, per_sampled = _row_bytes(layout, n_columns, latent_dim, variational)
-    calibration_rows = int(min(MAX_CALIBRATION_ROWS, max(MIN_CALIBRATION_ROWS, CALIBRATION_BUDGET // per_draw)))
+    calibration_rows = int(
+        min(MAX_CALIBRATION_ROWS, max(MIN_CALIBRATION_ROWS, CALIBRATION_BUDGET // per_draw))
+    )
     blocks = block_rows(layout, n_columns, latent_dim, variational)
     threads = 2
-    sampling = model // 6 + (threads + 5) * blocks * per_sampled  # blocks in flight and the writer's batch
-    plan = Plan(in_w, out_w, params, batch, calibration_rows, blocks,
-                {"model": model, "matrix": matrix, "training": training,
-                 "calibration": calibration_rows * per_draw, "sampling": sampling}, memory_limit())
+    sampling = (
+        model // 6 + (threads + 5) * blocks * per_sampled
+    )  # blocks in flight and the writer's batch
+    plan = Plan(
+        in_w,
+        out_w,
+        params,
+        batch,
+        calibration_rows,
+        blocks,
+        {
+            "model": model,
+            "matrix": matrix,
+            "training": training,
+            "calibration": calibration_rows * per_draw,
+            "sampling": sampling,
+        },
+        memory_limit(),
+    )
     if batch < batch_size:
-        log.warning("one batch of %d rows would hold %s of activations: training with batches of %d", batch_size,
-                    _mb(batch_size * per_example), batch)
+        log.warning(
+            "one batch of %d rows would hold %s of activations: training with batches of %d",
+            batch_size,
+            _mb(batch_size * per_example),
+            batch,
+        )
     if plan.peak > plan.limit:
         raise UserError(
             f"{where} needs about {_mb(plan.peak)} to train ({n_columns:,} columns encode to {in_w:,} model inputs, "
             f"{params:,} parameters; {n_rows:,} rows), more than the {_mb(plan.limit)} available: lower "
-            "max_categories, drop wide columns, set max_train_rows, or raise SYNTHGEN_MEMORY_LIMIT")
+            "max_categories, drop wide columns, set max_train_rows, or raise SYNTHGEN_MEMORY_LIMIT"
+        )
     log.info(plan.describe())
     return plan
 
@@ -152,7 +208,10 @@ def block_rows(layout: Any, n_columns: int, latent_dim: int, variational: bool) 
     """Rows per sampled block: the most (a power of two up to MAX_BLOCK_ROWS) within BLOCK_BUDGET. A function of
     the layout alone, so that a loaded model draws the same stream of rows."""
     rows = MAX_BLOCK_ROWS
-    while rows > MIN_BLOCK_ROWS and rows * _row_bytes(layout, n_columns, latent_dim, variational)[1] > BLOCK_BUDGET:
+    while (
+        rows > MIN_BLOCK_ROWS
+        and rows * _row_bytes(layout, n_columns, latent_dim, variational)[1] > BLOCK_BUDGET
+    ):
         rows //= 2
     return rows
 
@@ -161,7 +220,12 @@ def _row_bytes(layout: Any, n_columns: int, latent_dim: int, variational: bool) 
     """Bytes per drawn row (matrix, logits, noise, z) and per sampled row (that, plus the decoded columns and a
     share of the decoder's chunk buffer)."""
     n_slots = len(layout.continuous)
-    per_draw = FLOAT * (2 * layout.n_inputs + 2 * sum(b.n_classes for b in layout.discrete) + 2 * n_slots
-                        + len(layout.discrete) + latent_dim)
+    per_draw = FLOAT * (
+        2 * layout.n_inputs
+        + 2 * sum(b.n_classes for b in layout.discrete)
+        + 2 * n_slots
+        + len(layout.discrete)
+        + latent_dim
+    )
     out_w = layout.out_width + (n_slots if variational else 0)
     return per_draw, per_draw + 8 * 3 * n_columns + 16 * 4096 * out_w // MAX_BLOCK_ROWS

@@ -71,15 +71,24 @@ class OneLineFormatter(logging.Formatter):
         first = lines[0].split("Traceback (most recent call last)")[0].rstrip()
         if len(lines) > 1 or record.exc_info or first != lines[0]:
             first += f" (details in {_log_path})" if _log_path else ""
-        copy.msg, copy.args, copy.exc_info, copy.exc_text, copy.stack_info = first, None, None, None, None
+        copy.msg, copy.args, copy.exc_info, copy.exc_text, copy.stack_info = (
+            first,
+            None,
+            None,
+            None,
+            None,
+        )
         return self.inner.format(copy)
 
 
 def one_line_console(logger: logging.Logger) -> None:
     """Make every stream handler of `logger` print one line per message, without tracebacks."""
     for handler in logger.handlers:
-        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler) \
-                and not isinstance(handler.formatter, OneLineFormatter):
+        if (
+            isinstance(handler, logging.StreamHandler)
+            and not isinstance(handler, logging.FileHandler)
+            and not isinstance(handler.formatter, OneLineFormatter)
+        ):
             handler.setFormatter(OneLineFormatter(handler.formatter))
 
 
@@ -101,14 +110,19 @@ def start_log_file(command: str) -> Path | None:
     for name in ("synthgen", "py.warnings"):
         logging.getLogger(name).addHandler(handler)
     logging.captureWarnings(True)
-    logging.getLogger("py.warnings").propagate = False  # library warnings go to the file, not the console
+    logging.getLogger(
+        "py.warnings"
+    ).propagate = False  # library warnings go to the file, not the console
     _log_path = path
     _prune(folder)
     return path
 
 
 def _file_handler() -> logging.Handler | None:
-    return next((h for h in logging.getLogger("synthgen").handlers if h.get_name() == "synthgen-log-file"), None)
+    return next(
+        (h for h in logging.getLogger("synthgen").handlers if h.get_name() == "synthgen-log-file"),
+        None,
+    )
 
 
 def capture_root_logs() -> None:
@@ -203,7 +217,11 @@ def run_cleanups() -> None:
 def hard_exit(signum: int) -> None:
     """Stop child processes and end this process now, with the shell's code for the signal."""
     try:
-        print(f"error: stopped by {signal.Signals(signum).name}; nothing was published", file=sys.stderr, flush=True)
+        print(
+            f"error: stopped by {signal.Signals(signum).name}; nothing was published",
+            file=sys.stderr,
+            flush=True,
+        )
     except Exception:  # noqa: BLE001
         pass
     run_cleanups()

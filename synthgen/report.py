@@ -26,7 +26,9 @@ def variant_of(name: str, entry: dict[str, Any] | None) -> str | None:
     """The model a scored variant samples, or None for a model's own rows (reports before variants were general
     had one variant, "ae-standard")."""
     entry = entry or {}
-    return entry.get("variant_of") or ("ae" if name == "ae-standard" and entry.get("published") is False else None)
+    return entry.get("variant_of") or (
+        "ae" if name == "ae-standard" and entry.get("published") is False else None
+    )
 
 
 def model_label(name: str | None, entry: dict[str, Any] | None = None) -> str:
@@ -58,14 +60,23 @@ def verdict(report: dict[str, Any]) -> dict[str, Any]:
     ev = report["models"][primary]["evaluation"] if primary else {}
     overall = (ev.get("quality") or {}).get("overall")
     gate = ev.get("privacy_gate") or {"set": False, "passed": None}
-    failed_gates = [name for name, m in report["models"].items()
-                    if (m["evaluation"].get("privacy_gate") or {}).get("passed") is False]
+    failed_gates = [
+        name
+        for name, m in report["models"].items()
+        if (m["evaluation"].get("privacy_gate") or {}).get("passed") is False
+    ]
     if gate.get("set"):
         privacy = "passed" if gate.get("passed") else "failed"
     else:
         privacy = "not set"
-    return {"primary_model": primary, "quality": quality_level(overall), "quality_score": overall,
-            "privacy_gate": privacy, "failed_gates": failed_gates, "run_failed": privacy == "failed"}
+    return {
+        "primary_model": primary,
+        "quality": quality_level(overall),
+        "quality_score": overall,
+        "privacy_gate": privacy,
+        "failed_gates": failed_gates,
+        "run_failed": privacy == "failed",
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -78,9 +89,16 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
     out_dir.mkdir(parents=True, exist_ok=True)
     report = _clean(dict(report, report_version=REPORT_VERSION, verdict=verdict(report)))
     report.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    paths = {"json": out_dir / "report.json", "html": out_dir / "report.html", "md": out_dir / "report.md"}
-    contents = {"json": json.dumps(report, indent=2, default=json_default, allow_nan=False),
-                "html": render_html(report), "md": render_markdown(report)}
+    paths = {
+        "json": out_dir / "report.json",
+        "html": out_dir / "report.html",
+        "md": out_dir / "report.md",
+    }
+    contents = {
+        "json": json.dumps(report, indent=2, default=json_default, allow_nan=False),
+        "html": render_html(report),
+        "md": render_markdown(report),
+    }
     for key, path in paths.items():
         with atomic_path(path) as tmp:
             tmp.write_text(contents[key], encoding="utf-8")
@@ -103,7 +121,16 @@ def library_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
-    for package in ("synthgen", "torch", "pandas", "numpy", "pyarrow", "sdmetrics", "scikit-learn", "prefect"):
+    for package in (
+        "synthgen",
+        "torch",
+        "pandas",
+        "numpy",
+        "pyarrow",
+        "sdmetrics",
+        "scikit-learn",
+        "prefect",
+    ):
         try:
             out[package] = version(package)
         except PackageNotFoundError:
@@ -134,32 +161,58 @@ def scores_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     for name, model in report["models"].items():
         ev = model["evaluation"]
         q, u, p = ev.get("quality") or {}, ev.get("utility") or {}, ev.get("privacy") or {}
-        rows.append({
-            "model": name, "label": model_label(name, model), "overall": q.get("overall"), "column_shapes": q.get("column_shapes"),
-            "pair_trends": q.get("column_pair_trends"), "pair_trends_all": q.get("column_pair_trends_all_pairs"),
-            "detection": (ev.get("detection") or {}).get("score"), "utility_ratio": u.get("ratio"),
-            "dcr_ratio": p.get("dcr_ratio"), "exact_copies": p.get("exact_copy_share"),
-            "privacy_gate": ("rows not published" if model.get("published") is False else
-                             {True: "passed", False: "failed"}.get((ev.get("privacy_gate") or {}).get("passed"), "not set")),
-        })
+        rows.append(
+            {
+                "model": name,
+                "label": model_label(name, model),
+                "overall": q.get("overall"),
+                "column_shapes": q.get("column_shapes"),
+                "pair_trends": q.get("column_pair_trends"),
+                "pair_trends_all": q.get("column_pair_trends_all_pairs"),
+                "detection": (ev.get("detection") or {}).get("score"),
+                "utility_ratio": u.get("ratio"),
+                "dcr_ratio": p.get("dcr_ratio"),
+                "exact_copies": p.get("exact_copy_share"),
+                "privacy_gate": (
+                    "rows not published"
+                    if model.get("published") is False
+                    else {True: "passed", False: "failed"}.get(
+                        (ev.get("privacy_gate") or {}).get("passed"), "not set"
+                    )
+                ),
+            }
+        )
     return rows
 
 
 def render_markdown(report: dict[str, Any], html_name: str = "report.html") -> str:
     v = report.get("verdict") or verdict(report)
-    lines = [f"# synthgen quality report: {report.get('dataset', '')}", "",
-             f"**Verdict**: quality **{v['quality']}** ({_f(v['quality_score'])} overall, {model_label(v['primary_model'], report['models'].get(v['primary_model']))}); "
-             f"privacy gate **{v['privacy_gate']}**.", "",
-             "| model | overall | column shapes | pair trends | all pairs | detection | utility | DCR ratio | exact copies | privacy gate |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# synthgen quality report: {report.get('dataset', '')}",
+        "",
+        f"**Verdict**: quality **{v['quality']}** ({_f(v['quality_score'])} overall, {model_label(v['primary_model'], report['models'].get(v['primary_model']))}); "
+        f"privacy gate **{v['privacy_gate']}**.",
+        "",
+        "| model | overall | column shapes | pair trends | all pairs | detection | utility | DCR ratio | exact copies | privacy gate |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in scores_rows(report):
-        lines.append(f"| {r['label']} | {_f(r['overall'])} | {_f(r['column_shapes'])} | "
-                     f"{_f(r['pair_trends'])} | {_f(r['pair_trends_all'])} | {_f(r['detection'])} | {_f(r['utility_ratio'])} | "
-                     f"{_f(r['dcr_ratio'], 2)} | {_f(r['exact_copies'], 4)} | {r['privacy_gate']} |")
+        lines.append(
+            f"| {r['label']} | {_f(r['overall'])} | {_f(r['column_shapes'])} | "
+            f"{_f(r['pair_trends'])} | {_f(r['pair_trends_all'])} | {_f(r['detection'])} | {_f(r['utility_ratio'])} | "
+            f"{_f(r['dcr_ratio'], 2)} | {_f(r['exact_copies'], 4)} | {r['privacy_gate']} |"
+        )
     inp = report.get("input") or {}
-    lines += ["", _sampling_note(report), "", f"Input: `{inp.get('path', '')}` ({inp.get('rows', '?')} rows, sha256 `{str(inp.get('sha256', ''))[:12]}`). "
-              f"Scores: SDMetrics {report.get('versions', {}).get('sdmetrics', '')} against the training rows.",
-              "", f"Full report: [{html_name}]({html_name})", ""]
+    lines += [
+        "",
+        _sampling_note(report),
+        "",
+        f"Input: `{inp.get('path', '')}` ({inp.get('rows', '?')} rows, sha256 `{str(inp.get('sha256', ''))[:12]}`). "
+        f"Scores: SDMetrics {report.get('versions', {}).get('sdmetrics', '')} against the training rows.",
+        "",
+        f"Full report: [{html_name}]({html_name})",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -202,50 +255,128 @@ def render_html(report: dict[str, Any]) -> str:
         return f'<div class="plot">{svg}</div>'
 
     esc = html.escape
-    parts = [f"<h1>synthgen quality report: {esc(str(report.get('dataset', '')))}</h1>",
-             f'<div class="sub">run {esc(str(report.get("run_id", "")))} · {esc(str(report.get("created", "")))} · '
-             f'{esc(str((report.get("input") or {}).get("path", "")))}</div>']
+    parts = [
+        f"<h1>synthgen quality report: {esc(str(report.get('dataset', '')))}</h1>",
+        f'<div class="sub">run {esc(str(report.get("run_id", "")))} · {esc(str(report.get("created", "")))} · '
+        f"{esc(str((report.get('input') or {}).get('path', '')))}</div>",
+    ]
     # -- verdict banner
     gate_class = {"passed": "passed", "failed": "failed"}.get(v["privacy_gate"], "notset")
-    parts.append('<div class="banner" id="verdict">'
-                 f'<div class="card {v["quality"]}"><div class="label">Quality ({esc(model_label(primary, models.get(primary)))})</div>'
-                 f'<div class="value">{esc(v["quality"])} · {_f(v["quality_score"])}</div></div>'
-                 f'<div class="card {gate_class}"><div class="label">Privacy gate</div><div class="value">{esc(v["privacy_gate"])}</div></div>'
-                 f'<div class="card notset"><div class="label">Training rows → synthetic rows per model</div><div class="value">'
-                 f'{_rows_text(report)}</div></div></div>')
+    parts.append(
+        '<div class="banner" id="verdict">'
+        f'<div class="card {v["quality"]}"><div class="label">Quality ({esc(model_label(primary, models.get(primary)))})</div>'
+        f'<div class="value">{esc(v["quality"])} · {_f(v["quality_score"])}</div></div>'
+        f'<div class="card {gate_class}"><div class="label">Privacy gate</div><div class="value">{esc(v["privacy_gate"])}</div></div>'
+        f'<div class="card notset"><div class="label">Training rows → synthetic rows per model</div><div class="value">'
+        f"{_rows_text(report)}</div></div></div>"
+    )
     # -- models side by side
     rows = scores_rows(report)
     parts.append("<h2>Models side by side</h2>")
-    parts.append(f'<p class="note">{esc(_sampling_note(report))} '
-                 "Overall = mean of Column Shapes and Column Pair Trends (SDMetrics, official: pairs with a real trend); "
-                 "all pairs = Column Pair Trends over every pair; detection: 1 = a gradient-boosted classifier cannot tell "
-                 "synthetic from real; utility = score of a model trained on synthetic / trained on real, on real holdout "
-                 "rows; DCR ratio = median distance of synthetic rows to their closest training row / the same for real "
-                 "holdout rows (below 1: closer to the training rows than fresh real data is).</p>")
-    parts.append(_table(["model", "overall", "column shapes", "pair trends", "all pairs", "detection", "utility",
-                         "DCR ratio", "exact copies", "privacy gate"],
-                        [[r["label"], _f(r["overall"]), _f(r["column_shapes"]), _f(r["pair_trends"]),
-                          _f(r["pair_trends_all"]), _f(r["detection"]), _f(r["utility_ratio"]), _f(r["dcr_ratio"], 2),
-                          _f(r["exact_copies"], 4), r["privacy_gate"]] for r in rows]))
-    metrics = [("overall", "overall"), ("column_shapes", "shapes"), ("pair_trends_all", "pairs (all)"),
-               ("detection", "detection"), ("utility_ratio", "utility")]
-    series = [(r["label"], model_color(r["model"], models.get(r["model"])),
-               [r[m[0]] for m in metrics]) for r in rows]
-    parts.append(fig_html(_bar_figure("Headline scores (higher is better)", [m[1] for m in metrics],
-                                      series, WIDE_W, 340, y_max=1.05, y_title="")))
+    parts.append(
+        f'<p class="note">{esc(_sampling_note(report))} '
+        "Overall = mean of Column Shapes and Column Pair Trends (SDMetrics, official: pairs with a real trend); "
+        "all pairs = Column Pair Trends over every pair; detection: 1 = a gradient-boosted classifier cannot tell "
+        "synthetic from real; utility = score of a model trained on synthetic / trained on real, on real holdout "
+        "rows; DCR ratio = median distance of synthetic rows to their closest training row / the same for real "
+        "holdout rows (below 1: closer to the training rows than fresh real data is).</p>"
+    )
+    parts.append(
+        _table(
+            [
+                "model",
+                "overall",
+                "column shapes",
+                "pair trends",
+                "all pairs",
+                "detection",
+                "utility",
+                "DCR ratio",
+                "exact copies",
+                "privacy gate",
+            ],
+            [
+                [
+                    r["label"],
+                    _f(r["overall"]),
+                    _f(r["column_shapes"]),
+                    _f(r["pair_trends"]),
+                    _f(r["pair_trends_all"]),
+                    _f(r["detection"]),
+                    _f(r["utility_ratio"]),
+                    _f(r["dcr_ratio"], 2),
+                    _f(r["exact_copies"], 4),
+                    r["privacy_gate"],
+                ]
+                for r in rows
+            ],
+        )
+    )
+    metrics = [
+        ("overall", "overall"),
+        ("column_shapes", "shapes"),
+        ("pair_trends_all", "pairs (all)"),
+        ("detection", "detection"),
+        ("utility_ratio", "utility"),
+    ]
+    series = [
+        (r["label"], model_color(r["model"], models.get(r["model"])), [r[m[0]] for m in metrics])
+        for r in rows
+    ]
+    parts.append(
+        fig_html(
+            _bar_figure(
+                "Headline scores (higher is better)",
+                [m[1] for m in metrics],
+                series,
+                WIDE_W,
+                340,
+                y_max=1.05,
+                y_title="",
+            )
+        )
+    )
     # -- training
-    train_rows = [[model_label(n, models.get(n)), _rows_used(m["training"]), str(m["training"].get("epochs_run", "–")),
-                   "yes" if m["training"].get("stopped_early") else "no",
-                   " ".join(str(m["training"].get(k, "")) for k in ("device", "precision")).strip() or "–",
-                   _f(m["training"].get("seconds"), 1), _f(m["training"].get("best_val_loss")),
-                   "reused from cache" if m.get("reused") else "trained"] for n, m in models.items() if m.get("training")]
+    train_rows = [
+        [
+            model_label(n, models.get(n)),
+            _rows_used(m["training"]),
+            str(m["training"].get("epochs_run", "–")),
+            "yes" if m["training"].get("stopped_early") else "no",
+            " ".join(str(m["training"].get(k, "")) for k in ("device", "precision")).strip() or "–",
+            _f(m["training"].get("seconds"), 1),
+            _f(m["training"].get("best_val_loss")),
+            "reused from cache" if m.get("reused") else "trained",
+        ]
+        for n, m in models.items()
+        if m.get("training")
+    ]
     if train_rows:
         parts.append("<h2>Training</h2>")
-        parts.append(_table(["model", "rows used", "epochs", "early stop", "device, precision", "seconds", "best validation loss",
-                             "model"], train_rows))
-        curves = [(model_label(n, models.get(n)), model_color(n, models.get(n)),
-                   [(h.get("epoch"), h.get("val_loss")) for h in m["training"]["history"]])
-                  for n, m in models.items() if (m.get("training") or {}).get("history")]
+        parts.append(
+            _table(
+                [
+                    "model",
+                    "rows used",
+                    "epochs",
+                    "early stop",
+                    "device, precision",
+                    "seconds",
+                    "best validation loss",
+                    "model",
+                ],
+                train_rows,
+            )
+        )
+        curves = [
+            (
+                model_label(n, models.get(n)),
+                model_color(n, models.get(n)),
+                [(h.get("epoch"), h.get("val_loss")) for h in m["training"]["history"]],
+            )
+            for n, m in models.items()
+            if (m.get("training") or {}).get("history")
+        ]
         if curves:
             title = "Validation loss per epoch (VAE: reconstruction + KL; AE: reconstruction)"
             parts.append(fig_html(_line_figure(title, curves, 300)))
@@ -253,13 +384,23 @@ def render_html(report: dict[str, Any]) -> str:
     ev = models[primary]["evaluation"] if primary else {}
     dists = ev.get("distributions") or {}
     col_scores = {c["column"]: c for c in (ev.get("quality") or {}).get("columns", [])}
-    order = sorted(dists, key=lambda c: (col_scores.get(c, {}).get("score") is None, col_scores.get(c, {}).get("score") or 0))
+    order = sorted(
+        dists,
+        key=lambda c: (
+            col_scores.get(c, {}).get("score") is None,
+            col_scores.get(c, {}).get("score") or 0,
+        ),
+    )
     parts.append("<h2>Columns, worst first</h2>")
-    parts.append(f'<p class="note">Real vs synthetic shares per column; the score is SDMetrics Column Shapes for the '
-                 f"{esc(model_label(primary, models.get(primary)))} (KS complement for numbers and dates, TV complement for categories).</p>")
+    parts.append(
+        f'<p class="note">Real vs synthetic shares per column; the score is SDMetrics Column Shapes for the '
+        f"{esc(model_label(primary, models.get(primary)))} (KS complement for numbers and dates, TV complement for categories).</p>"
+    )
     if len(order) > MAX_COLUMN_FIGURES:
-        parts.append(f'<p class="note">The {MAX_COLUMN_FIGURES} weakest of {len(order)} columns; every column\'s score '
-                     "is in report.json.</p>")
+        parts.append(
+            f'<p class="note">The {MAX_COLUMN_FIGURES} weakest of {len(order)} columns; every column\'s score '
+            "is in report.json.</p>"
+        )
     cells = []
     for name in order[:MAX_COLUMN_FIGURES]:
         cells.append(fig_html(_column_figure(name, models, col_scores.get(name))))
@@ -268,40 +409,65 @@ def render_html(report: dict[str, Any]) -> str:
     assoc = ev.get("associations")
     if assoc and assoc["real"]["columns"]:
         parts.append("<h2>Pair trends</h2>")
-        parts.append('<p class="note">Association of every pair of columns: Pearson correlation for two numbers, Cramér\'s V '
-                     "otherwise (numbers cut at the real data's deciles). Left: real; middle: synthetic; right: absolute difference.</p>")
+        parts.append(
+            '<p class="note">Association of every pair of columns: Pearson correlation for two numbers, Cramér\'s V '
+            "otherwise (numbers cut at the real data's deciles). Left: real; middle: synthetic; right: absolute difference.</p>"
+        )
         total = assoc["real"].get("columns_total", len(assoc["real"]["columns"]))
         if total > len(assoc["real"]["columns"]):
-            parts.append(f'<p class="note">The first {len(assoc["real"]["columns"])} of {total} columns.</p>')
+            parts.append(
+                f'<p class="note">The first {len(assoc["real"]["columns"])} of {total} columns.</p>'
+            )
         quality_ = ev.get("quality") or {}
         if quality_.get("pairs_scored", quality_.get("pairs_total")) != quality_.get("pairs_total"):
-            parts.append(f'<p class="note">Column Pair Trends scored a seeded sample of {quality_["pairs_scored"]:,} '
-                         f'of the {quality_["pairs_total"]:,} column pairs (SDMetrics\' own metrics on each pair).</p>')
+            parts.append(
+                f'<p class="note">Column Pair Trends scored a seeded sample of {quality_["pairs_scored"]:,} '
+                f"of the {quality_['pairs_total']:,} column pairs (SDMetrics' own metrics on each pair).</p>"
+            )
         parts.append(fig_html(_heatmaps(assoc)))
         parts.append(_pairs_table(ev.get("quality") or {}))
     # -- privacy
     parts.append("<h2>Privacy</h2>")
     parts.append(_privacy_html(models, fig_html))
     # -- utility
-    util_rows = [[model_label(n, models.get(n)), m["evaluation"]["utility"]["target"], m["evaluation"]["utility"]["metric"],
-                  _f(m["evaluation"]["utility"]["synthetic"].get(m["evaluation"]["utility"]["metric"])),
-                  _f(m["evaluation"]["utility"]["real"].get(m["evaluation"]["utility"]["metric"])),
-                  _f(m["evaluation"]["utility"]["ratio"])] for n, m in models.items() if m["evaluation"].get("utility")]
+    util_rows = [
+        [
+            model_label(n, models.get(n)),
+            m["evaluation"]["utility"]["target"],
+            m["evaluation"]["utility"]["metric"],
+            _f(m["evaluation"]["utility"]["synthetic"].get(m["evaluation"]["utility"]["metric"])),
+            _f(m["evaluation"]["utility"]["real"].get(m["evaluation"]["utility"]["metric"])),
+            _f(m["evaluation"]["utility"]["ratio"]),
+        ]
+        for n, m in models.items()
+        if m["evaluation"].get("utility")
+    ]
     parts.append("<h2>Utility</h2>")
     if util_rows:
-        parts.append('<p class="note">A gradient-boosted model trained on synthetic rows and on real training rows, both '
-                     "tested on real holdout rows.</p>")
-        parts.append(_table(["model", "target", "metric", "trained on synthetic", "trained on real", "ratio"], util_rows))
+        parts.append(
+            '<p class="note">A gradient-boosted model trained on synthetic rows and on real training rows, both '
+            "tested on real holdout rows.</p>"
+        )
+        parts.append(
+            _table(
+                ["model", "target", "metric", "trained on synthetic", "trained on real", "ratio"],
+                util_rows,
+            )
+        )
     else:
-        parts.append('<p class="note">No target column was given (--target), so utility was not measured.</p>')
+        parts.append(
+            '<p class="note">No target column was given (--target), so utility was not measured.</p>'
+        )
     # -- lineage
     parts.append("<h2>Data lineage</h2>")
     parts.append(_lineage_html(report))
     body = "\n".join(parts)
-    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>synthgen report: "
-            f"{esc(str(report.get('dataset', '')))}</title><link rel=\"icon\" href=\"data:,\">"
-            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><style>{CSS}</style>"
-            f"</head><body><main>{body}</main></body></html>")
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>synthgen report: '
+        f'{esc(str(report.get("dataset", "")))}</title><link rel="icon" href="data:,">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style>'
+        f"</head><body><main>{body}</main></body></html>"
+    )
 
 
 def _sampling_note(report: dict[str, Any]) -> str:
@@ -315,36 +481,59 @@ def _sampling_note(report: dict[str, Any]) -> str:
     def prior(name: str) -> str | None:
         if "prior" in recorded(name):
             return recorded(name)["prior"]
-        return ((report.get("config") or {}).get("model") or {}).get("prior") or ("standard" if name == "vae" else "fitted")
+        return ((report.get("config") or {}).get("model") or {}).get("prior") or (
+            "standard" if name == "vae" else "fitted"
+        )
 
     notes = []
     if "vae" in models:
-        notes.append("The VAE draws z from a Gaussian fitted to its aggregate posterior (model setting prior: fitted), not "
-                     "from its N(0, I) prior." if prior("vae") == "fitted" else "The VAE draws z from its N(0, I) prior.")
+        notes.append(
+            "The VAE draws z from a Gaussian fitted to its aggregate posterior (model setting prior: fitted), not "
+            "from its N(0, I) prior."
+            if prior("vae") == "fitted"
+            else "The VAE draws z from its N(0, I) prior."
+        )
     if "ae" in models:
         if prior("ae") == "standard":
-            notes.append("The plain AE has no prior; this run samples it from N(0, I) (model setting prior: standard), "
-                         "which shows why an AE alone is no generator.")
+            notes.append(
+                "The plain AE has no prior; this run samples it from N(0, I) (model setting prior: standard), "
+                "which shows why an AE alone is no generator."
+            )
         elif any(variant_of(k, m) == "ae" and prior(k) == "standard" for k, m in models.items()):
-            notes.append("The plain AE has no prior: it is sampled from a Gaussian fitted to its training codes, and in "
-                         "the row \"AE, z ~ N(0, I)\" from N(0, I), which shows why an AE alone is no generator.")
+            notes.append(
+                "The plain AE has no prior: it is sampled from a Gaussian fitted to its training codes, and in "
+                'the row "AE, z ~ N(0, I)" from N(0, I), which shows why an AE alone is no generator.'
+            )
         else:
-            notes.append("The plain AE has no prior: it is sampled from a Gaussian fitted to its training codes.")
-    calibrated = [model_label(name, models.get(name)) for name in ("vae", "ae") if recorded(name).get("calibrate_marginals")]
+            notes.append(
+                "The plain AE has no prior: it is sampled from a Gaussian fitted to its training codes."
+            )
+    calibrated = [
+        model_label(name, models.get(name))
+        for name in ("vae", "ae")
+        if recorded(name).get("calibrate_marginals")
+    ]
     variants = [model_label(k, m) for k, m in models.items() if variant_of(k, m)]
     if variants:
-        notes.append(f"Scored, not published: {', '.join(variants)} (trained models sampled another way, "
-                     "setting scored_variants).")
+        notes.append(
+            f"Scored, not published: {', '.join(variants)} (trained models sampled another way, "
+            "setting scored_variants)."
+        )
     if calibrated:
-        notes.append(f"The columns of the {' and the '.join(calibrated)} are calibrated to the distributions of the "
-                     "training columns on draws of the model itself: continuous values pass through a monotone map "
-                     "(every draw keeps its rank), and each category's logit is shifted by one constant (on every row "
-                     "alike), so the dependence between columns is the model's (model setting calibrate_marginals).")
+        notes.append(
+            f"The columns of the {' and the '.join(calibrated)} are calibrated to the distributions of the "
+            "training columns on draws of the model itself: continuous values pass through a monotone map "
+            "(every draw keeps its rank), and each category's logit is shifted by one constant (on every row "
+            "alike), so the dependence between columns is the model's (model setting calibrate_marginals)."
+        )
     return " ".join(notes)
 
 
 def _rows_used(training: dict[str, Any]) -> str:
-    used, total = training.get("rows_used") or training.get("train_rows"), training.get("table_rows")
+    used, total = (
+        training.get("rows_used") or training.get("train_rows"),
+        training.get("table_rows"),
+    )
     if not isinstance(used, int):
         return "–"
     if isinstance(total, int) and used < total:
@@ -354,15 +543,28 @@ def _rows_used(training: dict[str, Any]) -> str:
 
 def _rows_text(report: dict[str, Any]) -> str:
     inp = report.get("input") or {}
-    sampled = [m.get("sample", {}).get("rows") for m in report["models"].values() if m.get("sample")]
+    sampled = [
+        m.get("sample", {}).get("rows") for m in report["models"].values() if m.get("sample")
+    ]
     real = inp.get("train_rows") or inp.get("rows", "?")
-    return f"{real:,} real → {sampled[0]:,} synthetic" if sampled and isinstance(real, int) else f"{real} real"
+    return (
+        f"{real:,} real → {sampled[0]:,} synthetic"
+        if sampled and isinstance(real, int)
+        else f"{real} real"
+    )
 
 
 def _table(head: list[str], rows: list[list[str]]) -> str:
     esc = html.escape
-    return ("<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>" +
-            "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in rows) + "</tbody></table>")
+    return (
+        "<table><thead><tr>"
+        + "".join(f"<th>{esc(h)}</th>" for h in head)
+        + "</tr></thead><tbody>"
+        + "".join(
+            "<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in rows
+        )
+        + "</tbody></table>"
+    )
 
 
 def _column_figure(name: str, models: dict, score: dict | None) -> str:
@@ -375,12 +577,23 @@ def _column_figure(name: str, models: dict, score: dict | None) -> str:
         suffix += f" · missing {missing[0]:.1%} real"
     title = _clip(str(name), max(8, _fits(FIG_W - 16, 12) - len(suffix))) + suffix
     real = [("real", COLORS["real"], first["real"])]
-    synthetic = [(model_label(m, models.get(m)), model_color(m, models.get(m)),
-                  model["evaluation"]["distributions"][name]["synthetic"])
-                 for m, model in models.items()]
+    synthetic = [
+        (
+            model_label(m, models.get(m)),
+            model_color(m, models.get(m)),
+            model["evaluation"]["distributions"][name]["synthetic"],
+        )
+        for m, model in models.items()
+    ]
     if first["type"] == "histogram":
-        return _histogram_figure(title, first["edges"], real, synthetic,
-                                 dates=bool(first.get("datetime")), tooltip=f"{name}: ")
+        return _histogram_figure(
+            title,
+            first["edges"],
+            real,
+            synthetic,
+            dates=bool(first.get("datetime")),
+            tooltip=f"{name}: ",
+        )
     return _bar_figure(title, first["labels"], real + synthetic, FIG_W, 280, tooltip=f"{name} = ")
 
 
@@ -391,8 +604,10 @@ def _heatmaps(assoc: dict) -> str:
     one colour bar, right of its panels in room left for it, so no bar or label covers a panel."""
     cols = [str(c) for c in assoc["real"]["columns"]]
     real, synth = assoc["real"]["matrix"], assoc["synthetic"]["matrix"]
-    diff = [[None if a is None or b is None else abs(a - b) for a, b in zip(ra, rb)]
-            for ra, rb in zip(real, synth)]
+    diff = [
+        [None if a is None or b is None else abs(a - b) for a, b in zip(ra, rb, strict=False)]
+        for ra, rb in zip(real, synth, strict=False)
+    ]
     n, labels = len(cols), [_clip(c, 24, middle=True) for c in cols]
     longest = max(len(s) for s in labels)
     gap, bar, top = 14, 46, 24  # bar: 12 px of colour, then its tick labels
@@ -407,13 +622,19 @@ def _heatmaps(assoc: dict) -> str:
     xs = [left, left + panel + gap, left + 2 * panel + 3 * gap + bar]
     bars = [xs[1] + panel + gap, xs[2] + panel + gap]
     height = top + panel + label_w + 4
-    out = [f'<svg class="chart heatmaps" viewBox="0 0 {WIDE_W} {_n(height)}" role="img" '
-           'aria-label="association matrices">']
-    panels = ((xs[0], "real", real, RDBU, -1), (xs[1], "synthetic", synth, RDBU, -1),
-              (xs[2], "|difference|", diff, REDS, 0))
+    out = [
+        f'<svg class="chart heatmaps" viewBox="0 0 {WIDE_W} {_n(height)}" role="img" '
+        'aria-label="association matrices">'
+    ]
+    panels = (
+        (xs[0], "real", real, RDBU, -1),
+        (xs[1], "synthetic", synth, RDBU, -1),
+        (xs[2], "|difference|", diff, REDS, 0),
+    )
     for x0, title, matrix, scale, lo in panels:
-        out.append(f'<text class="t" x="{_n(x0 + panel / 2)}" y="16" text-anchor="middle">'
-                   f"{title}</text>")
+        out.append(
+            f'<text class="t" x="{_n(x0 + panel / 2)}" y="16" text-anchor="middle">{title}</text>'
+        )
         # unit squares, one path per colour (values rounded to 1/64): a panel stays a few kB
         by_color: dict[str, list[str]] = {}
         for i, row in enumerate(matrix):
@@ -425,19 +646,35 @@ def _heatmaps(assoc: dict) -> str:
             for i in range(n):
                 for j in range(i + 1):
                     twin = f"M{i} {j}h1v1h-1z" if i != j else ""
-                    cells.append(f'<path class="hv" d="M{j} {i}h1v1h-1z{twin}"><title>'
-                                 f"{_esc(cols[i])} × {_esc(cols[j])}: real {_f(real[i][j])}, "
-                                 f"synthetic {_f(synth[i][j])}, |difference| {_f(diff[i][j])}"
-                                 "</title></path>")
-        out.append(f'<g class="hm-panel" transform="translate({_n(x0)},{top}) scale({cell:.4f})" '
-                   f'shape-rendering="crispEdges">{"".join(cells)}</g>')
-        out.append('<g class="hm-cols">' + "".join(
-            f'<text transform="translate({_n(x0 + (j + 0.5) * cell + size * 0.35)},'
-            f'{_n(top + panel + 4)}) rotate(-90)" text-anchor="end" style="font-size:{size}px">'
-            f"{_esc(s)}</text>" for j, s in enumerate(labels)) + "</g>")
-    out.append('<g class="hm-rows">' + "".join(
-        f'<text x="{_n(xs[0] - 4)}" y="{_n(top + (i + 0.5) * cell)}" dy=".35em" text-anchor="end" '
-        f'style="font-size:{size}px">{_esc(s)}</text>' for i, s in enumerate(labels)) + "</g>")
+                    cells.append(
+                        f'<path class="hv" d="M{j} {i}h1v1h-1z{twin}"><title>'
+                        f"{_esc(cols[i])} × {_esc(cols[j])}: real {_f(real[i][j])}, "
+                        f"synthetic {_f(synth[i][j])}, |difference| {_f(diff[i][j])}"
+                        "</title></path>"
+                    )
+        out.append(
+            f'<g class="hm-panel" transform="translate({_n(x0)},{top}) scale({cell:.4f})" '
+            f'shape-rendering="crispEdges">{"".join(cells)}</g>'
+        )
+        out.append(
+            '<g class="hm-cols">'
+            + "".join(
+                f'<text transform="translate({_n(x0 + (j + 0.5) * cell + size * 0.35)},'
+                f'{_n(top + panel + 4)}) rotate(-90)" text-anchor="end" style="font-size:{size}px">'
+                f"{_esc(s)}</text>"
+                for j, s in enumerate(labels)
+            )
+            + "</g>"
+        )
+    out.append(
+        '<g class="hm-rows">'
+        + "".join(
+            f'<text x="{_n(xs[0] - 4)}" y="{_n(top + (i + 0.5) * cell)}" dy=".35em" text-anchor="end" '
+            f'style="font-size:{size}px">{_esc(s)}</text>'
+            for i, s in enumerate(labels)
+        )
+        + "</g>"
+    )
     out.append(_colorbar(bars[0], top, panel, RDBU, -1))
     out.append(_colorbar(bars[1], top, panel, REDS, 0))
     out.append("</svg>")
@@ -450,11 +687,30 @@ def _heatmaps(assoc: dict) -> str:
 
 FIG_W, WIDE_W = 380, 1140  # viewBox widths of a grid cell and of the page; each SVG scales to fit
 # colorbrewer RdBu from -1 (blue) to 1 (red) and Reds from 0 to 1, the scales the plotly figures had
-RDBU = [(5, 48, 97), (33, 102, 172), (67, 147, 195), (146, 197, 222), (209, 229, 240),
-        (247, 247, 247), (253, 219, 199), (244, 165, 130), (214, 96, 77), (178, 24, 43),
-        (103, 0, 31)]
-REDS = [(255, 245, 240), (254, 224, 210), (252, 187, 161), (252, 146, 114), (251, 106, 74),
-        (239, 59, 44), (203, 24, 29), (165, 15, 21), (103, 0, 13)]
+RDBU = [
+    (5, 48, 97),
+    (33, 102, 172),
+    (67, 147, 195),
+    (146, 197, 222),
+    (209, 229, 240),
+    (247, 247, 247),
+    (253, 219, 199),
+    (244, 165, 130),
+    (214, 96, 77),
+    (178, 24, 43),
+    (103, 0, 31),
+]
+REDS = [
+    (255, 245, 240),
+    (254, 224, 210),
+    (252, 187, 161),
+    (252, 146, 114),
+    (251, 106, 74),
+    (239, 59, 44),
+    (203, 24, 29),
+    (165, 15, 21),
+    (103, 0, 13),
+]
 
 
 def _esc(value: Any) -> str:
@@ -483,7 +739,7 @@ def _clip(text: str, chars: int, middle: bool = False) -> str:
     if len(text) <= chars:
         return text
     head = (chars - 1) // 2 if middle else chars - 1
-    return text[:max(head, 1)] + "…" + (text[len(text) - (chars - 1 - head):] if middle else "")
+    return text[: max(head, 1)] + "…" + (text[len(text) - (chars - 1 - head) :] if middle else "")
 
 
 def _color(scale: list[tuple[int, int, int]], value: float | None, lo: float, hi: float) -> str:
@@ -491,7 +747,7 @@ def _color(scale: list[tuple[int, int, int]], value: float | None, lo: float, hi
         return "#d9dde3"
     t = min(max((value - lo) / (hi - lo), 0.0), 1.0) * (len(scale) - 1)
     i = min(int(t), len(scale) - 2)
-    pairs = zip(scale[i], scale[i + 1])
+    pairs = zip(scale[i], scale[i + 1], strict=False)
     return "#" + "".join(f"{round(a + (b - a) * (t - i)):02x}" for a, b in pairs)
 
 
@@ -500,15 +756,22 @@ def _colorbar(x: float, top: float, height: float, scale: list, lo: float) -> st
     gid = f"cb{len(scale)}"  # one gradient per scale on the page
     h = min(height, 320.0)
     y0 = top + (height - h) / 2
-    stops = "".join(f'<stop offset="{i / (len(scale) - 1):.3f}" '
-                    f'stop-color="#{r:02x}{g:02x}{b:02x}"/>' for i, (r, g, b) in enumerate(scale))
+    stops = "".join(
+        f'<stop offset="{i / (len(scale) - 1):.3f}" stop-color="#{r:02x}{g:02x}{b:02x}"/>'
+        for i, (r, g, b) in enumerate(scale)
+    )
     parts = 4 if h >= 120 else 2
     step = (1 - lo) / parts
-    ticks = "".join(f'<text x="{_n(x + 16)}" y="{_n(y0 + h * (1 - k / parts))}" dy=".35em">'
-                    f"{_tick_label(lo + step * k, step)}</text>" for k in range(parts + 1))
-    return (f'<g class="hm-bar"><defs><linearGradient id="{gid}" x1="0" y1="1" x2="0" y2="0">'
-            f'{stops}</linearGradient></defs><rect x="{_n(x)}" y="{_n(y0)}" width="12" '
-            f'height="{_n(h)}" fill="url(#{gid})"/>{ticks}</g>')
+    ticks = "".join(
+        f'<text x="{_n(x + 16)}" y="{_n(y0 + h * (1 - k / parts))}" dy=".35em">'
+        f"{_tick_label(lo + step * k, step)}</text>"
+        for k in range(parts + 1)
+    )
+    return (
+        f'<g class="hm-bar"><defs><linearGradient id="{gid}" x1="0" y1="1" x2="0" y2="0">'
+        f'{stops}</linearGradient></defs><rect x="{_n(x)}" y="{_n(y0)}" width="12" '
+        f'height="{_n(h)}" fill="url(#{gid})"/>{ticks}</g>'
+    )
 
 
 def _nice_ticks(lo: float, hi: float, count: int = 5) -> tuple[list[float], float]:
@@ -525,11 +788,13 @@ def _nice_ticks(lo: float, hi: float, count: int = 5) -> tuple[list[float], floa
 def _tick_label(value: float, step: float) -> str:
     """`value` with as many decimals as `step` needs; k, M, G for steps of thousands and more."""
     value = 0.0 if abs(value) < abs(step) * 1e-6 else value
-    div, suffix = next(((d, s) for d, s in ((1e9, "G"), (1e6, "M"), (1e3, "k")) if abs(step) >= d),
-                       (1, ""))
+    div, suffix = next(
+        ((d, s) for d, s in ((1e9, "G"), (1e6, "M"), (1e3, "k")) if abs(step) >= d), (1, "")
+    )
     scaled = step / div
-    decimals = next(d for d in range(7)
-                    if d == 6 or abs(round(scaled, d) - scaled) < abs(scaled) * 1e-6)
+    decimals = next(
+        d for d in range(7) if d == 6 or abs(round(scaled, d) - scaled) < abs(scaled) * 1e-6
+    )
     return f"{value / div:,.{decimals}f}{suffix}".replace("-", "−")
 
 
@@ -550,12 +815,20 @@ def _date_ticks(lo: float, hi: float) -> list[tuple[float, str]]:
             if t.timestamp() >= lo:
                 out.append((t.timestamp(), t.strftime("%Y" if step >= 12 else "%b %Y")))
             month += step
-    step = next((s for s in (1, 10, 60, 600, 3600, 6 * 3600, day, 2 * day, 7 * day, 14 * day)
-                 if (hi - lo) / s <= 6), 28 * day)
+    step = next(
+        (
+            s
+            for s in (1, 10, 60, 600, 3600, 6 * 3600, day, 2 * day, 7 * day, 14 * day)
+            if (hi - lo) / s <= 6
+        ),
+        28 * day,
+    )
     fmt = "%Y-%m-%d" if step >= day else "%m-%d %H:%M" if hi - lo > day else "%H:%M:%S"
     first = math.ceil(lo / step) * step
-    return [(t, datetime.fromtimestamp(t, tz=utc).strftime(fmt))
-            for t in (first + k * step for k in range(int((hi - first) / step) + 1))]
+    return [
+        (t, datetime.fromtimestamp(t, tz=utc).strftime(fmt))
+        for t in (first + k * step for k in range(int((hi - first) / step) + 1))
+    ]
 
 
 def _date_text(seconds: float) -> str:
@@ -570,8 +843,12 @@ def _log_ticks(lo: float, hi: float) -> list[tuple[float, str]]:
     a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
     every = max(1, math.ceil((b - a) / 8))
     mults = (1, 2, 5) if b - a <= 3 else (1,)
-    return [(m * 10.0 ** e, f"{m * 10.0 ** e:g}") for e in range(a, b + 1, every) for m in mults
-            if lo <= m * 10.0 ** e <= hi]
+    return [
+        (m * 10.0**e, f"{m * 10.0**e:g}")
+        for e in range(a, b + 1, every)
+        for m in mults
+        if lo <= m * 10.0**e <= hi
+    ]
 
 
 class _Chart:
@@ -580,10 +857,19 @@ class _Chart:
 
     The plot area keeps what room the labels and the legend leave of `height` (100 px at least)."""
 
-    def __init__(self, title: str, width: float, height: float, x_range: tuple[float, float],
-                 x_ticks: list[tuple[float, str]], y_range: tuple[float, float],
-                 legend: list[tuple[str, str, str]], log_y: bool = False, y_title: str = "",
-                 x_title: str = ""):
+    def __init__(
+        self,
+        title: str,
+        width: float,
+        height: float,
+        x_range: tuple[float, float],
+        x_ticks: list[tuple[float, str]],
+        y_range: tuple[float, float],
+        legend: list[tuple[str, str, str]],
+        log_y: bool = False,
+        y_title: str = "",
+        x_title: str = "",
+    ):
         self.title, self.width, self.log_y = title, width, log_y
         self.y_title, self.x_title = y_title, x_title
         (self.x_lo, self.x_hi), (self.y_lo, self.y_hi) = x_range, y_range
@@ -635,9 +921,11 @@ class _Chart:
             return
         base, end = self.y(self.y_lo if self.log_y else max(self.y_lo, 0)), self.y(value)
         fade = f' fill-opacity="{opacity}"' if opacity < 1 else ""
-        self.marks.append(f'<rect x="{_n(self.x(x0))}" y="{_n(min(base, end))}" '
-                          f'width="{_n(self.x(x1) - self.x(x0))}" height="{_n(abs(base - end))}" '
-                          f'fill="{color}"{fade}/>')
+        self.marks.append(
+            f'<rect x="{_n(self.x(x0))}" y="{_n(min(base, end))}" '
+            f'width="{_n(self.x(x1) - self.x(x0))}" height="{_n(abs(base - end))}" '
+            f'fill="{color}"{fade}/>'
+        )
 
     def path(self, points: list[tuple[Any, Any]], color: str, steps: bool = False):
         """A line through (x, y) points, broken at missing values; with `steps`, the points are
@@ -652,52 +940,70 @@ class _Chart:
                 d.append(f"H{_n(self.x(points[k + 1][0]))}")
             pen = "L"
         if d:
-            self.marks.append(f'<path d="{"".join(d)}" fill="none" stroke="{color}" '
-                              'stroke-width="2" stroke-linejoin="round"/>')
+            self.marks.append(
+                f'<path d="{"".join(d)}" fill="none" stroke="{color}" '
+                'stroke-width="2" stroke-linejoin="round"/>'
+            )
 
     def hover(self, x0: float, x1: float, text: str):
         """A transparent band over [x0, x1] whose tooltip tells the values there."""
         x, w, h = _n(self.x(x0)), _n(self.x(x1) - self.x(x0)), _n(self.bottom - self.top)
-        self.hovers.append(f'<rect class="hv" x="{x}" y="{_n(self.top)}" width="{w}" height="{h}">'
-                           f"<title>{_esc(text)}</title></rect>")
+        self.hovers.append(
+            f'<rect class="hv" x="{x}" y="{_n(self.top)}" width="{w}" height="{h}">'
+            f"<title>{_esc(text)}</title></rect>"
+        )
 
     def svg(self) -> str:
-        out = [f'<svg class="chart" viewBox="0 0 {_n(self.width)} {_n(self.height)}" role="img" '
-               f'aria-label="{_esc(self.title)}">']
+        out = [
+            f'<svg class="chart" viewBox="0 0 {_n(self.width)} {_n(self.height)}" role="img" '
+            f'aria-label="{_esc(self.title)}">'
+        ]
         if self.title:
             out.append(f'<text class="t" x="8" y="18">{_esc(self.title)}</text>')
         left, right, bottom = _n(self.left), _n(self.right), _n(self.bottom)
         for v, label in self.y_ticks:
             y = _n(self.y(v))
             out.append(f'<line class="gl" x1="{left}" x2="{right}" y1="{y}" y2="{y}"/>')
-            out.append(f'<text x="{_n(self.left - 5)}" y="{y}" dy=".35em" text-anchor="end">'
-                       f"{label}</text>")
+            out.append(
+                f'<text x="{_n(self.left - 5)}" y="{y}" dy=".35em" text-anchor="end">{label}</text>'
+            )
         out += self.marks
         out.append(f'<line class="ax" x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}"/>')
         for v, label in self.x_ticks:
             if self.rotate:
-                out.append(f'<text transform="translate({_n(self.x(v))},{_n(self.bottom + 10)}) '
-                           f'rotate(-40)" text-anchor="end">{_esc(label)}</text>')
+                out.append(
+                    f'<text transform="translate({_n(self.x(v))},{_n(self.bottom + 10)}) '
+                    f'rotate(-40)" text-anchor="end">{_esc(label)}</text>'
+                )
             else:
-                out.append(f'<text x="{_n(self.x(v))}" y="{_n(self.bottom + 14)}" '
-                           f'text-anchor="middle">{_esc(label)}</text>')
+                out.append(
+                    f'<text x="{_n(self.x(v))}" y="{_n(self.bottom + 14)}" '
+                    f'text-anchor="middle">{_esc(label)}</text>'
+                )
         if self.y_title:
             mid = _n((self.top + self.bottom) / 2)
-            out.append(f'<text transform="translate(12,{mid}) rotate(-90)" text-anchor="middle">'
-                       f"{_esc(self.y_title)}</text>")
+            out.append(
+                f'<text transform="translate(12,{mid}) rotate(-90)" text-anchor="middle">'
+                f"{_esc(self.y_title)}</text>"
+            )
         y = self.height - 18 * len(self.legend_rows) - 4
         if self.x_title:
-            out.append(f'<text x="{_n((self.left + self.right) / 2)}" y="{_n(y - 6)}" '
-                       f'text-anchor="middle">{_esc(self.x_title)}</text>')
+            out.append(
+                f'<text x="{_n((self.left + self.right) / 2)}" y="{_n(y - 6)}" '
+                f'text-anchor="middle">{_esc(self.x_title)}</text>'
+            )
         for row, row_w in self.legend_rows:
             x = (self.width - row_w) / 2
             for (name, color, kind), w in row:
                 if kind == "bar":
-                    out.append(f'<rect x="{_n(x)}" y="{_n(y + 4)}" width="12" height="10" '
-                               f'fill="{color}"/>')
+                    out.append(
+                        f'<rect x="{_n(x)}" y="{_n(y + 4)}" width="12" height="10" fill="{color}"/>'
+                    )
                 else:
-                    out.append(f'<line x1="{_n(x)}" x2="{_n(x + 14)}" y1="{_n(y + 9)}" '
-                               f'y2="{_n(y + 9)}" stroke="{color}" stroke-width="2.5"/>')
+                    out.append(
+                        f'<line x1="{_n(x)}" x2="{_n(x + 14)}" y1="{_n(y + 9)}" '
+                        f'y2="{_n(y + 9)}" stroke="{color}" stroke-width="2.5"/>'
+                    )
                 out.append(f'<text x="{_n(x + 18)}" y="{_n(y + 9)}" dy=".35em">{_esc(name)}</text>')
                 x += w
             y += 18
@@ -711,9 +1017,16 @@ def _values_at(series: list[tuple[str, str, list]], i: int) -> str:
     return "\n".join(f"{name}: {_f(vs[i] if i < len(vs) else None)}" for name, _, vs in series)
 
 
-def _bar_figure(title: str, labels: list[str], series: list[tuple[str, str, list]], width: float,
-                height: float, y_max: float | None = None, y_title: str = "share",
-                tooltip: str = "") -> str:
+def _bar_figure(
+    title: str,
+    labels: list[str],
+    series: list[tuple[str, str, list]],
+    width: float,
+    height: float,
+    y_max: float | None = None,
+    y_title: str = "share",
+    tooltip: str = "",
+) -> str:
     """Grouped bars: a group per label, a bar per series (name, colour, values)."""
     values = [v for _, _, vs in series for v in vs if v is not None]
     top = y_max if y_max is not None else max(values + [0.01]) * 1.08
@@ -729,9 +1042,16 @@ def _bar_figure(title: str, labels: list[str], series: list[tuple[str, str, list
     return chart.svg()
 
 
-def _histogram_figure(title: str, edges: list[float], bars: list[tuple[str, str, list]],
-                      steps: list[tuple[str, str, list]], dates: bool = False, tooltip: str = "",
-                      x_title: str = "", opacity: float = 0.75) -> str:
+def _histogram_figure(
+    title: str,
+    edges: list[float],
+    bars: list[tuple[str, str, list]],
+    steps: list[tuple[str, str, list]],
+    dates: bool = False,
+    tooltip: str = "",
+    x_title: str = "",
+    opacity: float = 0.75,
+) -> str:
     """Shares per bin of `edges`: bars (overlaid, translucent) and step lines, each (name, colour,
     shares); on a time axis where `dates` (edges in epoch seconds)."""
     lo, hi = edges[0], edges[-1]
@@ -743,14 +1063,23 @@ def _histogram_figure(title: str, edges: list[float], bars: list[tuple[str, str,
     values = [v for _, _, vs in bars + steps for v in vs if v is not None]
     legend = [(name, color, "bar") for name, color, _ in bars]
     legend += [(name, color, "line") for name, color, _ in steps]
-    chart = _Chart(title, FIG_W, 280, (lo, hi), ticks, (0, max(values + [0.01]) * 1.08), legend,
-                   y_title="share", x_title=x_title)
+    chart = _Chart(
+        title,
+        FIG_W,
+        280,
+        (lo, hi),
+        ticks,
+        (0, max(values + [0.01]) * 1.08),
+        legend,
+        y_title="share",
+        x_title=x_title,
+    )
     for _, color, vs in bars:
         for i, v in enumerate(vs):
             gap = (edges[i + 1] - edges[i]) * 0.05
             chart.bar(edges[i] + gap, edges[i + 1] - gap, v, color, opacity)
     for _, color, vs in steps:
-        chart.path(list(zip(edges, list(vs) + [None])), color, steps=True)
+        chart.path(list(zip(edges, list(vs) + [None], strict=False)), color, steps=True)
     show = _date_text if dates else (lambda v: f"{v:.4g}")
     for i in range(len(edges) - 1):
         where = f"{tooltip}{show(edges[i])} to {show(edges[i + 1])}"
@@ -758,8 +1087,9 @@ def _histogram_figure(title: str, edges: list[float], bars: list[tuple[str, str,
     return chart.svg()
 
 
-def _line_figure(title: str, curves: list[tuple[str, str, list[tuple[Any, Any]]]],
-                 height: int) -> str:
+def _line_figure(
+    title: str, curves: list[tuple[str, str, list[tuple[Any, Any]]]], height: int
+) -> str:
     """A line of (epoch, value) points per curve (name, colour, points), on a log y axis when every
     value is positive."""
     points = [(x, y) for _, _, pts in curves for x, y in pts if x is not None and y is not None]
@@ -774,20 +1104,27 @@ def _line_figure(title: str, curves: list[tuple[str, str, list[tuple[Any, Any]]]
     tick_values, step = _nice_ticks(x_lo, x_hi, 8)
     ticks = [(v, _tick_label(v, max(step, 1))) for v in tick_values if v == int(v)]  # whole epochs
     legend = [(name, color, "line") for name, color, _ in curves]
-    chart = _Chart(title, WIDE_W, height, (x_lo, x_hi), ticks, (lo, hi), legend, log_y=log_y,
-                   x_title="epoch")
+    chart = _Chart(
+        title, WIDE_W, height, (x_lo, x_hi), ticks, (lo, hi), legend, log_y=log_y, x_title="epoch"
+    )
     for _, color, pts in curves:
         chart.path(pts, color)
         if len(pts) <= 40:  # markers on short runs, where a single epoch draws no line
-            chart.marks += [f'<circle cx="{_n(chart.x(x))}" cy="{_n(chart.y(y))}" r="3" '
-                            f'fill="{color}"/>' for x, y in pts
-                            if x is not None and y is not None and (y > 0 or not log_y)]
+            chart.marks += [
+                f'<circle cx="{_n(chart.x(x))}" cy="{_n(chart.y(y))}" r="3" fill="{color}"/>'
+                for x, y in pts
+                if x is not None and y is not None and (y > 0 or not log_y)
+            ]
     epochs = sorted({x for x, _ in points})
     for k, e in enumerate(epochs):  # a tooltip band around each epoch, halfway to its neighbours
         a = (e + epochs[k - 1]) / 2 if k else x_lo
         b = (e + epochs[k + 1]) / 2 if k + 1 < len(epochs) else x_hi
-        chart.hover(a, b, f"epoch {e}\n" + "\n".join(
-            f"{name}: {_f(y, 4)}" for name, _, pts in curves for x, y in pts if x == e))
+        chart.hover(
+            a,
+            b,
+            f"epoch {e}\n"
+            + "\n".join(f"{name}: {_f(y, 4)}" for name, _, pts in curves for x, y in pts if x == e),
+        )
     return chart.svg()
 
 
@@ -796,12 +1133,25 @@ def _pairs_table(quality: dict) -> str:
     worst = sorted(pairs, key=lambda p: p["score"])[:10]
     if not worst:
         return ""
-    return ('<p class="note">The ten weakest pairs (SDMetrics, all pairs; "aligned" bins numbers with the real data\'s '
-            "edges on both sides; counted = part of the official score):</p>" +
-            _table(["pair", "metric", "score", "aligned", "real corr.", "synthetic corr.", "counted"],
-                   [[f"{p['column_1']} × {p['column_2']}", p["metric"], _f(p["score"]), _f(p.get("score_aligned")),
-                     _f(p.get("real_correlation")), _f(p.get("synthetic_correlation")), "yes" if p.get("counted") else "no"]
-                    for p in worst]))
+    return (
+        '<p class="note">The ten weakest pairs (SDMetrics, all pairs; "aligned" bins numbers with the real data\'s '
+        "edges on both sides; counted = part of the official score):</p>"
+        + _table(
+            ["pair", "metric", "score", "aligned", "real corr.", "synthetic corr.", "counted"],
+            [
+                [
+                    f"{p['column_1']} × {p['column_2']}",
+                    p["metric"],
+                    _f(p["score"]),
+                    _f(p.get("score_aligned")),
+                    _f(p.get("real_correlation")),
+                    _f(p.get("synthetic_correlation")),
+                    "yes" if p.get("counted") else "no",
+                ]
+                for p in worst
+            ],
+        )
+    )
 
 
 def _privacy_html(models: dict, fig_html) -> str:
@@ -811,33 +1161,85 @@ def _privacy_html(models: dict, fig_html) -> str:
         if not p:
             continue
         gate = model["evaluation"].get("privacy_gate") or {}
-        rows.append([model_label(name, models.get(name)), _f(p["dcr_synthetic"]["p50"]), _f(p["dcr_holdout"]["p50"]), _f(p["dcr_ratio"], 2),
-                     _f(p["dcr_synthetic"]["p5"]), _f(p["dcr_holdout"]["p5"]), _f(p["closer_to_train_share"]),
-                     _f(p["exact_copy_share"], 4), _f(p["holdout_copy_share"], 4),
-                     {True: "passed", False: "failed"}.get(gate.get("passed"), "not set")])
+        rows.append(
+            [
+                model_label(name, models.get(name)),
+                _f(p["dcr_synthetic"]["p50"]),
+                _f(p["dcr_holdout"]["p50"]),
+                _f(p["dcr_ratio"], 2),
+                _f(p["dcr_synthetic"]["p5"]),
+                _f(p["dcr_holdout"]["p5"]),
+                _f(p["closer_to_train_share"]),
+                _f(p["exact_copy_share"], 4),
+                _f(p["holdout_copy_share"], 4),
+                {True: "passed", False: "failed"}.get(gate.get("passed"), "not set"),
+            ]
+        )
         h = p["histogram"]
         total_s, total_h = sum(h["synthetic"]) or 1, sum(h["holdout"]) or 1
-        bars = [("real holdout → train", COLORS["real"], [c / total_h for c in h["holdout"]]),
-                ("synthetic → train", model_color(name, models.get(name)),
-                 [c / total_s for c in h["synthetic"]])]
-        title = _clip(f"{model_label(name, models.get(name))}: distance to the closest training row",
-                      _fits(FIG_W - 16, 12))
-        figs.append(fig_html(_histogram_figure(title, h["edges"], bars, [], x_title="distance",
-                                               opacity=0.7, tooltip="distance ")))
+        bars = [
+            ("real holdout → train", COLORS["real"], [c / total_h for c in h["holdout"]]),
+            (
+                "synthetic → train",
+                model_color(name, models.get(name)),
+                [c / total_s for c in h["synthetic"]],
+            ),
+        ]
+        title = _clip(
+            f"{model_label(name, models.get(name))}: distance to the closest training row",
+            _fits(FIG_W - 16, 12),
+        )
+        figs.append(
+            fig_html(
+                _histogram_figure(
+                    title,
+                    h["edges"],
+                    bars,
+                    [],
+                    x_title="distance",
+                    opacity=0.7,
+                    tooltip="distance ",
+                )
+            )
+        )
     if not rows:
         return '<p class="note">No holdout rows were given, so privacy was not measured.</p>'
     gate_rows = []
     for name, model in models.items():
         for check in (model["evaluation"].get("privacy_gate") or {}).get("checks", []):
-            gate_rows.append([model_label(name, models.get(name)), check["check"], _f(check.get("value"), 4), check.get("detail", ""),
-                              "passed" if check["passed"] else "FAILED"])
-    first = next(m for m in models.values() if m["evaluation"].get("privacy"))["evaluation"]["privacy"]
-    out = ('<p class="note">Distance to the closest record (DCR) over every training row (nearest-neighbour index; '
-           f"{html.escape(first['distance'])}). Real holdout rows, never seen in training, are the yardstick: synthetic rows "
-           "should sit no closer to the training rows than they do. "
-           "Closer-to-train share: against a training subset as large as the holdout, 0.5 means no preference.</p>")
-    out += _table(["model", "median DCR synthetic", "median DCR holdout", "ratio", "5th pct synthetic", "5th pct holdout",
-                   "closer to train", "exact copies", "holdout copies (natural)", "gate"], rows)
+            gate_rows.append(
+                [
+                    model_label(name, models.get(name)),
+                    check["check"],
+                    _f(check.get("value"), 4),
+                    check.get("detail", ""),
+                    "passed" if check["passed"] else "FAILED",
+                ]
+            )
+    first = next(m for m in models.values() if m["evaluation"].get("privacy"))["evaluation"][
+        "privacy"
+    ]
+    out = (
+        '<p class="note">Distance to the closest record (DCR) over every training row (nearest-neighbour index; '
+        f"{html.escape(first['distance'])}). Real holdout rows, never seen in training, are the yardstick: synthetic rows "
+        "should sit no closer to the training rows than they do. "
+        "Closer-to-train share: against a training subset as large as the holdout, 0.5 means no preference.</p>"
+    )
+    out += _table(
+        [
+            "model",
+            "median DCR synthetic",
+            "median DCR holdout",
+            "ratio",
+            "5th pct synthetic",
+            "5th pct holdout",
+            "closer to train",
+            "exact copies",
+            "holdout copies (natural)",
+            "gate",
+        ],
+        rows,
+    )
     if gate_rows:
         out += _table(["model", "check", "value", "limit", "result"], gate_rows)
     sd = first.get("sdmetrics_dcr") or {}
@@ -848,26 +1250,49 @@ def _privacy_html(models: dict, fig_html) -> str:
 
 def _lineage_html(report: dict[str, Any]) -> str:
     inp = report.get("input") or {}
-    rows = [["input", str(inp.get("path", ""))], ["input sha256", str(inp.get("sha256", ""))],
-            ["rows (all / train / holdout)", f"{inp.get('rows', '')} / {inp.get('train_rows', '')} / {inp.get('holdout_rows', '')}"],
-            ["scored rows", str(_first_eval(report).get("rows", {}))],
-            ["seeds", json.dumps(report.get("seeds", {}))], ["device", str(report.get("device", ""))],
-            ["timings (s)", json.dumps(report.get("timings", {}))],
-            ["versions", ", ".join(f"{k} {v}" for k, v in (report.get("versions") or {}).items())]]
+    rows = [
+        ["input", str(inp.get("path", ""))],
+        ["input sha256", str(inp.get("sha256", ""))],
+        [
+            "rows (all / train / holdout)",
+            f"{inp.get('rows', '')} / {inp.get('train_rows', '')} / {inp.get('holdout_rows', '')}",
+        ],
+        ["scored rows", str(_first_eval(report).get("rows", {}))],
+        ["seeds", json.dumps(report.get("seeds", {}))],
+        ["device", str(report.get("device", ""))],
+        ["timings (s)", json.dumps(report.get("timings", {}))],
+        ["versions", ", ".join(f"{k} {v}" for k, v in (report.get("versions") or {}).items())],
+    ]
     for name, model in report["models"].items():
         if model.get("sample"):
-            rows.append([f"output ({name})", f"{model['sample'].get('path', '')} · {model['sample'].get('rows', '')} rows, "
-                                             f"seed {model['sample'].get('seed', '')}"])
+            rows.append(
+                [
+                    f"output ({name})",
+                    f"{model['sample'].get('path', '')} · {model['sample'].get('rows', '')} rows, "
+                    f"seed {model['sample'].get('seed', '')}",
+                ]
+            )
         if model.get("model_dir"):
-            rows.append([f"model ({name})", f"{model['model_dir']}" + (" (reused from cache)" if model.get("reused") else "")])
+            rows.append(
+                [
+                    f"model ({name})",
+                    f"{model['model_dir']}"
+                    + (" (reused from cache)" if model.get("reused") else ""),
+                ]
+            )
     out = _table(["", ""], rows)
     schema = report.get("schema") or []
     if schema:
-        out += "<p class=\"note\">Schema: what synthgen decided for every column, and why.</p>"
-        out += _table(["column", "kind", "dtype", "missing", "details", "reason"],
-                      [[c["column"], c["kind"], c["dtype"], _f(c["missing"], 4), c["details"], c["reason"]] for c in schema])
+        out += '<p class="note">Schema: what synthgen decided for every column, and why.</p>'
+        out += _table(
+            ["column", "kind", "dtype", "missing", "details", "reason"],
+            [
+                [c["column"], c["kind"], c["dtype"], _f(c["missing"], 4), c["details"], c["reason"]]
+                for c in schema
+            ],
+        )
     if report.get("config"):
-        out += f"<p class=\"note\">Configuration</p><pre>{html.escape(json.dumps(report['config'], indent=2, default=str))}</pre>"
+        out += f'<p class="note">Configuration</p><pre>{html.escape(json.dumps(report["config"], indent=2, default=str))}</pre>'
     return out
 
 
@@ -890,20 +1315,31 @@ def write_index(reports_root: str | Path) -> Path:
             continue
         v = rep.get("verdict") or {}
         scores = {r["label"]: r["overall"] for r in scores_rows(rep)}
-        entries.append((rep.get("created", ""), rep.get("dataset", path.parent.parent.name), rep.get("run_id", path.parent.name),
-                        scores, v, path.parent.relative_to(root).as_posix() + "/report.html"))
+        entries.append(
+            (
+                rep.get("created", ""),
+                rep.get("dataset", path.parent.parent.name),
+                rep.get("run_id", path.parent.name),
+                scores,
+                v,
+                path.parent.relative_to(root).as_posix() + "/report.html",
+            )
+        )
     entries.sort(key=lambda e: e[0], reverse=True)
     esc = html.escape
     rows = "".join(
-        f"<tr><td>{esc(str(created))}</td><td>{esc(str(dataset))}</td><td><a href=\"{esc(link)}\">{esc(str(run_id))}</a></td>"
+        f'<tr><td>{esc(str(created))}</td><td>{esc(str(dataset))}</td><td><a href="{esc(link)}">{esc(str(run_id))}</a></td>'
         f"<td>{esc(', '.join(f'{m} {_f(s)}' for m, s in scores.items()))}</td>"
-        f"<td class=\"{esc(v.get('quality', 'unknown'))}\">{esc(v.get('quality', '?'))}</td><td>{esc(v.get('privacy_gate', '?'))}</td></tr>"
-        for created, dataset, run_id, scores, v, link in entries)
-    page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>synthgen runs</title>"
-            f"<link rel=\"icon\" href=\"data:,\"><style>{CSS}</style></head><body><main><h1>synthgen runs</h1>"
-            f"<div class=\"sub\">{len(entries)} published runs, newest first. Overall = SDMetrics quality score per model.</div>"
-            "<table><thead><tr><th>time</th><th>dataset</th><th>run</th><th>overall per model</th><th>quality</th>"
-            f"<th>privacy gate</th></tr></thead><tbody>{rows}</tbody></table></main></body></html>")
+        f'<td class="{esc(v.get("quality", "unknown"))}">{esc(v.get("quality", "?"))}</td><td>{esc(v.get("privacy_gate", "?"))}</td></tr>'
+        for created, dataset, run_id, scores, v, link in entries
+    )
+    page = (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>synthgen runs</title>'
+        f'<link rel="icon" href="data:,"><style>{CSS}</style></head><body><main><h1>synthgen runs</h1>'
+        f'<div class="sub">{len(entries)} published runs, newest first. Overall = SDMetrics quality score per model.</div>'
+        "<table><thead><tr><th>time</th><th>dataset</th><th>run</th><th>overall per model</th><th>quality</th>"
+        f"<th>privacy gate</th></tr></thead><tbody>{rows}</tbody></table></main></body></html>"
+    )
     index = root / "index.html"
     with atomic_path(index) as tmp:
         tmp.write_text(page, encoding="utf-8")

@@ -45,13 +45,24 @@ def preflight(cfg: RunConfig) -> tuple[dict[str, Any], Schema]:
         if cfg.target not in df.columns:
             raise UserError(f"target column {cfg.target!r} is not in {cfg.input}")
         if schema[cfg.target].kind in ("id", "empty", "text", "unsupported"):
-            raise UserError(f"target column {cfg.target!r} is {schema[cfg.target].kind}: nothing to predict")
+            raise UserError(
+                f"target column {cfg.target!r} is {schema[cfg.target].kind}: nothing to predict"
+            )
         if not any(c.modelled and c.name != cfg.target for c in schema.columns):
-            raise UserError(f"target column {cfg.target!r} is the only column learned: nothing to predict it from")
+            raise UserError(
+                f"target column {cfg.target!r} is the only column learned: nothing to predict it from"
+            )
     if cfg.holdout_fraction > 0 and len(df) < 10:
-        raise UserError(f"{cfg.input}: {len(df)} rows are too few to keep a holdout (set holdout_fraction: 0)")
+        raise UserError(
+            f"{cfg.input}: {len(df)} rows are too few to keep a holdout (set holdout_fraction: 0)"
+        )
     dataset_name(cfg.input, cfg.dataset)
-    info = {"path": str(cfg.input), "sha256": source_fingerprint(cfg.input), "rows": len(df), "columns": df.shape[1]}
+    info = {
+        "path": str(cfg.input),
+        "sha256": source_fingerprint(cfg.input),
+        "rows": len(df),
+        "columns": df.shape[1],
+    }
     return info, schema
 
 
@@ -140,8 +151,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def split_train_holdout(input_path: str, work: Path, fraction: float, seed: int,
-                        encoding: str | None = None) -> dict[str, Any]:
+def split_train_holdout(
+    input_path: str, work: Path, fraction: float, seed: int, encoding: str | None = None
+) -> dict[str, Any]:
     """Seeded split of the input into train and holdout Parquet files; returns their paths and sizes."""
     df = read_table(input_path, encoding=encoding)
     kept, held = split_rows(len(df), fraction, seed, min_rows=10)
@@ -149,8 +161,12 @@ def split_train_holdout(input_path: str, work: Path, fraction: float, seed: int,
     holdout = df.iloc[held].reset_index(drop=True)
     train_path = write_parquet(train, work / "train.parquet")
     holdout_path = write_parquet(holdout, work / "holdout.parquet") if len(held) else None
-    return {"train": str(train_path), "holdout": str(holdout_path) if holdout_path else None,
-            "train_rows": len(train), "holdout_rows": len(holdout)}
+    return {
+        "train": str(train_path),
+        "holdout": str(holdout_path) if holdout_path else None,
+        "train_rows": len(train),
+        "holdout_rows": len(holdout),
+    }
 
 
 def publish(paths: RunPaths, manifest: dict[str, Any]) -> dict[str, str]:
@@ -171,7 +187,11 @@ def publish(paths: RunPaths, manifest: dict[str, Any]) -> dict[str, str]:
         raise
     _remove_staging(paths)
     index = write_index(paths.reports_root)
-    return {"data": str(paths.data_dir), "report": str(paths.report_dir / "report.html"), "index": str(index)}
+    return {
+        "data": str(paths.data_dir),
+        "report": str(paths.report_dir / "report.html"),
+        "index": str(index),
+    }
 
 
 def discard(paths: RunPaths) -> None:
@@ -202,49 +222,101 @@ def read_manifest(data_dir: str | Path) -> dict[str, Any]:
 # What a run records: pure functions the flow calls, so that it only orchestrates
 
 
-def training_record(synth: Any, model_dir: Path, reused: bool, settings: Any, seconds: float) -> dict[str, Any]:
+def training_record(
+    synth: Any, model_dir: Path, reused: bool, settings: Any, seconds: float
+) -> dict[str, Any]:
     """A trained (or reused) model as the report and the manifest record it."""
     t = synth.training
-    training = {**t.to_dict(), "table_rows": synth.info.get("rows"), "rows_used": synth.info.get("train_rows_used"),
-                "plan": synth.info.get("plan")}
-    return {"model_dir": str(model_dir), "reused": reused, "training": training,
-            "settings": settings.fingerprint_fields(), "seconds": seconds}
+    training = {
+        **t.to_dict(),
+        "table_rows": synth.info.get("rows"),
+        "rows_used": synth.info.get("train_rows_used"),
+        "plan": synth.info.get("plan"),
+    }
+    return {
+        "model_dir": str(model_dir),
+        "reused": reused,
+        "training": training,
+        "settings": settings.fingerprint_fields(),
+        "seconds": seconds,
+    }
 
 
-def scored_variants(cfg: RunConfig, trained: dict[str, dict[str, Any]]) -> list[tuple[Any, dict[str, Any]]]:
+def scored_variants(
+    cfg: RunConfig, trained: dict[str, dict[str, Any]]
+) -> list[tuple[Any, dict[str, Any]]]:
     """The configured variants to score, each with its trained model: those whose model ran and that sample
     differently from it."""
-    return [(v, trained[v.model]) for v in cfg.scored_variants
-            if v.model in trained and trained[v.model]["settings"]["prior"] != v.prior and v.name not in trained]
+    return [
+        (v, trained[v.model])
+        for v in cfg.scored_variants
+        if v.model in trained
+        and trained[v.model]["settings"]["prior"] != v.prior
+        and v.name not in trained
+    ]
 
 
-def build_report(cfg: RunConfig, paths: RunPaths, input_info: dict[str, Any], parts: dict[str, Any],
-                 schema: Schema, seeds: dict[str, int], models: dict[str, dict[str, Any]],
-                 seconds: float) -> dict[str, Any]:
+def build_report(
+    cfg: RunConfig,
+    paths: RunPaths,
+    input_info: dict[str, Any],
+    parts: dict[str, Any],
+    schema: Schema,
+    seeds: dict[str, int],
+    models: dict[str, dict[str, Any]],
+    seconds: float,
+) -> dict[str, Any]:
     """The report of a run (report.json) from what its steps returned. `models[name]`: trained, sampled and
     evaluation, plus variant (a ScoredVariant) for a scored variant."""
     entries, timings = {}, {}
     for name, m in models.items():
         variant = m.get("variant")
-        entry = {"evaluation": m["evaluation"], "reused": m["trained"]["reused"], "model_dir": m["trained"]["model_dir"],
-                 "sample": dict(m["sampled"])}
+        entry = {
+            "evaluation": m["evaluation"],
+            "reused": m["trained"]["reused"],
+            "model_dir": m["trained"]["model_dir"],
+            "sample": dict(m["sampled"]),
+        }
         if variant is None:
             entry.update(training=m["trained"]["training"], settings=m["trained"]["settings"])
-            timings.update({f"{name}_fit": m["trained"]["seconds"], f"{name}_sample": m["sampled"]["seconds"],
-                            f"{name}_evaluate": m["evaluation"]["seconds"]["total"]})
+            timings.update(
+                {
+                    f"{name}_fit": m["trained"]["seconds"],
+                    f"{name}_sample": m["sampled"]["seconds"],
+                    f"{name}_evaluate": m["evaluation"]["seconds"]["total"],
+                }
+            )
         else:  # the trained model sampled another way: scored, never published
-            entry.update(training=None, variant_of=variant.model, published=False,
-                         settings={**m["trained"]["settings"], "prior": variant.prior})
+            entry.update(
+                training=None,
+                variant_of=variant.model,
+                published=False,
+                settings={**m["trained"]["settings"], "prior": variant.prior},
+            )
             entry["sample"]["path"] = None
-            timings[f"{name}_sample_and_evaluate"] = m["sampled"]["seconds"] + m["evaluation"]["seconds"]["total"]
+            timings[f"{name}_sample_and_evaluate"] = (
+                m["sampled"]["seconds"] + m["evaluation"]["seconds"]["total"]
+            )
         entries[name] = entry
     timings["total"] = seconds
     return {
-        "dataset": paths.dataset, "run_id": paths.run_id, "primary_model": cfg.models[0],
-        "input": {**input_info, "train_rows": parts["train_rows"], "holdout_rows": parts["holdout_rows"]},
-        "schema": schema.explain(), "config": cfg.model_dump(), "seeds": seeds, "versions": library_versions(),
-        "device": sorted({m["training"].get("device", "?") for m in entries.values() if m["training"]}),
-        "timings": {k: round(v, 2) for k, v in timings.items()}, "models": entries,
+        "dataset": paths.dataset,
+        "run_id": paths.run_id,
+        "primary_model": cfg.models[0],
+        "input": {
+            **input_info,
+            "train_rows": parts["train_rows"],
+            "holdout_rows": parts["holdout_rows"],
+        },
+        "schema": schema.explain(),
+        "config": cfg.model_dump(),
+        "seeds": seeds,
+        "versions": library_versions(),
+        "device": sorted(
+            {m["training"].get("device", "?") for m in entries.values() if m["training"]}
+        ),
+        "timings": {k: round(v, 2) for k, v in timings.items()},
+        "models": entries,
     }
 
 
@@ -263,41 +335,97 @@ def withhold_failed(report: dict[str, Any], paths: RunPaths) -> list[str]:
 
 
 def published_models(report: dict[str, Any], withheld: list[str]) -> list[str]:
-    return [m for m, d in report["models"].items() if d.get("published", True) and m not in withheld]
+    return [
+        m for m, d in report["models"].items() if d.get("published", True) and m not in withheld
+    ]
 
 
 def build_manifest(report: dict[str, Any], paths: RunPaths, withheld: list[str]) -> dict[str, Any]:
     """manifest.json: what was published, from what, with which settings and seeds."""
-    outputs = {m: {"path": report["models"][m]["sample"]["path"], "rows": report["models"][m]["sample"]["rows"]}
-               for m in published_models(report, withheld)}
+    outputs = {
+        m: {
+            "path": report["models"][m]["sample"]["path"],
+            "rows": report["models"][m]["sample"]["rows"],
+        }
+        for m in published_models(report, withheld)
+    }
     return {
-        "run_id": paths.run_id, "dataset": paths.dataset, "status": "failed" if withheld else "passed",
-        "input": report["input"], "config": report["config"], "seeds": report["seeds"],
-        "versions": report["versions"], "timings": report["timings"], "outputs": outputs, "withheld": withheld,
-        "models": {m: {"model_dir": d["model_dir"], "reused": d["reused"],
-                       "epochs_run": (d["training"] or {}).get("epochs_run"), "device": (d["training"] or {}).get("device")}
-                   for m, d in report["models"].items() if d.get("published", True)},
-        "report": str(paths.report_dir / "report.html"), "verdict": verdict(report),
+        "run_id": paths.run_id,
+        "dataset": paths.dataset,
+        "status": "failed" if withheld else "passed",
+        "input": report["input"],
+        "config": report["config"],
+        "seeds": report["seeds"],
+        "versions": report["versions"],
+        "timings": report["timings"],
+        "outputs": outputs,
+        "withheld": withheld,
+        "models": {
+            m: {
+                "model_dir": d["model_dir"],
+                "reused": d["reused"],
+                "epochs_run": (d["training"] or {}).get("epochs_run"),
+                "device": (d["training"] or {}).get("device"),
+            }
+            for m, d in report["models"].items()
+            if d.get("published", True)
+        },
+        "report": str(paths.report_dir / "report.html"),
+        "verdict": verdict(report),
     }
 
 
-def run_summary(report: dict[str, Any], manifest: dict[str, Any], published: dict[str, str]) -> dict[str, Any]:
+def run_summary(
+    report: dict[str, Any], manifest: dict[str, Any], published: dict[str, str]
+) -> dict[str, Any]:
     """What a finished flow run returns: paths, scores and the verdict (the CLI prints it)."""
-    return {"run_id": report["run_id"], "dataset": report["dataset"], "status": manifest["status"],
-            "outputs": {m: o["path"] for m, o in manifest["outputs"].items()}, "report": published["report"],
-            "index": published["index"], "data_dir": published["data"], "scores": scores_rows(report),
-            "verdict": manifest["verdict"],
-            "reused": {m: d["reused"] for m, d in report["models"].items() if d.get("published", True)}}
+    return {
+        "run_id": report["run_id"],
+        "dataset": report["dataset"],
+        "status": manifest["status"],
+        "outputs": {m: o["path"] for m, o in manifest["outputs"].items()},
+        "report": published["report"],
+        "index": published["index"],
+        "data_dir": published["data"],
+        "scores": scores_rows(report),
+        "verdict": manifest["verdict"],
+        "reused": {m: d["reused"] for m, d in report["models"].items() if d.get("published", True)},
+    }
 
 
-def evaluation_report(real: str | Path, synthetic: str | Path, schema: Schema, evaluation: dict[str, Any], *,
-                      rows: dict[str, int | None], settings: dict[str, Any], seed: int,
-                      seconds: float) -> dict[str, Any]:
+def evaluation_report(
+    real: str | Path,
+    synthetic: str | Path,
+    schema: Schema,
+    evaluation: dict[str, Any],
+    *,
+    rows: dict[str, int | None],
+    settings: dict[str, Any],
+    seed: int,
+    seconds: float,
+) -> dict[str, Any]:
     """The report of `synthgen evaluate`: any synthetic table scored against its real one."""
     name = Path(synthetic).stem
-    return {"dataset": Path(real).stem, "run_id": f"evaluate-{name}", "primary_model": name,
-            "input": {"path": str(real), "sha256": source_fingerprint(real), "rows": rows["real"],
-                      "train_rows": rows["real"], "holdout_rows": rows["holdout"]},
-            "schema": schema.explain(), "seeds": {"evaluation": seed}, "versions": library_versions(),
-            "config": settings, "timings": {"evaluate": round(seconds, 2)},
-            "models": {name: {"evaluation": evaluation, "sample": {"path": str(synthetic), "rows": rows["synthetic"]}}}}
+    return {
+        "dataset": Path(real).stem,
+        "run_id": f"evaluate-{name}",
+        "primary_model": name,
+        "input": {
+            "path": str(real),
+            "sha256": source_fingerprint(real),
+            "rows": rows["real"],
+            "train_rows": rows["real"],
+            "holdout_rows": rows["holdout"],
+        },
+        "schema": schema.explain(),
+        "seeds": {"evaluation": seed},
+        "versions": library_versions(),
+        "config": settings,
+        "timings": {"evaluate": round(seconds, 2)},
+        "models": {
+            name: {
+                "evaluation": evaluation,
+                "sample": {"path": str(synthetic), "rows": rows["synthetic"]},
+            }
+        },
+    }

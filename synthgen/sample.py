@@ -32,12 +32,22 @@ MAX_SAMPLING_THREADS = 8
 
 
 def block_seed(seed: int, block: int) -> int:
-    return int(np.random.SeedSequence([seed, block]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+    return int(
+        np.random.SeedSequence([seed, block]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)
+    )
 
 
-def iter_blocks(model: nn.Module, transformer: TableTransformer, n_rows: int, seed: int,
-                start_row: int = 0, precision: str = "auto", threads: int | None = None,
-                block_rows: int = BLOCK_ROWS, prior: str | None = None) -> Iterator[pd.DataFrame]:
+def iter_blocks(
+    model: nn.Module,
+    transformer: TableTransformer,
+    n_rows: int,
+    seed: int,
+    start_row: int = 0,
+    precision: str = "auto",
+    threads: int | None = None,
+    block_rows: int = BLOCK_ROWS,
+    prior: str | None = None,
+) -> Iterator[pd.DataFrame]:
     """Rows [start_row, start_row + n_rows) of the seeded stream, one DataFrame per block, in order.
 
     `precision` is the model's setting (auto, fp32, bf16): the decoder runs as the model was trained.
@@ -52,14 +62,23 @@ def iter_blocks(model: nn.Module, transformer: TableTransformer, n_rows: int, se
     def draw(first: int) -> pd.DataFrame:
         block = first // block_rows
         generator = torch.Generator(device=device).manual_seed(block_seed(seed, block))
-        matrix = sample_matrix(model, min(block_rows, start_row + n_rows - first), generator, precision, prior)
-        return transformer.inverse_transform(matrix, rng=np.random.default_rng([seed, block]),
-                                             row_offset=first, id_seed=seed, exact=False)
+        matrix = sample_matrix(
+            model, min(block_rows, start_row + n_rows - first), generator, precision, prior
+        )
+        return transformer.inverse_transform(
+            matrix,
+            rng=np.random.default_rng([seed, block]),
+            row_offset=first,
+            id_seed=seed,
+            exact=False,
+        )
 
     if device.type != "cpu":
         yield from map(draw, firsts)
         return
-    threads = max(1, min(threads or min(torch.get_num_threads(), MAX_SAMPLING_THREADS), len(firsts)))
+    threads = max(
+        1, min(threads or min(torch.get_num_threads(), MAX_SAMPLING_THREADS), len(firsts))
+    )
     with torch_threads(1):
         yield from _in_order(draw, firsts, threads)
 
@@ -84,7 +103,9 @@ def _in_order(fn, items, threads: int) -> Iterator:
                 future.cancel()
 
 
-def shard_range(n_rows: int, shard: int, shards: int, block_rows: int = BLOCK_ROWS) -> tuple[int, int]:
+def shard_range(
+    n_rows: int, shard: int, shards: int, block_rows: int = BLOCK_ROWS
+) -> tuple[int, int]:
     """(first row, row count) of shard `shard` of `shards`: contiguous runs of whole blocks."""
     if not 0 <= shard < shards:
         raise ValueError(f"shard {shard} is not in [0, {shards})")

@@ -34,7 +34,11 @@ from synthgen.errors import UserError
 log = logging.getLogger("synthgen")
 
 KINDS = ("numerical", "categorical", "datetime", "id", "text", "empty", "unsupported")
-NOT_MODELLED = ("id", "empty", "unsupported")  # kinds no model learns: regenerated, or written back all-missing
+NOT_MODELLED = (
+    "id",
+    "empty",
+    "unsupported",
+)  # kinds no model learns: regenerated, or written back all-missing
 NESTED_TYPES = (list, tuple, dict, set, np.ndarray, bytes, bytearray)
 # sdtype (SDV metadata) -> synthgen kind. `text` and `unknown` are accepted for free-text columns.
 SDTYPE_TO_KIND = {
@@ -48,10 +52,16 @@ SDTYPE_TO_KIND = {
 }
 METADATA_SPEC_VERSION = "SINGLE_TABLE_V1"
 
-FLAG_MAX_LEVELS = 5  # integer columns with at most this many values are categories (0/1 flags, 1-5 codes)
-TEXT_UNIQUE_SHARE = 0.5  # string columns where over half the rows hold distinct values are free text
+FLAG_MAX_LEVELS = (
+    5  # integer columns with at most this many values are categories (0/1 flags, 1-5 codes)
+)
+TEXT_UNIQUE_SHARE = (
+    0.5  # string columns where over half the rows hold distinct values are free text
+)
 ID_NAME = re.compile(r"(^|[_\W])(id|key|uuid|guid)$|^id[_\W]|Id$|ID$", re.IGNORECASE)
-UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+UUID_RE = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
 
 
 @dataclass
@@ -65,7 +75,9 @@ class ColumnSchema:
     sdtype: str | None = None
     # numerical / datetime
     integer: bool = False
-    decimals: int | None = None  # decimal places the data was written with (None: full float precision)
+    decimals: int | None = (
+        None  # decimal places the data was written with (None: full float precision)
+    )
     min: float | None = None
     max: float | None = None
     # categorical / text
@@ -109,13 +121,21 @@ class Schema:
         return [c.name for c in self.columns]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"columns": [asdict(c) for c in self.columns], "primary_key": self.primary_key,
-                "n_rows": self.n_rows, "notes": list(self.notes)}
+        return {
+            "columns": [asdict(c) for c in self.columns],
+            "primary_key": self.primary_key,
+            "n_rows": self.n_rows,
+            "notes": list(self.notes),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Schema:
-        return cls(columns=[ColumnSchema(**c) for c in data["columns"]], primary_key=data.get("primary_key"),
-                   n_rows=data.get("n_rows", 0), notes=list(data.get("notes", [])))
+        return cls(
+            columns=[ColumnSchema(**c) for c in data["columns"]],
+            primary_key=data.get("primary_key"),
+            n_rows=data.get("n_rows", 0),
+            notes=list(data.get("notes", [])),
+        )
 
     def to_metadata(self) -> dict[str, Any]:
         """SDV single-table metadata (also what SDMetrics takes)."""
@@ -136,9 +156,15 @@ class Schema:
 
     def describe(self) -> dict[str, Any]:
         """What `synthgen schema` prints: SDV metadata (usable as --metadata) and every decision in full."""
-        return {"metadata": self.to_metadata(), "rows": self.n_rows, "primary_key": self.primary_key,
-                "columns": {c.name: {k: v for k, v in asdict(c).items() if k != "name" and v is not None}
-                            for c in self.columns}}
+        return {
+            "metadata": self.to_metadata(),
+            "rows": self.n_rows,
+            "primary_key": self.primary_key,
+            "columns": {
+                c.name: {k: v for k, v in asdict(c).items() if k != "name" and v is not None}
+                for c in self.columns
+            },
+        }
 
     def summary(self, most: int = 12) -> str:
         """One line for logs: the count of each kind, and the columns of each kind when there are few."""
@@ -147,7 +173,9 @@ class Schema:
             by_kind.setdefault(c.kind, []).append(c.name)
         parts = []
         for kind, names in by_kind.items():
-            shown = ", ".join(map(str, names[:most])) + (f", ... ({len(names) - most} more)" if len(names) > most else "")
+            shown = ", ".join(map(str, names[:most])) + (
+                f", ... ({len(names) - most} more)" if len(names) > most else ""
+            )
             parts.append(f"{len(names)} {kind} ({shown})")
         return f"{len(self.columns)} columns: " + "; ".join(parts)
 
@@ -161,11 +189,22 @@ class Schema:
             elif c.kind in ("categorical", "text"):
                 details = f"{c.n_categories} values"
             elif c.kind == "datetime":
-                details = f"format {c.datetime_format}" if c.datetime_format else (c.timezone or "naive")
+                details = (
+                    f"format {c.datetime_format}" if c.datetime_format else (c.timezone or "naive")
+                )
             elif c.kind == "id" and c.id_format:
                 details = c.id_format.get("regex") or c.id_format["type"]
-            rows.append({"column": c.name, "kind": c.kind, "sdtype": c.sdtype, "dtype": c.dtype,
-                         "missing": round(c.missing_share, 4), "details": details, "reason": c.reason})
+            rows.append(
+                {
+                    "column": c.name,
+                    "kind": c.kind,
+                    "sdtype": c.sdtype,
+                    "dtype": c.dtype,
+                    "missing": round(c.missing_share, 4),
+                    "details": details,
+                    "reason": c.reason,
+                }
+            )
         return rows
 
 
@@ -199,18 +238,28 @@ def infer_schema(df: pd.DataFrame, metadata: dict[str, Any] | None = None) -> Sc
         if col.kind == "empty":
             log.warning("column %r is entirely empty: not learned, written back all-missing", name)
         elif col.kind == "unsupported":
-            log.warning("column %r holds %s: not learned, written back all-missing", name, col.reason)
+            log.warning(
+                "column %r holds %s: not learned, written back all-missing", name, col.reason
+            )
     if primary_key is None:
         primary_key = next((c.name for c in columns if c.kind == "id"), None)
     schema = Schema(columns=columns, primary_key=primary_key, n_rows=len(df))
     if not any(c.modelled for c in columns):
-        raise UserError("nothing to learn: every column is an id, entirely empty or of values synthgen cannot model")
+        raise UserError(
+            "nothing to learn: every column is an id, entirely empty or of values synthgen cannot model"
+        )
     return schema
 
 
 def _base(series: pd.Series, kind: str, reason: str, **extra: Any) -> ColumnSchema:
-    return ColumnSchema(name=series.name, kind=kind, dtype=str(series.dtype), reason=reason,
-                        missing_share=float(series.isna().mean()), **extra)
+    return ColumnSchema(
+        name=series.name,
+        kind=kind,
+        dtype=str(series.dtype),
+        reason=reason,
+        missing_share=float(series.isna().mean()),
+        **extra,
+    )
 
 
 def _infer_column(s: pd.Series) -> ColumnSchema:
@@ -225,7 +274,11 @@ def _infer_column(s: pd.Series) -> ColumnSchema:
     try:
         unique = values.nunique()
     except TypeError:  # values that cannot be hashed, so neither counted nor compared
-        return _base(s, "unsupported", f"values that cannot be compared ({', '.join(sorted(t.__name__ for t in value_types))})")
+        return _base(
+            s,
+            "unsupported",
+            f"values that cannot be compared ({', '.join(sorted(t.__name__ for t in value_types))})",
+        )
     if ptypes.is_bool_dtype(s.dtype):
         return _categorical(s, "boolean values")
     if ptypes.is_datetime64_any_dtype(s.dtype):
@@ -234,9 +287,17 @@ def _infer_column(s: pd.Series) -> ColumnSchema:
         return _categorical(s, "pandas category dtype")
     if ptypes.is_numeric_dtype(s.dtype):
         integral = ptypes.is_integer_dtype(s.dtype) or _integral(values.to_numpy(float))
-        if ptypes.is_integer_dtype(s.dtype) and unique == len(s) and len(s) >= 20 and (
-                ID_NAME.search(str(s.name)) or _is_consecutive(values)):
-            return _id(s, "unique integer per row" + (" named like a key" if ID_NAME.search(str(s.name)) else ", consecutive"))
+        if (
+            ptypes.is_integer_dtype(s.dtype)
+            and unique == len(s)
+            and len(s) >= 20
+            and (ID_NAME.search(str(s.name)) or _is_consecutive(values))
+        ):
+            return _id(
+                s,
+                "unique integer per row"
+                + (" named like a key" if ID_NAME.search(str(s.name)) else ", consecutive"),
+            )
         if integral and unique <= FLAG_MAX_LEVELS:
             return _categorical(s, f"integer with only {unique} distinct values")
         return _numerical(s, f"{'integer' if integral else 'float'} values, {unique} distinct")
@@ -252,10 +313,17 @@ def _infer_column(s: pd.Series) -> ColumnSchema:
     fmt = _datetime_text_format(strings)
     if fmt is not None:
         return _datetime(s, f"text that parses as dates with format {fmt}", fmt)
-    if unique == len(s) and len(s) >= 20 and not strings.str.contains(r"\s").any() and strings.str.len().max() <= 64:
+    if (
+        unique == len(s)
+        and len(s) >= 20
+        and not strings.str.contains(r"\s").any()
+        and strings.str.len().max() <= 64
+    ):
         return _id(s, "unique per row, no spaces")
     if unique > 20 and unique > TEXT_UNIQUE_SHARE * n:
-        return _base(s, "text", f"free text: {unique} distinct values in {n} rows", n_categories=int(unique))
+        return _base(
+            s, "text", f"free text: {unique} distinct values in {n} rows", n_categories=int(unique)
+        )
     return _categorical(s, f"text with {unique} distinct values")
 
 
@@ -286,7 +354,9 @@ def _numerical(s: pd.Series, reason: str) -> ColumnSchema:
     integral = ptypes.is_integer_dtype(s.dtype) or _integral(values)
     if decimals is None:
         decimals = 0 if integral else decimal_places(finite)
-    if ptypes.is_integer_dtype(s.dtype) and len(present):  # exact: int64 values near its limits are not floats
+    if ptypes.is_integer_dtype(s.dtype) and len(
+        present
+    ):  # exact: int64 values near its limits are not floats
         lo, hi = int(present.min()), int(present.max())
     else:
         lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (None, None)
@@ -298,18 +368,29 @@ def decimal_places(values: np.ndarray, most: int = 9) -> int | None:
     values = values[np.isfinite(values)]
     for d in range(most + 1):
         scaled = values * 10.0**d
-        if np.all(np.abs(scaled - np.round(scaled)) <= 1e-6 * np.maximum(1.0, np.abs(scaled)) * 1e-3):
+        if np.all(
+            np.abs(scaled - np.round(scaled)) <= 1e-6 * np.maximum(1.0, np.abs(scaled)) * 1e-3
+        ):
             return d
     return None
 
 
-def _datetime(s: pd.Series, reason: str, fmt: str | None = None, object_values: str | None = None) -> ColumnSchema:
+def _datetime(
+    s: pd.Series, reason: str, fmt: str | None = None, object_values: str | None = None
+) -> ColumnSchema:
     parsed = parse_datetimes(s, fmt)
     tz = str(parsed.dt.tz) if parsed.dt.tz is not None else None
     valid = parsed.dropna()
-    return _base(s, "datetime", reason, datetime_format=fmt, timezone=tz, object_values=object_values,
-                 min=float(valid.min().timestamp()) if len(valid) else None,
-                 max=float(valid.max().timestamp()) if len(valid) else None)
+    return _base(
+        s,
+        "datetime",
+        reason,
+        datetime_format=fmt,
+        timezone=tz,
+        object_values=object_values,
+        min=float(valid.min().timestamp()) if len(valid) else None,
+        max=float(valid.max().timestamp()) if len(valid) else None,
+    )
 
 
 def parse_datetimes(s: pd.Series, fmt: str | None) -> pd.Series:
@@ -321,9 +402,15 @@ def parse_datetimes(s: pd.Series, fmt: str | None) -> pd.Series:
         warnings.simplefilter("ignore")
         try:
             parsed = pd.to_datetime(s, format=fmt, errors="coerce")
-        except (ValueError, TypeError, OverflowError):  # mixed offsets or time zones, with this pandas
+        except (
+            ValueError,
+            TypeError,
+            OverflowError,
+        ):  # mixed offsets or time zones, with this pandas
             parsed = None
-        if parsed is None or not ptypes.is_datetime64_any_dtype(parsed.dtype):  # mixed offsets: object dtype
+        if parsed is None or not ptypes.is_datetime64_any_dtype(
+            parsed.dtype
+        ):  # mixed offsets: object dtype
             parsed = pd.to_datetime(s, format=fmt, errors="coerce", utc=True)
     return parsed
 
@@ -332,17 +419,26 @@ def _datetime_text_format(strings: pd.Series, sample: int = 2000) -> str | None:
     """The strftime format that reads *and writes back* every value, or None if the text is not dates."""
     head = strings.iloc[: min(sample, len(strings))]
     first = head.iloc[0]
-    if not re.search(r"\d", first) or len(first) < 6 or not re.fullmatch(r"[\d\s:/.,TZ+\-A-Za-z]+", first):
+    if (
+        not re.search(r"\d", first)
+        or len(first) < 6
+        or not re.fullmatch(r"[\d\s:/.,TZ+\-A-Za-z]+", first)
+    ):
         return None
     from pandas.tseries.api import guess_datetime_format
 
-    for dayfirst in (False, True):  # 01/02/2024 reads either way: keep the one every value agrees with
+    for dayfirst in (
+        False,
+        True,
+    ):  # 01/02/2024 reads either way: keep the one every value agrees with
         fmt = guess_datetime_format(first, dayfirst=dayfirst)
         if fmt is None:
             continue
         if "%z" in fmt and first.endswith("Z"):
             fmt = fmt.replace("%z", "Z")  # a literal Z writes back as Z, where %z would write +0000
-        if all(_reads_and_writes_back(chunk, fmt) for chunk in (head, strings)):  # cheap check first
+        if all(
+            _reads_and_writes_back(chunk, fmt) for chunk in (head, strings)
+        ):  # cheap check first
             return fmt
         if "%z" in fmt and not parse_datetimes(strings, fmt).isna().any():
             return fmt  # differing UTC offsets: read as UTC instants, written back with +0000
@@ -364,7 +460,10 @@ def id_template(values: pd.Series) -> dict[str, Any]:
         return {"type": "integer", "start": int(values.min()), "regex": r"\d+"}
     strings = values.astype(str)
     if strings.map(lambda v: bool(UUID_RE.match(v))).all():
-        return {"type": "uuid", "regex": "[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"}
+        return {
+            "type": "uuid",
+            "regex": "[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
+        }
     lengths = strings.str.len()
     if lengths.nunique() == 1:
         chars = np.array([list(v) for v in strings.iloc[:100_000]])  # (rows, length)
@@ -388,7 +487,10 @@ def id_template(values: pd.Series) -> dict[str, Any]:
                 segments[-1][1] += cls
             else:
                 segments.append(["literal", cls] if literal else ["class", cls, 1])
-        regex = "".join(re.escape(seg[1]) if seg[0] == "literal" else f"{ID_CLASSES[seg[1]][1]}{{{seg[2]}}}" for seg in segments)
+        regex = "".join(
+            re.escape(seg[1]) if seg[0] == "literal" else f"{ID_CLASSES[seg[1]][1]}{{{seg[2]}}}"
+            for seg in segments
+        )
         return {"type": "template", "segments": segments, "regex": regex}
     prefix = _common_prefix(strings)
     return {"type": "prefixed", "prefix": prefix, "regex": re.escape(prefix) + "[0-9]+"}
@@ -424,11 +526,15 @@ def _common_prefix(strings: pd.Series) -> str:
 # User metadata (SDV single-table format)
 
 
-def _parse_metadata(metadata: dict[str, Any], df: pd.DataFrame) -> tuple[dict[str, dict[str, Any]], str | None]:
+def _parse_metadata(
+    metadata: dict[str, Any], df: pd.DataFrame
+) -> tuple[dict[str, dict[str, Any]], str | None]:
     if isinstance(metadata, dict) and isinstance(metadata.get("metadata"), dict):
         metadata = metadata["metadata"]  # the whole output of `synthgen schema`
     if not isinstance(metadata, dict) or not isinstance(metadata.get("columns", {}), dict):
-        raise UserError('metadata must be a JSON object like {"columns": {"col": {"sdtype": "numerical"}}}')
+        raise UserError(
+            'metadata must be a JSON object like {"columns": {"col": {"sdtype": "numerical"}}}'
+        )
     if "tables" in metadata:  # SDV's multi-table wrapper holding a single table: unwrap it
         tables = metadata["tables"]
         if len(tables) != 1:
@@ -437,12 +543,16 @@ def _parse_metadata(metadata: dict[str, Any], df: pd.DataFrame) -> tuple[dict[st
     columns = metadata.get("columns", {})
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise UserError(f"metadata names columns that are not in the table: {', '.join(map(str, missing))}")
+        raise UserError(
+            f"metadata names columns that are not in the table: {', '.join(map(str, missing))}"
+        )
     for name, spec in columns.items():
         sdtype = spec.get("sdtype") if isinstance(spec, dict) else None
         if sdtype not in SDTYPE_TO_KIND:
-            raise UserError(f"metadata column {name!r}: unknown sdtype {sdtype!r} "
-                            f"(known: {', '.join(SDTYPE_TO_KIND)})")
+            raise UserError(
+                f"metadata column {name!r}: unknown sdtype {sdtype!r} "
+                f"(known: {', '.join(SDTYPE_TO_KIND)})"
+            )
     primary_key = metadata.get("primary_key")
     if primary_key is not None and primary_key not in df.columns:
         raise UserError(f"metadata primary_key {primary_key!r} is not a column of the table")
@@ -459,16 +569,22 @@ def _from_sdtype(s: pd.Series, spec: dict[str, Any]) -> ColumnSchema:
         if not ptypes.is_numeric_dtype(s.dtype) or ptypes.is_bool_dtype(s.dtype):
             converted = pd.to_numeric(s, errors="coerce")
             if converted.notna().sum() < s.notna().sum():
-                raise UserError(f"column {s.name!r}: metadata says numerical but it holds non-numeric values")
-        col = _numerical(s if ptypes.is_numeric_dtype(s.dtype) else pd.to_numeric(s).rename(s.name), reason)
+                raise UserError(
+                    f"column {s.name!r}: metadata says numerical but it holds non-numeric values"
+                )
+        col = _numerical(
+            s if ptypes.is_numeric_dtype(s.dtype) else pd.to_numeric(s).rename(s.name), reason
+        )
         col.dtype = str(s.dtype)
     elif kind == "datetime":
         fmt = spec.get("datetime_format")
         if not ptypes.is_datetime64_any_dtype(s.dtype):
             parsed = parse_datetimes(s.dropna().astype(str), fmt)
             if parsed.isna().any():
-                raise UserError(f"column {s.name!r}: metadata says datetime but some values do not parse"
-                                + (f" with format {fmt}" if fmt else ""))
+                raise UserError(
+                    f"column {s.name!r}: metadata says datetime but some values do not parse"
+                    + (f" with format {fmt}" if fmt else "")
+                )
             fmt = fmt or _datetime_text_format(s.dropna().astype(str))
         col = _datetime(s, reason, fmt if not ptypes.is_datetime64_any_dtype(s.dtype) else None)
     elif kind == "id":

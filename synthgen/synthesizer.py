@@ -18,16 +18,22 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from synthgen import __version__
+from synthgen import __version__, plan
 from synthgen.config import ModelSettings, validated
 from synthgen.errors import UserError
-from synthgen.io import ParquetStreamWriter, TableSource, atomic_path, json_default, read_table, source_fingerprint
+from synthgen.io import (
+    ParquetStreamWriter,
+    TableSource,
+    atomic_path,
+    json_default,
+    read_table,
+    source_fingerprint,
+)
 from synthgen.models import MODELS
-from synthgen import plan
 from synthgen.models.calibration import calibrate_marginals
+from synthgen.runtime import resolve_device
 from synthgen.sample import Throughput, iter_blocks, part_name, shard_range
 from synthgen.schema import Schema, infer_schema, load_metadata
-from synthgen.runtime import resolve_device
 from synthgen.train import TrainResult, train
 from synthgen.transform import TableTransformer
 
@@ -55,7 +61,9 @@ class Synthesizer:
     """
 
     def __init__(self, model: str = "vae", **settings: Any) -> None:
-        self.settings: ModelSettings = validated(ModelSettings, {"model": model, **settings}, "model settings")
+        self.settings: ModelSettings = validated(
+            ModelSettings, {"model": model, **settings}, "model settings"
+        )
         self.transformer: TableTransformer | None = None
         self.net: torch.nn.Module | None = None
         self.training: TrainResult | None = None
@@ -67,68 +75,146 @@ class Synthesizer:
         return self.transformer.schema
 
     # ------------------------------------------------------------------------------------------------------
-    def fit(self, data: TableSource, metadata: dict | str | os.PathLike | None = None, *,
-            checkpoint_dir: str | os.PathLike | None = None, progress: bool | None = None,
-            encoding: str | None = None) -> Synthesizer:
+    def fit(
+        self,
+        data: TableSource,
+        metadata: dict | str | os.PathLike | None = None,
+        *,
+        checkpoint_dir: str | os.PathLike | None = None,
+        progress: bool | None = None,
+        encoding: str | None = None,
+    ) -> Synthesizer:
         """Infer the schema, encode the table and train. `checkpoint_dir` makes a killed fit resumable; `encoding`
         is a CSV's text encoding (default: detected)."""
         st = self.settings
-        log.info("device: %s", resolve_device(st.device))  # a wrong device is an error before any work
+        log.info(
+            "device: %s", resolve_device(st.device)
+        )  # a wrong device is an error before any work
         df = read_table(data, encoding=encoding)
         if len(df) < MIN_ROWS:
-            raise UserError(f"{_name(data)} has {len(df)} rows: synthgen needs at least {MIN_ROWS} to learn from")
+            raise UserError(
+                f"{_name(data)} has {len(df)} rows: synthgen needs at least {MIN_ROWS} to learn from"
+            )
         input_hash = source_fingerprint(data)
         meta = _metadata(metadata)
         schema = infer_schema(df, meta)
         log.info("schema: %s", schema.summary())
-        for kind, what in (("id", "not learned, regenerated unique"), ("empty", "not learned, written back all-missing"),
-                           ("text", "free text: only values seen often enough are learned")):
+        for kind, what in (
+            ("id", "not learned, regenerated unique"),
+            ("empty", "not learned, written back all-missing"),
+            ("text", "free text: only values seen often enough are learned"),
+        ):
             names = [c.name for c in schema.columns if c.kind == kind]
             if names:
-                log.info("%d %s column%s (%s): %s", len(names), kind, "s" * (len(names) > 1),
-                         ", ".join(map(str, names[:12])) + (", ..." if len(names) > 12 else ""), what)
+                log.info(
+                    "%d %s column%s (%s): %s",
+                    len(names),
+                    kind,
+                    "s" * (len(names) > 1),
+                    ", ".join(map(str, names[:12])) + (", ..." if len(names) > 12 else ""),
+                    what,
+                )
         train_df = df
         if st.max_train_rows and len(df) > st.max_train_rows:
             train_df = df.sample(n=st.max_train_rows, random_state=st.seed)
-            log.warning("table has %d rows: training on a seeded sample of %d (max_train_rows)", len(df), len(train_df))
+            log.warning(
+                "table has %d rows: training on a seeded sample of %d (max_train_rows)",
+                len(df),
+                len(train_df),
+            )
         t0 = time.perf_counter()
         max_categories = plan.category_cap(schema, st.max_categories)
-        self.transformer = TableTransformer(rare_threshold=st.rare_threshold, max_categories=max_categories,
-                                            point_mass_share=st.point_mass_share).fit(train_df, schema)
+        self.transformer = TableTransformer(
+            rare_threshold=st.rare_threshold,
+            max_categories=max_categories,
+            point_mass_share=st.point_mass_share,
+        ).fit(train_df, schema)
         pooled_columns = self.transformer.pooling_summary()
         for name, pooled in list(pooled_columns.items())[:MAX_COLUMNS_LOGGED]:
-            log.info("column %r: %d rare values (%d rows) pooled as '(rare)', %d values beyond the %s most frequent pooled as 'other'",
-                     name, pooled["rare_values"], pooled["rare_rows"], pooled["overflow_values"], max_categories)
+            log.info(
+                "column %r: %d rare values (%d rows) pooled as '(rare)', %d values beyond the %s most frequent pooled as 'other'",
+                name,
+                pooled["rare_values"],
+                pooled["rare_rows"],
+                pooled["overflow_values"],
+                max_categories,
+            )
         if len(pooled_columns) > MAX_COLUMNS_LOGGED:
-            log.info("... and %d more columns with pooled values", len(pooled_columns) - MAX_COLUMNS_LOGGED)
+            log.info(
+                "... and %d more columns with pooled values",
+                len(pooled_columns) - MAX_COLUMNS_LOGGED,
+            )
         matrix = self.transformer.transform(train_df)
         encode_s = time.perf_counter() - t0
         layout = self.transformer.layout
-        log.info("encoded %d rows to %d columns (model input %d wide, output %d)", len(matrix), layout.n_inputs,
-                 layout.onehot_width, layout.out_width)
-        memory = plan.plan_fit(layout, len(matrix), len(schema.columns), hidden=st.hidden, latent_dim=st.latent_dim,
-                               batch_size=st.batch_size, variational=st.model == "vae", where=_name(data))
+        log.info(
+            "encoded %d rows to %d columns (model input %d wide, output %d)",
+            len(matrix),
+            layout.n_inputs,
+            layout.onehot_width,
+            layout.out_width,
+        )
+        memory = plan.plan_fit(
+            layout,
+            len(matrix),
+            len(schema.columns),
+            hidden=st.hidden,
+            latent_dim=st.latent_dim,
+            batch_size=st.batch_size,
+            variational=st.model == "vae",
+            where=_name(data),
+        )
         torch.manual_seed(st.seed)
         self.net = MODELS[st.model](layout, st)
         fingerprint = _fingerprint(input_hash, st, meta)
-        trained_with = st if memory.batch_size == st.batch_size else st.model_copy(update={"batch_size": memory.batch_size})
-        self.training = train(self.net, matrix, trained_with, checkpoint_dir=checkpoint_dir, fingerprint=fingerprint,
-                              progress=progress)
+        trained_with = (
+            st
+            if memory.batch_size == st.batch_size
+            else st.model_copy(update={"batch_size": memory.batch_size})
+        )
+        self.training = train(
+            self.net,
+            matrix,
+            trained_with,
+            checkpoint_dir=checkpoint_dir,
+            fingerprint=fingerprint,
+            progress=progress,
+        )
         if st.calibrate_marginals:
-            blocks, values = calibrate_marginals(self.net, torch.from_numpy(matrix), st.seed, st.precision,
-                                                 rows=memory.calibration_rows)
-            log.info("calibrated the marginals of %d category blocks and %d continuous values to the training "
-                     "columns' on %d drawn rows", blocks, values, memory.calibration_rows)
-        self.info = {"input_sha256": input_hash, "fingerprint": fingerprint, "rows": len(df),
-                     "train_rows_used": len(train_df), "encode_seconds": encode_s, "plan": memory.to_dict()}
+            blocks, values = calibrate_marginals(
+                self.net,
+                torch.from_numpy(matrix),
+                st.seed,
+                st.precision,
+                rows=memory.calibration_rows,
+            )
+            log.info(
+                "calibrated the marginals of %d category blocks and %d continuous values to the training "
+                "columns' on %d drawn rows",
+                blocks,
+                values,
+                memory.calibration_rows,
+            )
+        self.info = {
+            "input_sha256": input_hash,
+            "fingerprint": fingerprint,
+            "rows": len(df),
+            "train_rows_used": len(train_df),
+            "encode_seconds": encode_s,
+            "plan": memory.to_dict(),
+        }
         return self
 
     @property
     def block_rows(self) -> int:
         """Rows per sampled block (synthgen.plan): the stream of rows for a seed is cut into blocks of this many."""
         self._require_fitted()
-        return plan.block_rows(self.transformer.layout, len(self.transformer.schema.columns), self.settings.latent_dim,
-                               self.settings.model == "vae")
+        return plan.block_rows(
+            self.transformer.layout,
+            len(self.transformer.schema.columns),
+            self.settings.latent_dim,
+            self.settings.model == "vae",
+        )
 
     # ------------------------------------------------------------------------------------------------------
     def sample(self, n: int, seed: int | None = None, *, prior: str | None = None) -> pd.DataFrame:
@@ -143,11 +229,21 @@ class Synthesizer:
             parts.append(block)
             meter.add(len(block))
         if not parts:
-            return self.transformer.inverse_transform(np.zeros((0, self.transformer.layout.n_inputs), np.float32))
+            return self.transformer.inverse_transform(
+                np.zeros((0, self.transformer.layout.n_inputs), np.float32)
+            )
         return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
-    def sample_to_parquet(self, n: int, path: str | os.PathLike, seed: int | None = None, *,
-                          batch_rows: int | None = None, shards: int = 1, prior: str | None = None) -> Path:
+    def sample_to_parquet(
+        self,
+        n: int,
+        path: str | os.PathLike,
+        seed: int | None = None,
+        *,
+        batch_rows: int | None = None,
+        shards: int = 1,
+        prior: str | None = None,
+    ) -> Path:
         """Stream `n` rows into one Parquet file, a row group per batch: memory stays flat for any `n`.
 
         With `shards` > 1, `path` is a folder of part files (part-00000.parquet, ...), one Parquet dataset,
@@ -160,12 +256,28 @@ class Synthesizer:
             return self._write_rows(Path(path), n, seed, 0, batch_rows, prior)
         with atomic_path(path, is_dir=True) as folder:
             for shard in range(shards):
-                self.sample_shard(n, folder / part_name(shard), seed=seed, shard=shard, shards=shards,
-                                  batch_rows=batch_rows, prior=prior)
+                self.sample_shard(
+                    n,
+                    folder / part_name(shard),
+                    seed=seed,
+                    shard=shard,
+                    shards=shards,
+                    batch_rows=batch_rows,
+                    prior=prior,
+                )
         return Path(path)
 
-    def sample_shard(self, n: int, path: str | os.PathLike, *, seed: int, shard: int, shards: int,
-                     batch_rows: int | None = None, prior: str | None = None) -> Path:
+    def sample_shard(
+        self,
+        n: int,
+        path: str | os.PathLike,
+        *,
+        seed: int,
+        shard: int,
+        shards: int,
+        batch_rows: int | None = None,
+        prior: str | None = None,
+    ) -> Path:
         """Write shard `shard` of `shards` of the `n`-row stream for `seed` to one part file.
 
         Shards cut the stream on block boundaries, so they can run on different workers, in any order."""
@@ -173,20 +285,38 @@ class Synthesizer:
         start, rows = shard_range(_check_rows(n), shard, shards, self.block_rows)
         return self._write_rows(Path(path), rows, int(seed), start, batch_rows, prior)
 
-    def _blocks(self, rows: int, seed: int, start_row: int, prior: str | None) -> Iterator[pd.DataFrame]:
+    def _blocks(
+        self, rows: int, seed: int, start_row: int, prior: str | None
+    ) -> Iterator[pd.DataFrame]:
         if prior not in (None, "standard", "fitted"):
             raise UserError(f"prior must be 'standard' or 'fitted', got {prior!r}")
-        return iter_blocks(self.net, self.transformer, rows, seed, start_row=start_row, precision=self.settings.precision,
-                           block_rows=self.block_rows, prior=prior)
+        return iter_blocks(
+            self.net,
+            self.transformer,
+            rows,
+            seed,
+            start_row=start_row,
+            precision=self.settings.precision,
+            block_rows=self.block_rows,
+            prior=prior,
+        )
 
-    def _write_rows(self, path: Path, rows: int, seed: int, start_row: int, batch_rows: int | None,
-                    prior: str | None) -> Path:
+    def _write_rows(
+        self,
+        path: Path,
+        rows: int,
+        seed: int,
+        start_row: int,
+        batch_rows: int | None,
+        prior: str | None,
+    ) -> Path:
         batch_rows = batch_rows or 4 * self.block_rows  # a row group per four blocks
         meter = Throughput(rows)
         pending: list[pd.DataFrame] = []
         pending_rows = 0
-        with ParquetStreamWriter(path, row_group_rows=max(batch_rows, 1),
-                                 field_types=self.transformer.arrow_types()) as writer:
+        with ParquetStreamWriter(
+            path, row_group_rows=max(batch_rows, 1), field_types=self.transformer.arrow_types()
+        ) as writer:
             for block in self._blocks(rows, seed, start_row, prior):
                 pending.append(block)
                 pending_rows += len(block)
@@ -195,7 +325,9 @@ class Synthesizer:
                     pending, pending_rows = [], 0
                 meter.add(len(block))
             if pending or writer.rows == 0:
-                writer.write(pd.concat(pending, ignore_index=True) if pending else self.sample(0, seed))
+                writer.write(
+                    pd.concat(pending, ignore_index=True) if pending else self.sample(0, seed)
+                )
         return path
 
     def _seed(self, seed: int | None) -> int:
@@ -214,10 +346,15 @@ class Synthesizer:
             weights = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
             save_file(weights, str(tmp / WEIGHTS))
             manifest = {
-                "format": FORMAT, "format_version": FORMAT_VERSION, "synthgen_version": __version__,
-                "torch_version": torch.__version__, "model": self.settings.model,
-                "settings": self.settings.model_dump(), "transformer": self.transformer.state(),
-                "training": self.training.to_dict() if self.training else None, "info": self.info,
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "synthgen_version": __version__,
+                "torch_version": torch.__version__,
+                "model": self.settings.model,
+                "settings": self.settings.model_dump(),
+                "transformer": self.transformer.state(),
+                "training": self.training.to_dict() if self.training else None,
+                "info": self.info,
                 "weights_sha256": source_fingerprint(tmp / WEIGHTS),
             }
             (tmp / MANIFEST).write_text(json.dumps(manifest, default=json_default))
@@ -230,20 +367,30 @@ class Synthesizer:
         path = Path(path)
         manifest_path, weights_path = path / MANIFEST, path / WEIGHTS
         if not manifest_path.is_file() or not weights_path.is_file():
-            raise UserError(f"{path}: not a synthgen model folder (expected {MANIFEST} and {WEIGHTS})")
+            raise UserError(
+                f"{path}: not a synthgen model folder (expected {MANIFEST} and {WEIGHTS})"
+            )
         try:
             manifest = json.loads(manifest_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise UserError(f"{manifest_path}: not valid JSON") from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise UserError(f"{path}: not a synthgen model (format is {manifest.get('format') if isinstance(manifest, dict) else None!r})")
+            raise UserError(
+                f"{path}: not a synthgen model (format is {manifest.get('format') if isinstance(manifest, dict) else None!r})"
+            )
         if manifest.get("format_version") != FORMAT_VERSION:
-            raise UserError(f"{path}: model format version {manifest.get('format_version')!r} is not supported "
-                            f"by synthgen {__version__} (it reads version {FORMAT_VERSION})")
+            raise UserError(
+                f"{path}: model format version {manifest.get('format_version')!r} is not supported "
+                f"by synthgen {__version__} (it reads version {FORMAT_VERSION})"
+            )
         if source_fingerprint(weights_path) != manifest.get("weights_sha256"):
-            raise UserError(f"{weights_path}: weights do not match the checksum in {MANIFEST} (modified or corrupt)")
+            raise UserError(
+                f"{weights_path}: weights do not match the checksum in {MANIFEST} (modified or corrupt)"
+            )
         settings = dict(manifest["settings"], device=device)
-        settings.setdefault("calibrate_marginals", False)  # saved before the setting existed: no calibration weights
+        settings.setdefault(
+            "calibrate_marginals", False
+        )  # saved before the setting existed: no calibration weights
         synth = cls(**settings)
         synth.transformer = TableTransformer.from_state(manifest["transformer"])
         synth.net = MODELS[synth.settings.model](synth.transformer.layout, synth.settings)
@@ -251,11 +398,16 @@ class Synthesizer:
             weights = load_file(str(weights_path))
             # saved before categories were calibrated: no logit shifts (nor, for a table without continuous values,
             # any calibration), which the unfitted calibration, the identity, stands in for
-            identity = {k: v for k, v in synth.net.state_dict().items()
-                        if k.startswith("likelihood.calibration.") and k not in weights}
+            identity = {
+                k: v
+                for k, v in synth.net.state_dict().items()
+                if k.startswith("likelihood.calibration.") and k not in weights
+            }
             synth.net.load_state_dict({**identity, **weights})
         except Exception as exc:  # safetensors header errors, missing or misshapen tensors
-            raise UserError(f"{weights_path}: cannot load weights ({str(exc).splitlines()[0]})") from None
+            raise UserError(
+                f"{weights_path}: cannot load weights ({str(exc).splitlines()[0]})"
+            ) from None
         synth.net.to(resolve_device(device)).eval()
         synth.training = TrainResult(**manifest["training"]) if manifest.get("training") else None
         synth.info = manifest.get("info", {})
@@ -277,41 +429,70 @@ def _check_rows(n: int) -> int:
 
 
 def _metadata(metadata: dict | str | os.PathLike | None) -> dict | None:
-    return metadata if isinstance(metadata, dict) or metadata is None else load_metadata(str(metadata))
+    return (
+        metadata if isinstance(metadata, dict) or metadata is None else load_metadata(str(metadata))
+    )
 
 
 def _fingerprint(input_hash: str, settings: ModelSettings, metadata: dict | None = None) -> str:
-    payload = json.dumps({"input": input_hash, "settings": settings.fingerprint_fields(), "metadata": metadata,
-                          "format_version": FORMAT_VERSION, "training_revision": TRAINING_REVISION},
-                         sort_keys=True, default=str)
+    payload = json.dumps(
+        {
+            "input": input_hash,
+            "settings": settings.fingerprint_fields(),
+            "metadata": metadata,
+            "format_version": FORMAT_VERSION,
+            "training_revision": TRAINING_REVISION,
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def model_cache_key(input_hash: str, settings: ModelSettings, metadata: dict | str | os.PathLike | None = None) -> str:
+def model_cache_key(
+    input_hash: str, settings: ModelSettings, metadata: dict | str | os.PathLike | None = None
+) -> str:
     """Key of a trained model: input content hash + the settings that change the weights + the metadata that
     overrides column kinds (its content) + the training code's revision (TRAINING_REVISION)."""
     return _fingerprint(input_hash, settings, _metadata(metadata))[:24]
 
 
-def fit_or_reuse(train: TableSource, settings: ModelSettings, cache_dir: str | os.PathLike, *, cache_key_input: str,
-                 metadata: dict | str | None = None, reuse: bool = True,
-                 progress: bool | None = False) -> tuple[Synthesizer, Path, bool]:
+def fit_or_reuse(
+    train: TableSource,
+    settings: ModelSettings,
+    cache_dir: str | os.PathLike,
+    *,
+    cache_key_input: str,
+    metadata: dict | str | None = None,
+    reuse: bool = True,
+    progress: bool | None = False,
+) -> tuple[Synthesizer, Path, bool]:
     """A trained model for (`cache_key_input`, settings): loaded from the cache when one exists, else trained
     (resumable: its checkpoints sit beside the cache entry) and saved there. Returns (model, folder, reused)."""
     cache_dir = Path(cache_dir)
-    model_dir = cache_dir / f"{settings.model}-{model_cache_key(cache_key_input, settings, metadata)}"
+    model_dir = (
+        cache_dir / f"{settings.model}-{model_cache_key(cache_key_input, settings, metadata)}"
+    )
     if reuse and (model_dir / MANIFEST).is_file():
         try:
             synth = Synthesizer.load(model_dir, device=settings.device)
-            log.info("reusing the cached %s model %s: same input and settings, training skipped",
-                     settings.model, model_dir.name)
+            log.info(
+                "reusing the cached %s model %s: same input and settings, training skipped",
+                settings.model,
+                model_dir.name,
+            )
             return synth, model_dir, True
         except UserError as exc:
             log.warning("cached model %s is unusable (%s): training again", model_dir, exc)
-    log.info("training the %s model: %s", settings.model,
-             "no cached model for this input and these settings" if reuse else "model reuse is off")
+    log.info(
+        "training the %s model: %s",
+        settings.model,
+        "no cached model for this input and these settings" if reuse else "model reuse is off",
+    )
     checkpoints = model_dir.with_name(model_dir.name + ".ckpt")
-    synth = Synthesizer(**settings.model_dump()).fit(train, metadata=metadata, checkpoint_dir=checkpoints, progress=progress)
+    synth = Synthesizer(**settings.model_dump()).fit(
+        train, metadata=metadata, checkpoint_dir=checkpoints, progress=progress
+    )
     synth.save(model_dir)
     shutil.rmtree(checkpoints, ignore_errors=True)
     return synth, model_dir, False

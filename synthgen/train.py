@@ -45,6 +45,7 @@ MIN_STEPS = 600
 # larger tables: diamonds' trends were lower at 120 epochs than at its 142 (6 seeds), adult's and cps1988's the same.
 EPOCHS_PER_BATCH = 24
 
+
 @dataclass
 class TrainResult:
     device: str
@@ -88,37 +89,79 @@ def learning_rate(settings: ModelSettings, epoch: int, epochs: int) -> float:
     return settings.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def train(model: nn.Module, matrix: np.ndarray, settings: ModelSettings, *, checkpoint_dir: str | Path | None = None,
-          fingerprint: str = "", progress: bool | None = None) -> TrainResult:
+def train(
+    model: nn.Module,
+    matrix: np.ndarray,
+    settings: ModelSettings,
+    *,
+    checkpoint_dir: str | Path | None = None,
+    fingerprint: str = "",
+    progress: bool | None = None,
+) -> TrainResult:
     """Fit `model` on the encoded table `matrix`; returns what happened. Restores the best epoch's weights."""
     device = resolve_device(settings.device)
     threads = training_threads(model, settings.cpu_threads, device)
     with torch_threads(threads):
-        return _train(model, matrix, settings, device, checkpoint_dir=checkpoint_dir, fingerprint=fingerprint,
-                      progress=progress)
+        return _train(
+            model,
+            matrix,
+            settings,
+            device,
+            checkpoint_dir=checkpoint_dir,
+            fingerprint=fingerprint,
+            progress=progress,
+        )
 
 
-def _train(model: nn.Module, matrix: np.ndarray, settings: ModelSettings, device: torch.device, *,
-           checkpoint_dir: str | Path | None, fingerprint: str, progress: bool | None) -> TrainResult:
+def _train(
+    model: nn.Module,
+    matrix: np.ndarray,
+    settings: ModelSettings,
+    device: torch.device,
+    *,
+    checkpoint_dir: str | Path | None,
+    fingerprint: str,
+    progress: bool | None,
+) -> TrainResult:
     torch.manual_seed(settings.seed)
     train_idx, val_idx = split_rows(len(matrix), settings.val_fraction, settings.seed)
     data = torch.from_numpy(matrix).to(device)
-    x_train, x_val = data[torch.from_numpy(train_idx).to(device)], data[torch.from_numpy(val_idx).to(device)]
+    x_train, x_val = (
+        data[torch.from_numpy(train_idx).to(device)],
+        data[torch.from_numpy(val_idx).to(device)],
+    )
     del data
     model.to(device)
     optimizer = _adamw(list(model.parameters()), settings)
     batch = min(settings.batch_size, len(x_train))
     epochs = settings.epochs or auto_epochs(len(x_train), batch)
     rows_per_epoch = epoch_rows(len(x_train), batch)
-    mixed = settings.precision == "bf16" or (settings.precision == "auto" and fast_bf16(device.type))
+    mixed = settings.precision == "bf16" or (
+        settings.precision == "auto" and fast_bf16(device.type)
+    )
     # a captured CUDA graph must not reuse autocast's cache of cast weights across replays
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=device.type != "cuda") if mixed
-                else _null_context())
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=device.type != "cuda")
+        if mixed
+        else _null_context()
+    )
     n_threads = torch.get_num_threads()
-    where = f"{device}, {n_threads} thread{'' if n_threads == 1 else 's'}" if device.type == "cpu" else str(device)
-    log.info("training %s on %s (%s): %d rows (%d for validation), up to %d epochs, batch %d, %d parameters",
-             type(model).__name__, where, "bf16 mixed precision" if mixed else "float32", len(x_train), len(x_val),
-             epochs, batch, sum(p.numel() for p in model.parameters()))
+    where = (
+        f"{device}, {n_threads} thread{'' if n_threads == 1 else 's'}"
+        if device.type == "cpu"
+        else str(device)
+    )
+    log.info(
+        "training %s on %s (%s): %d rows (%d for validation), up to %d epochs, batch %d, %d parameters",
+        type(model).__name__,
+        where,
+        "bf16 mixed precision" if mixed else "float32",
+        len(x_train),
+        len(x_val),
+        epochs,
+        batch,
+        sum(p.numel() for p in model.parameters()),
+    )
 
     step = _TrainStep(model, optimizer, x_train, batch, autocast)
     state = _TrainState(best_val=math.inf)
@@ -134,7 +177,11 @@ def _train(model: nn.Module, matrix: np.ndarray, settings: ModelSettings, device
     log_every = max(1, epochs // 20)
     try:
         for epoch in range(state.epoch + 1, epochs + 1):
-            beta = settings.beta * min(1.0, epoch / settings.kl_warmup_epochs) if settings.kl_warmup_epochs else settings.beta
+            beta = (
+                settings.beta * min(1.0, epoch / settings.kl_warmup_epochs)
+                if settings.kl_warmup_epochs
+                else settings.beta
+            )
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(settings, epoch, epochs)
             t0 = time.perf_counter()
@@ -143,61 +190,109 @@ def _train(model: nn.Module, matrix: np.ndarray, settings: ModelSettings, device
             n_batches = 0
             perm = step.permutation()
             for start in range(0, rows_per_epoch, batch):
-                step(perm[start:start + batch], beta)
+                step(perm[start : start + batch], beta)
                 n_batches += 1
             loss_, rec_, kl_ = (step.sums / max(n_batches, 1)).tolist()
             with step.cuda_rng():  # the VAE draws z for validation too
-                val_loss, val_parts = _evaluate(model, x_val, settings.beta, batch * 8, autocast) if len(x_val) else (loss_, None)
+                val_loss, val_parts = (
+                    _evaluate(model, x_val, settings.beta, batch * 8, autocast)
+                    if len(x_val)
+                    else (loss_, None)
+                )
             seconds = time.perf_counter() - t0
-            row = {"epoch": epoch, "loss": loss_, "reconstruction": rec_, "kl": kl_, "beta": beta,
-                   "val_loss": val_loss, "rows_per_s": len(x_train) / seconds}
+            row = {
+                "epoch": epoch,
+                "loss": loss_,
+                "reconstruction": rec_,
+                "kl": kl_,
+                "beta": beta,
+                "val_loss": val_loss,
+                "rows_per_s": len(x_train) / seconds,
+            }
             state.history.append(row)
             state.epoch = epoch
             if val_loss < state.best_val - 1e-4 * abs(state.best_val) or epoch == 1:
                 state.best_val, state.best_epoch, state.bad_epochs = val_loss, epoch, 0
                 state.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 if val_parts is not None:
-                    state.column_val_loss = dict(zip(model.likelihood.columns, val_parts))
-            elif epoch > settings.kl_warmup_epochs:  # the objective moves during warm-up: do not count it
+                    state.column_val_loss = dict(
+                        zip(model.likelihood.columns, val_parts, strict=False)
+                    )
+            elif (
+                epoch > settings.kl_warmup_epochs
+            ):  # the objective moves during warm-up: do not count it
                 state.bad_epochs += 1
             bar.update(row)
             if epoch % log_every == 0 or epoch == epochs:
-                log.info("epoch %d/%d  loss %.3f  reconstruction %.3f  kl %.3f  val %.3f  %.0f rows/s",
-                         epoch, epochs, loss_, rec_, kl_, val_loss, row["rows_per_s"])
+                log.info(
+                    "epoch %d/%d  loss %.3f  reconstruction %.3f  kl %.3f  val %.3f  %.0f rows/s",
+                    epoch,
+                    epochs,
+                    loss_,
+                    rec_,
+                    kl_,
+                    val_loss,
+                    row["rows_per_s"],
+                )
             if not math.isfinite(loss_):
-                raise RuntimeError(f"training diverged at epoch {epoch} (loss {loss_}); try a lower lr")
+                raise RuntimeError(
+                    f"training diverged at epoch {epoch} (loss {loss_}); try a lower lr"
+                )
             state.seconds = time.perf_counter() - started
             if ckpt and epoch % settings.checkpoint_every == 0 and epoch < epochs:
                 with step.cuda_rng():  # reads the CUDA generator's state
                     ckpt.save(model, optimizer, state)
             if len(x_val) and state.bad_epochs >= settings.patience:
-                log.info("early stop at epoch %d: validation loss has not improved for %d epochs (best %.3f at epoch %d)",
-                         epoch, settings.patience, state.best_val, state.best_epoch)
+                log.info(
+                    "early stop at epoch %d: validation loss has not improved for %d epochs (best %.3f at epoch %d)",
+                    epoch,
+                    settings.patience,
+                    state.best_val,
+                    state.best_epoch,
+                )
                 break
     finally:
         bar.close()
         step.release()
 
     if step.graphed_steps:
-        log.info("%d of the training steps ran as replays of a captured CUDA graph", step.graphed_steps)
+        log.info(
+            "%d of the training steps ran as replays of a captured CUDA graph", step.graphed_steps
+        )
     if state.best_weights is not None:
         model.load_state_dict(state.best_weights)
     model.eval()
     if model.prior.kind == "fitted":
         codes, variances = _codes(model, x_train, batch * 8, autocast)
         model.prior.fit(codes, variances)
-        log.info("generation draws z from a Gaussian fitted to the %s of %d training rows",
-                 "training codes" if variances is None else "aggregate posterior", len(codes))
+        log.info(
+            "generation draws z from a Gaussian fitted to the %s of %d training rows",
+            "training codes" if variances is None else "aggregate posterior",
+            len(codes),
+        )
     hardest = sorted(state.column_val_loss.items(), key=lambda kv: -kv[1])[:3]
     if hardest:
-        log.info("hardest columns (validation loss per row): %s", ", ".join(f"{k} {v:.3f}" for k, v in hardest))
+        log.info(
+            "hardest columns (validation loss per row): %s",
+            ", ".join(f"{k} {v:.3f}" for k, v in hardest),
+        )
     return TrainResult(
-        device=str(device), epochs_planned=epochs, epochs_run=state.epoch, best_epoch=state.best_epoch,
-        stopped_early=state.epoch < epochs, best_val_loss=state.best_val if len(x_val) else None,
-        seconds=time.perf_counter() - started, train_rows=len(x_train), val_rows=len(x_val),
-        resumed_from_epoch=resumed_from, precision="bf16 mixed" if mixed else "fp32", graphed_steps=step.graphed_steps,
+        device=str(device),
+        epochs_planned=epochs,
+        epochs_run=state.epoch,
+        best_epoch=state.best_epoch,
+        stopped_early=state.epoch < epochs,
+        best_val_loss=state.best_val if len(x_val) else None,
+        seconds=time.perf_counter() - started,
+        train_rows=len(x_train),
+        val_rows=len(x_val),
+        resumed_from_epoch=resumed_from,
+        precision="bf16 mixed" if mixed else "fp32",
+        graphed_steps=step.graphed_steps,
         cpu_threads=n_threads if device.type == "cpu" else None,
-        column_val_loss=state.column_val_loss, history=state.history)
+        column_val_loss=state.column_val_loss,
+        history=state.history,
+    )
 
 
 def _adamw(params: list[nn.Parameter], settings: ModelSettings) -> torch.optim.AdamW:
@@ -206,9 +301,13 @@ def _adamw(params: list[nn.Parameter], settings: ModelSettings) -> torch.optim.A
     also capturable (its step count lives on the GPU), so that a CUDA graph can hold the whole step."""
     cuda = bool(params) and params[0].device.type == "cuda"
     try:
-        return torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay, fused=True, capturable=cuda)
+        return torch.optim.AdamW(
+            params, lr=settings.lr, weight_decay=settings.weight_decay, fused=True, capturable=cuda
+        )
     except RuntimeError:
-        return torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay, capturable=cuda)
+        return torch.optim.AdamW(
+            params, lr=settings.lr, weight_decay=settings.weight_decay, capturable=cuda
+        )
 
 
 class _TrainStep:
@@ -224,11 +323,24 @@ class _TrainStep:
 
     WARMUP_STEPS = 3  # eager steps before the first capture: the optimizer's state and cuBLAS set themselves up
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, x_train: torch.Tensor, batch: int,
-                 autocast) -> None:
-        self.model, self.optimizer, self.x_train, self.autocast = model, optimizer, x_train, autocast
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        x_train: torch.Tensor,
+        batch: int,
+        autocast,
+    ) -> None:
+        self.model, self.optimizer, self.x_train, self.autocast = (
+            model,
+            optimizer,
+            x_train,
+            autocast,
+        )
         self.cuda = x_train.device.type == "cuda"
-        self.sums = torch.zeros(3, device=x_train.device)  # loss, reconstruction, kl: summed over the epoch's steps
+        self.sums = torch.zeros(
+            3, device=x_train.device
+        )  # loss, reconstruction, kl: summed over the epoch's steps
         self.use_graph = self.cuda and os.environ.get("SYNTHGEN_CUDA_GRAPH", "1") != "0"
         self.static_x = x_train.new_empty(batch, x_train.shape[1]) if self.use_graph else None
         self.graph: torch.cuda.CUDAGraph | None = None
@@ -257,7 +369,10 @@ class _TrainStep:
         if not self.cuda:
             self._step(self.x_train[rows], beta)
             return
-        with _CUDA_RNG, torch.cuda.device(self.x_train.device):  # streams and captures belong to the table's GPU
+        with (
+            _CUDA_RNG,
+            torch.cuda.device(self.x_train.device),
+        ):  # streams and captures belong to the table's GPU
             if self.use_graph and len(rows) == len(self.static_x):
                 self._graph_step(rows, beta)
             else:  # graphs off, or the epoch's odd-sized last batch
@@ -293,10 +408,14 @@ class _TrainStep:
             # thread_local: another thread (flows run tasks in threads) may use the GPU while this one
             # captures, each thread on a capture stream of its own
             with torch.cuda.graph(graph, stream=self._stream(), capture_error_mode="thread_local"):
-                self._step(self.static_x, beta)  # recorded, not run: zero_grad inside leaves fresh gradients
+                self._step(
+                    self.static_x, beta
+                )  # recorded, not run: zero_grad inside leaves fresh gradients
         except Exception as exc:  # noqa: BLE001 - any capture failure: keep training, eagerly
-            log.warning("could not capture the training step as a CUDA graph (%s); training with eager steps",
-                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            log.warning(
+                "could not capture the training step as a CUDA graph (%s); training with eager steps",
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            )
             torch.cuda.set_stream(stream)  # a failed capture leaves its stream current
             _end_generator_capture()
             self.use_graph = False
@@ -337,25 +456,31 @@ def _thread_stream(device: torch.device, thread: int) -> torch.cuda.Stream:
 
 
 @torch.no_grad()
-def _evaluate(model: nn.Module, x: torch.Tensor, beta: float, batch: int, autocast) -> tuple[float, list[float]]:
+def _evaluate(
+    model: nn.Module, x: torch.Tensor, beta: float, batch: int, autocast
+) -> tuple[float, list[float]]:
     model.eval()
     total, parts_sum = 0.0, None
     for start in range(0, len(x), batch):
-        xb = x[start:start + batch]
+        xb = x[start : start + batch]
         with autocast:
             loss, parts = model(xb, beta=beta)
         total += float(loss) * len(xb)
-        parts_sum = parts["parts"] * len(xb) if parts_sum is None else parts_sum + parts["parts"] * len(xb)
+        parts_sum = (
+            parts["parts"] * len(xb) if parts_sum is None else parts_sum + parts["parts"] * len(xb)
+        )
     return total / len(x), (parts_sum / len(x)).tolist()
 
 
 @torch.no_grad()
-def _codes(model: nn.Module, x: torch.Tensor, batch: int, autocast) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _codes(
+    model: nn.Module, x: torch.Tensor, batch: int, autocast
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Every row's code (N, latent), and its posterior variance where the model has one."""
     means, variances = [], []
     for start in range(0, len(x), batch):
         with autocast:
-            mean, variance = model.codes(x[start:start + batch])
+            mean, variance = model.codes(x[start : start + batch])
         means.append(mean.float())
         if variance is not None:
             variances.append(variance.float())
@@ -388,7 +513,10 @@ class _Checkpoint:
     def __init__(self, directory: Path, fingerprint: str) -> None:
         self.dir = directory
         self.fingerprint = fingerprint
-        self.tensors, self.meta = directory / "checkpoint.safetensors", directory / "checkpoint.json"
+        self.tensors, self.meta = (
+            directory / "checkpoint.safetensors",
+            directory / "checkpoint.json",
+        )
 
     def exists(self) -> bool:
         if not (self.tensors.exists() and self.meta.exists()):
@@ -398,15 +526,21 @@ class _Checkpoint:
         except json.JSONDecodeError:
             return False
         if meta.get("fingerprint") != self.fingerprint:
-            log.info("ignoring the checkpoint in %s: it belongs to other data or settings", self.dir)
+            log.info(
+                "ignoring the checkpoint in %s: it belongs to other data or settings", self.dir
+            )
             return False
         return True
 
     def save(self, model: nn.Module, optimizer: torch.optim.Optimizer, state: _TrainState) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        tensors = {
+            f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()
+        }
         if state.best_weights is not None:
-            tensors.update({f"best.{k}": v.detach().cpu().contiguous() for k, v in state.best_weights.items()})
+            tensors.update(
+                {f"best.{k}": v.detach().cpu().contiguous() for k, v in state.best_weights.items()}
+            )
         opt = optimizer.state_dict()
         for idx, per_param in opt["state"].items():
             for name, value in per_param.items():
@@ -414,14 +548,19 @@ class _Checkpoint:
         tensors["rng.torch"] = torch.get_rng_state()
         if torch.cuda.is_available():
             tensors["rng.cuda"] = torch.cuda.get_rng_state()
-        meta = {"fingerprint": self.fingerprint, "param_groups": opt["param_groups"],
-                **{k: v for k, v in asdict(state).items() if k != "best_weights"}}
+        meta = {
+            "fingerprint": self.fingerprint,
+            "param_groups": opt["param_groups"],
+            **{k: v for k, v in asdict(state).items() if k != "best_weights"},
+        }
         with atomic_path(self.tensors) as tmp:
             save_file(tensors, str(tmp))
         with atomic_path(self.meta) as tmp:
             tmp.write_text(json.dumps(meta))
 
-    def load(self, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> _TrainState:
+    def load(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device
+    ) -> _TrainState:
         tensors = load_file(str(self.tensors))
         meta = json.loads(self.meta.read_text())
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
@@ -429,10 +568,16 @@ class _Checkpoint:
         for key, value in tensors.items():
             if key.startswith("opt."):
                 _, idx, name = key.split(".", 2)
-                opt_state.setdefault(int(idx), {})[name] = value.to(device) if name != "step" else value
+                opt_state.setdefault(int(idx), {})[name] = (
+                    value.to(device) if name != "step" else value
+                )
         groups = meta.pop("param_groups")
-        for saved, current in zip(groups, optimizer.param_groups):  # a checkpoint resumes on another device
-            saved.update({k: current[k] for k in ("fused", "capturable", "foreach") if k in current})
+        for saved, current in zip(
+            groups, optimizer.param_groups, strict=False
+        ):  # a checkpoint resumes on another device
+            saved.update(
+                {k: current[k] for k in ("fused", "capturable", "foreach") if k in current}
+            )
         optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
         torch.set_rng_state(tensors["rng.torch"])
         if "rng.cuda" in tensors and torch.cuda.is_available():
@@ -447,17 +592,32 @@ class _ProgressBar:
         self.progress = None
         if enabled:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
 
-            self.progress = Progress(TextColumn("epoch"), MofNCompleteColumn(), BarColumn(), TimeRemainingColumn(),
-                                     TextColumn("{task.fields[stats]}"), console=Console(stderr=True), transient=True)
+            self.progress = Progress(
+                TextColumn("epoch"),
+                MofNCompleteColumn(),
+                BarColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[stats]}"),
+                console=Console(stderr=True),
+                transient=True,
+            )
             self.task = self.progress.add_task("train", total=epochs, stats="")
             self.progress.start()
 
     def update(self, row: dict[str, float]) -> None:
         if self.progress is not None:
-            stats = (f"loss {row['loss']:.3f} rec {row['reconstruction']:.3f} kl {row['kl']:.3f} "
-                     f"val {row['val_loss']:.3f} {row['rows_per_s']:.0f} rows/s")
+            stats = (
+                f"loss {row['loss']:.3f} rec {row['reconstruction']:.3f} kl {row['kl']:.3f} "
+                f"val {row['val_loss']:.3f} {row['rows_per_s']:.0f} rows/s"
+            )
             self.progress.update(self.task, completed=row["epoch"], stats=stats)
 
     def close(self) -> None:

@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
-from synthgen.encoders import (DEFAULT_RARE_PLACEHOLDER, ColumnEncoder, DecodeContext,
-                               make_encoder)
+from synthgen.encoders import DEFAULT_RARE_PLACEHOLDER, ColumnEncoder, DecodeContext, make_encoder
 from synthgen.errors import UserError
 from synthgen.schema import Schema
 
@@ -70,16 +69,26 @@ class TableTransformer:
     """The table's column encoders side by side: `fit(df, schema)`, `transform(df)` -> float32
     matrix, `inverse_transform(matrix)` -> df, and the `layout` the models read."""
 
-    def __init__(self, *, rare_threshold: int = 5, max_categories: int | None = 150,
-                 point_mass_share: float = 0.02, n_quantiles: int = 1000,
-                 rare_placeholder: str = DEFAULT_RARE_PLACEHOLDER) -> None:
+    def __init__(
+        self,
+        *,
+        rare_threshold: int = 5,
+        max_categories: int | None = 150,
+        point_mass_share: float = 0.02,
+        n_quantiles: int = 1000,
+        rare_placeholder: str = DEFAULT_RARE_PLACEHOLDER,
+    ) -> None:
         if rare_threshold < 0 or (max_categories is not None and max_categories < 1):
             raise UserError("rare_threshold must be >= 0 and max_categories >= 1")
         if not 0 < point_mass_share <= 1:
             raise UserError("point_mass_share must be in (0, 1]")
-        self.settings = {"rare_threshold": rare_threshold, "max_categories": max_categories,
-                         "point_mass_share": point_mass_share, "n_quantiles": n_quantiles,
-                         "rare_placeholder": rare_placeholder}
+        self.settings = {
+            "rare_threshold": rare_threshold,
+            "max_categories": max_categories,
+            "point_mass_share": point_mass_share,
+            "n_quantiles": n_quantiles,
+            "rare_placeholder": rare_placeholder,
+        }
         self.schema: Schema | None = None
         self.encoders: dict[str, ColumnEncoder] = {}  # every column, in the schema's order
 
@@ -103,16 +112,25 @@ class TableTransformer:
             self._slices[name] = slice(col_i, col_i + enc.width)
             parts = enc.outputs()
             discrete += [(name, col_i + p.col, p.n_classes, p.role) for p in parts.softmax]
-            continuous += [(name, col_i + p.col, None if p.gate_col is None else col_i + p.gate_col,
-                            p.gate_code) for p in parts.gaussian]
+            continuous += [
+                (
+                    name,
+                    col_i + p.col,
+                    None if p.gate_col is None else col_i + p.gate_col,
+                    p.gate_code,
+                )
+                for p in parts.gaussian
+            ]
             col_i += enc.width
         out = 0
         blocks = []
         for name, input_col, n, role in discrete:
             blocks.append(DiscreteBlock(name, input_col, out, n, role))
             out += n
-        slots = [ContinuousSlot(name, input_col, out + i, gate_col, gate_code)
-                 for i, (name, input_col, gate_col, gate_code) in enumerate(continuous)]
+        slots = [
+            ContinuousSlot(name, input_col, out + i, gate_col, gate_code)
+            for i, (name, input_col, gate_col, gate_code) in enumerate(continuous)
+        ]
         self.layout = Layout(tuple(blocks), tuple(slots), col_i)
 
     def transform(self, df: pd.DataFrame) -> np.ndarray:
@@ -120,16 +138,23 @@ class TableTransformer:
         modelled = [name for name, enc in self.encoders.items() if enc.modelled]
         missing = [c for c in modelled if c not in df.columns]
         if missing:
-            raise UserError("table lacks columns the model was trained on: "
-                            f"{', '.join(map(str, missing))}")
+            raise UserError(
+                f"table lacks columns the model was trained on: {', '.join(map(str, missing))}"
+            )
         out = np.empty((len(df), self.layout.n_inputs), dtype=np.float32)
         for name in modelled:
             out[:, self._slices[name]] = self.encoders[name].encode(df[name])
         return out
 
-    def inverse_transform(self, matrix: np.ndarray, *, rng: np.random.Generator | None = None,
-                          row_offset: int = 0, id_seed: int = 0,
-                          exact: bool = True) -> pd.DataFrame:
+    def inverse_transform(
+        self,
+        matrix: np.ndarray,
+        *,
+        rng: np.random.Generator | None = None,
+        row_offset: int = 0,
+        id_seed: int = 0,
+        exact: bool = True,
+    ) -> pd.DataFrame:
         """Decode a matrix (from `transform` or from a model) to a table with the input's columns
         and dtypes.
 
@@ -138,18 +163,27 @@ class TableTransformer:
         back encoded data exactly, not for drawn values): faster sampling.
         """
         assert self.schema is not None, "fit first"
-        ctx = DecodeContext(n_rows=len(matrix), rng=rng or np.random.default_rng(0),
-                            row_offset=row_offset, id_seed=id_seed, exact=exact)
-        data = {name: enc.decode(matrix[:, self._slices[name]], ctx)
-                for name, enc in self.encoders.items()}
+        ctx = DecodeContext(
+            n_rows=len(matrix),
+            rng=rng or np.random.default_rng(0),
+            row_offset=row_offset,
+            id_seed=id_seed,
+            exact=exact,
+        )
+        data = {
+            name: enc.decode(matrix[:, self._slices[name]], ctx)
+            for name, enc in self.encoders.items()
+        }
         return pd.DataFrame(data, columns=self.schema.names, copy=len(data) > MAX_UNMERGED_COLUMNS)
 
     # -- persistence: plain JSON, no pickles
     def state(self) -> dict[str, Any]:
         assert self.schema is not None
-        return {"settings": self.settings, "schema": self.schema.to_dict(),
-                "encoders": {name: enc.state() for name, enc in self.encoders.items()
-                             if enc.modelled}}
+        return {
+            "settings": self.settings,
+            "schema": self.schema.to_dict(),
+            "encoders": {name: enc.state() for name, enc in self.encoders.items() if enc.modelled},
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> TableTransformer:
@@ -181,8 +215,9 @@ class TableTransformer:
         return {name: summary for name, summary in pooled.items() if summary}
 
 
-def column_differences(original: pd.DataFrame, decoded: pd.DataFrame,
-                       schema: Schema) -> dict[str, str]:
+def column_differences(
+    original: pd.DataFrame, decoded: pd.DataFrame, schema: Schema
+) -> dict[str, str]:
     """Columns where `decoded` differs from `original` (ids excluded), each with the reason.
 
     Floats count as equal when they agree to the decimal places the data was written with.
@@ -202,14 +237,16 @@ def column_differences(original: pd.DataFrame, decoded: pd.DataFrame,
         if ptypes.is_float_dtype(a.dtype):
             x = a.to_numpy(np.float64, na_value=np.nan)[~na_a]
             y = b.to_numpy(np.float64, na_value=np.nan)[~na_a]
-            tol = 0.5 * 10.0 ** -col.decimals if col.decimals is not None else 0.0
+            tol = 0.5 * 10.0**-col.decimals if col.decimals is not None else 0.0
             bad = ~np.isclose(x, y, rtol=1e-12, atol=tol)
         else:
-            bad = (a[~na_a].to_numpy() != b[~na_a].to_numpy())
+            bad = a[~na_a].to_numpy() != b[~na_a].to_numpy()
         if np.any(bad):
             first = int(np.argmax(bad))
-            problems[col.name] = (f"{int(np.sum(bad))} values differ, e.g. "
-                                  f"{a[~na_a].iloc[first]!r} -> {b[~na_a].iloc[first]!r}")
+            problems[col.name] = (
+                f"{int(np.sum(bad))} values differ, e.g. "
+                f"{a[~na_a].iloc[first]!r} -> {b[~na_a].iloc[first]!r}"
+            )
     return problems
 
 

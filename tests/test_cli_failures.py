@@ -16,18 +16,28 @@ from synthgen import process
 
 pytestmark = pytest.mark.slow
 
-FAST = {"model": {"epochs": 2, "hidden": [32], "latent_dim": 4}, "max_eval_rows": 500, "ae_standard_normal_row": False,
-        "models": ["vae"]}
+FAST = {
+    "model": {"epochs": 2, "hidden": [32], "latent_dim": 4},
+    "max_eval_rows": 500,
+    "ae_standard_normal_row": False,
+    "models": ["vae"],
+}
 
 
-def cli(args, tmp_path, inject: str | None = None, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+def cli(
+    args, tmp_path, inject: str | None = None, env: dict | None = None, **kwargs
+) -> subprocess.CompletedProcess:
     argv, options = _command(args, tmp_path, inject, env)
     return subprocess.run(argv, capture_output=True, text=True, timeout=600, **options, **kwargs)
 
 
 def _command(args, tmp_path, inject, env):
     """The CLI in a fresh process; `inject` is Python run at its start-up (sitecustomize) to plant a failure."""
-    environ = dict(os.environ, SYNTHGEN_LOG_DIR=str(tmp_path / "logs"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    environ = dict(
+        os.environ,
+        SYNTHGEN_LOG_DIR=str(tmp_path / "logs"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
     environ.pop("PREFECT_API_URL", None)
     if inject:
         hook = tmp_path / "hook"
@@ -54,7 +64,11 @@ synthgen.train.train = broken
 
 
 def test_an_unexpected_failure_is_one_line_and_a_log_file_with_the_traceback(tmp_path, small_table):
-    run = cli(["fit", small_table, "--out", tmp_path / "model", "--epochs", "1"], tmp_path, inject=FIT_BREAKS)
+    run = cli(
+        ["fit", small_table, "--out", tmp_path / "model", "--epochs", "1"],
+        tmp_path,
+        inject=FIT_BREAKS,
+    )
     assert run.returncode == 1, run.stderr
     lines = run.stderr.strip().splitlines()
     log = only_log(tmp_path)
@@ -78,16 +92,21 @@ synthgen.synthesizer.Synthesizer.fit = refuse
 """
 
 
-@pytest.mark.parametrize("inject, code, last", [
-    (GENERATE_BREAKS, 1, "error: the run failed: "),
-    (GENERATE_USER_ERROR, 2, "error: column 'x' cannot be learned: say what to do"),
-])
+@pytest.mark.parametrize(
+    "inject, code, last",
+    [
+        (GENERATE_BREAKS, 1, "error: the run failed: "),
+        (GENERATE_USER_ERROR, 2, "error: column 'x' cannot be learned: say what to do"),
+    ],
+)
 def test_a_failing_flow_run_prints_no_traceback(tmp_path, small_table, inject, code, last):
     config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump({"input": str(small_table), "out": str(tmp_path / "out"), **FAST}))
+    config.write_text(
+        yaml.safe_dump({"input": str(small_table), "out": str(tmp_path / "out"), **FAST})
+    )
     run = cli(["generate", "--config", config], tmp_path, inject=inject)
     assert run.returncode == code, run.stderr
-    assert "Traceback" not in run.stderr and "File \"" not in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and 'File "' not in run.stderr, run.stderr
     assert run.stderr.strip().splitlines()[-1].startswith(last), run.stderr
     if code == 1:
         assert run.stderr.strip().endswith(str(only_log(tmp_path)))
@@ -105,12 +124,24 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process tree from /proc")
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_one_stop_signal_ends_the_run_within_seconds_and_leaves_no_process(tmp_path, small_table, signum):
+def test_one_stop_signal_ends_the_run_within_seconds_and_leaves_no_process(
+    tmp_path, small_table, signum
+):
     config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump({"input": str(small_table), "out": str(tmp_path), **FAST,
-                                      "model": {"epochs": 10_000, "hidden": [32], "patience": 10_000}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "input": str(small_table),
+                "out": str(tmp_path),
+                **FAST,
+                "model": {"epochs": 10_000, "hidden": [32], "patience": 10_000},
+            }
+        )
+    )
     argv, kwargs = _command(["generate", "--config", config], tmp_path, None, None)
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
+    )
     staging = tmp_path / ".synthgen-staging"
     try:
         deadline = time.monotonic() + 600
@@ -131,7 +162,11 @@ def test_one_stop_signal_ends_the_run_within_seconds_and_leaves_no_process(tmp_p
             proc.wait()
     assert took < 30, f"{took:.1f} s after the signal"  # STOP_GRACE_S is 8 s
     assert proc.returncode == 128 + signum, stderr
-    assert stderr.strip().splitlines()[-1].startswith(f"error: stopped by {signal.Signals(signum).name}")
+    assert (
+        stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: stopped by {signal.Signals(signum).name}")
+    )
     assert "Traceback" not in stderr
     deadline = time.monotonic() + 10
     while any(alive(pid) for pid in children) and time.monotonic() < deadline:
@@ -141,10 +176,15 @@ def test_one_stop_signal_ends_the_run_within_seconds_and_leaves_no_process(tmp_p
 
 
 def test_a_temporary_api_server_that_does_not_start_is_one_clear_line(tmp_path, small_table):
-    run = cli(["generate", small_table, "--out", tmp_path / "out", "--models", "vae", "--epochs", "1"], tmp_path,
-              env={"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "1"})
+    run = cli(
+        ["generate", small_table, "--out", tmp_path / "out", "--models", "vae", "--epochs", "1"],
+        tmp_path,
+        env={"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "1"},
+    )
     assert run.returncode == 1, run.stderr
     lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Prefect's temporary API server did not start" in lines[0], run.stderr
+    assert len(lines) == 1 and "Prefect's temporary API server did not start" in lines[0], (
+        run.stderr
+    )
     assert "2 tries" in lines[0] and "PREFECT_API_URL" in lines[0]
     assert not (tmp_path / "out" / "data").exists()

@@ -20,11 +20,20 @@ def table(n: int = 6000, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     kind = rng.choice(["a", "b", "c", "d"], n, p=[0.4, 0.3, 0.2, 0.1])
     x = rng.normal(size=n) + (kind == "a") * 3.0
-    return pd.DataFrame({"kind": kind, "x": x, "y": 2 * x + rng.normal(scale=0.3, size=n),
-                         "flag": rng.random(n) < 0.3, "count": rng.poisson(4, n)})
+    return pd.DataFrame(
+        {
+            "kind": kind,
+            "x": x,
+            "y": 2 * x + rng.normal(scale=0.3, size=n),
+            "flag": rng.random(n) < 0.3,
+            "count": rng.poisson(4, n),
+        }
+    )
 
 
-SETTINGS = dict(epochs=12, hidden=[64, 64], latent_dim=8, batch_size=256, seed=0, patience=100, device="cuda")
+SETTINGS = dict(
+    epochs=12, hidden=[64, 64], latent_dim=8, batch_size=256, seed=0, patience=100, device="cuda"
+)
 
 
 @pytest.mark.parametrize("model", ["vae", "ae"])
@@ -34,7 +43,7 @@ def test_graphed_steps_train_like_eager_ones(model, monkeypatch):
     monkeypatch.setenv("SYNTHGEN_CUDA_GRAPH", "0")
     eager = Synthesizer(model, **SETTINGS).fit(df, progress=False)
     assert graphed.training.device.startswith("cuda") and graphed.training.precision == "bf16 mixed"
-    steps_per_epoch = (graphed.training.train_rows // 256)
+    steps_per_epoch = graphed.training.train_rows // 256
     # all full batches but the warm-up steps and the captures (one per KL warm-up epoch) are replays
     assert graphed.training.graphed_steps >= 12 * steps_per_epoch - 3 - 10 - 12
     assert eager.training.graphed_steps == 0
@@ -87,7 +96,9 @@ def test_model_trained_on_gpu_samples_on_cpu(tmp_path):
 
 def test_repeated_fits_do_not_grow_gpu_memory():
     df = table(3000)
-    Synthesizer("vae", **SETTINGS).fit(df, progress=False)  # the first fit sets up cuBLAS workspaces for good
+    Synthesizer("vae", **SETTINGS).fit(
+        df, progress=False
+    )  # the first fit sets up cuBLAS workspaces for good
     gc.collect()
     before = torch.cuda.memory_allocated()
     for _ in range(3):

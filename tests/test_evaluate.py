@@ -16,16 +16,23 @@ def mixed_table(n: int = 1500, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=n)
     group = np.where(x + rng.normal(scale=0.5, size=n) > 0, "high", "low")
-    return pd.DataFrame({
-        "x": np.round(x, 3),
-        "y": np.round(3 * x + rng.normal(scale=0.3, size=n), 2),
-        "group": group,
-        "level": rng.choice(["a", "b", "c", "d"], n),
-        "income": np.where(rng.random(n) < 0.1, np.nan, np.round(rng.lognormal(3, 1, n), 1)),
-        "city": pd.Series(rng.choice(["Oslo", "Lima", None], n, p=[0.5, 0.4, 0.1]), dtype=object),
-        "joined": pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 1000, n), unit="D"),
-        "day": (pd.Timestamp("2021-01-01") + pd.to_timedelta(rng.integers(0, 300, n), unit="D")).strftime("%Y-%m-%d"),
-    })
+    return pd.DataFrame(
+        {
+            "x": np.round(x, 3),
+            "y": np.round(3 * x + rng.normal(scale=0.3, size=n), 2),
+            "group": group,
+            "level": rng.choice(["a", "b", "c", "d"], n),
+            "income": np.where(rng.random(n) < 0.1, np.nan, np.round(rng.lognormal(3, 1, n), 1)),
+            "city": pd.Series(
+                rng.choice(["Oslo", "Lima", None], n, p=[0.5, 0.4, 0.1]), dtype=object
+            ),
+            "joined": pd.Timestamp("2020-01-01")
+            + pd.to_timedelta(rng.integers(0, 1000, n), unit="D"),
+            "day": (
+                pd.Timestamp("2021-01-01") + pd.to_timedelta(rng.integers(0, 300, n), unit="D")
+            ).strftime("%Y-%m-%d"),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,22 +45,41 @@ def test_identical_tables_score_about_one(table):
     train, holdout = table
     ev = evaluate(train, train.copy(), schema=infer_schema(train))
     q = ev["quality"]
-    assert q["overall"] > 0.99 and q["column_shapes"] > 0.99 and q["column_pair_trends_all_pairs"] > 0.99
+    assert (
+        q["overall"] > 0.99
+        and q["column_shapes"] > 0.99
+        and q["column_pair_trends_all_pairs"] > 0.99
+    )
     assert ev["detection"]["score"] > 0.9
     assert ev["diagnostic"]["data_validity"] == 1.0
 
 
 def test_independent_fresh_rows_are_private_and_useful(table):
     train, holdout = table
-    fresh = mixed_table(2400, seed=9)  # same process, never-seen rows: what an ideal generator would write
-    ev = evaluate(train, fresh, holdout=holdout, target="group", schema=infer_schema(train),
-                  gate={"max_exact_copy_share": "natural", "min_dcr_ratio": 0.8})
+    fresh = mixed_table(
+        2400, seed=9
+    )  # same process, never-seen rows: what an ideal generator would write
+    ev = evaluate(
+        train,
+        fresh,
+        holdout=holdout,
+        target="group",
+        schema=infer_schema(train),
+        gate={"max_exact_copy_share": "natural", "min_dcr_ratio": 0.8},
+    )
     # An ideal generator: marginals and aligned pair trends near 1. The official pair score is not: SDMetrics
     # bins each table on its own min/max, so fresh rows from the very same process score ~0.72-0.82 on x x group.
-    assert ev["quality"]["column_shapes"] > 0.95 and ev["quality"]["column_pair_trends_aligned"] > 0.95
-    assert ev["quality"]["column_pair_trends_aligned"] > ev["quality"]["column_pair_trends_all_pairs"]
+    assert (
+        ev["quality"]["column_shapes"] > 0.95 and ev["quality"]["column_pair_trends_aligned"] > 0.95
+    )
+    assert (
+        ev["quality"]["column_pair_trends_aligned"] > ev["quality"]["column_pair_trends_all_pairs"]
+    )
     assert ev["detection"]["score"] > 0.8
-    assert 0.85 < ev["privacy"]["dcr_ratio"] < 1.2 and 0.4 < ev["privacy"]["closer_to_train_share"] < 0.6
+    assert (
+        0.85 < ev["privacy"]["dcr_ratio"] < 1.2
+        and 0.4 < ev["privacy"]["closer_to_train_share"] < 0.6
+    )
     assert ev["utility"]["task"] == "classification" and ev["utility"]["ratio"] > 0.95
     assert ev["privacy_gate"]["passed"] is True
 
@@ -71,18 +97,28 @@ def test_shuffled_and_constant_columns_score_low(table):
     assert ev["detection"]["score"] < 0.2  # a tree sees the broken relation at once
     constant = train.copy()
     constant["level"] = "a"
-    cols = {c["column"]: c["score"] for c in evaluate(train, constant, schema=schema, detection=False)["quality"]["columns"]}
+    cols = {
+        c["column"]: c["score"]
+        for c in evaluate(train, constant, schema=schema, detection=False)["quality"]["columns"]
+    }
     assert cols["level"] < 0.35 and cols["x"] > 0.99
 
 
 def test_copying_the_training_table_trips_the_privacy_gate(table):
     train, holdout = table
-    ev = evaluate(train, train.sample(frac=1, random_state=2), holdout=holdout, schema=infer_schema(train),
-                  gate={"max_exact_copy_share": "natural", "min_dcr_ratio": 0.8})
+    ev = evaluate(
+        train,
+        train.sample(frac=1, random_state=2),
+        holdout=holdout,
+        schema=infer_schema(train),
+        gate={"max_exact_copy_share": "natural", "min_dcr_ratio": 0.8},
+    )
     assert ev["privacy"]["exact_copy_share"] == 1.0 and ev["privacy"]["dcr_ratio"] == 0.0
     assert ev["privacy_gate"]["passed"] is False
     assert {c["check"]: c["passed"] for c in ev["privacy_gate"]["checks"]} == {
-        "exact copies of training rows": False, "DCR ratio (synthetic / holdout median)": False}
+        "exact copies of training rows": False,
+        "DCR ratio (synthetic / holdout median)": False,
+    }
 
 
 def test_exact_copies_ignore_dtype_differences():
@@ -98,11 +134,14 @@ def test_large_tables_are_scored_on_a_seeded_sample(table):
     assert ev["rows"]["scored_real"] == 500 and ev["rows"]["sampled"] and ev["rows"]["real"] == 2400
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda df: df.drop(columns=["x"]), "missing x"),
-    (lambda df: df.assign(extra=1), "extra extra"),
-    (lambda df: df.iloc[:0], "synthetic table has no rows"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda df: df.drop(columns=["x"]), "missing x"),
+        (lambda df: df.assign(extra=1), "extra extra"),
+        (lambda df: df.iloc[:0], "synthetic table has no rows"),
+    ],
+)
 def test_bad_inputs_are_clear_errors(table, change, message):
     train, _ = table
     with pytest.raises(UserError, match=message):
@@ -112,40 +151,111 @@ def test_bad_inputs_are_clear_errors(table, change, message):
 def test_report_is_complete_for_mixed_tables(table, tmp_path):
     train, holdout = table
     schema = infer_schema(train)
-    ev = evaluate(train, mixed_table(2400, seed=5), holdout=holdout, target="income", schema=schema,
-                  gate={"max_exact_copy_share": 0.0})
-    report = {"dataset": "mixed", "run_id": "test", "primary_model": "vae", "input": {"path": "mixed.parquet", "rows": 3000},
-              "schema": schema.explain(), "models": {"vae": {"evaluation": ev, "sample": {"rows": 2400}}}}
+    ev = evaluate(
+        train,
+        mixed_table(2400, seed=5),
+        holdout=holdout,
+        target="income",
+        schema=schema,
+        gate={"max_exact_copy_share": 0.0},
+    )
+    report = {
+        "dataset": "mixed",
+        "run_id": "test",
+        "primary_model": "vae",
+        "input": {"path": "mixed.parquet", "rows": 3000},
+        "schema": schema.explain(),
+        "models": {"vae": {"evaluation": ev, "sample": {"rows": 2400}}},
+    }
     paths = write_report(report, tmp_path)
     saved = json.loads(paths["json"].read_text())
-    assert saved["verdict"]["privacy_gate"] == "passed" and saved["verdict"]["quality"] in ("good", "fair", "poor")
+    assert saved["verdict"]["privacy_gate"] == "passed" and saved["verdict"]["quality"] in (
+        "good",
+        "fair",
+        "poor",
+    )
     ev_saved = saved["models"]["vae"]["evaluation"]
-    assert set(ev_saved) >= {"quality", "diagnostic", "detection", "privacy", "utility", "distributions", "associations",
-                             "privacy_gate", "rows", "sdmetrics_version", "seconds"}
+    assert set(ev_saved) >= {
+        "quality",
+        "diagnostic",
+        "detection",
+        "privacy",
+        "utility",
+        "distributions",
+        "associations",
+        "privacy_gate",
+        "rows",
+        "sdmetrics_version",
+        "seconds",
+    }
     assert ev_saved["utility"]["task"] == "regression"
-    assert set(ev_saved["distributions"]) == {"x", "y", "group", "level", "income", "city", "joined", "day"}
+    assert set(ev_saved["distributions"]) == {
+        "x",
+        "y",
+        "group",
+        "level",
+        "income",
+        "city",
+        "joined",
+        "day",
+    }
     assert ev_saved["distributions"]["income"]["missing"][0] > 0.05
     page = paths["html"].read_text()
-    for section in ("Models side by side", "Columns, worst first", "Pair trends", "Privacy", "Utility", "Data lineage"):
+    for section in (
+        "Models side by side",
+        "Columns, worst first",
+        "Pair trends",
+        "Privacy",
+        "Utility",
+        "Data lineage",
+    ):
         assert section in page
-    assert "<script src=" not in page and '<link rel="stylesheet"' not in page  # self-contained: opens offline
+    assert (
+        "<script src=" not in page and '<link rel="stylesheet"' not in page
+    )  # self-contained: opens offline
     assert "<script" not in page and page.count("<svg") >= 10  # inline SVG figures, no JavaScript
     assert len(page.encode()) < 400_000  # an inlined plotly.js made every page about 5 MB
     assert "report.html" in paths["md"].read_text()
     assert "The VAE draws z from its N(0, I) prior" in page
-    fitted = render_html({**report, "config": {"model": {"prior": "fitted"}}})  # the page says where z came from
-    assert "fitted to its aggregate posterior" in fitted and "The VAE draws z from its N(0, I) prior" not in fitted
+    fitted = render_html(
+        {**report, "config": {"model": {"prior": "fitted"}}}
+    )  # the page says where z came from
+    assert (
+        "fitted to its aggregate posterior" in fitted
+        and "The VAE draws z from its N(0, I) prior" not in fitted
+    )
     # each model's recorded settings win over the run config (a `vae:` section may differ from the shared settings)
-    both = {"vae": {"evaluation": ev, "settings": {"prior": "fitted"}}, "ae": {"evaluation": ev, "settings": {"prior": "standard"}}}
+    both = {
+        "vae": {"evaluation": ev, "settings": {"prior": "fitted"}},
+        "ae": {"evaluation": ev, "settings": {"prior": "standard"}},
+    }
     page = render_html({**report, "config": {"model": {"prior": "standard"}}, "models": both})
-    assert "fitted to its aggregate posterior" in page and "this run samples it from N(0, I)" in page
-    contrast = {**both, "ae": {"evaluation": ev, "settings": {"prior": "fitted"}},
-                "ae-standard": {"evaluation": ev, "settings": {"prior": "standard"}, "published": False}}
+    assert (
+        "fitted to its aggregate posterior" in page and "this run samples it from N(0, I)" in page
+    )
+    contrast = {
+        **both,
+        "ae": {"evaluation": ev, "settings": {"prior": "fitted"}},
+        "ae-standard": {"evaluation": ev, "settings": {"prior": "standard"}, "published": False},
+    }
     page = render_html({**report, "models": contrast})
-    assert "fitted to its training codes, and in the row &quot;AE, z ~ N(0, I)&quot; from N(0, I)" in page
-    assert "rows not published" in page and "AE, z ~ N(0, I)" in page and "calibrate_marginals" not in page
-    contrast["vae"] = {"evaluation": ev, "settings": {"prior": "standard", "calibrate_marginals": True}}
-    assert "The columns of the VAE are calibrated to the distributions of the training columns" in render_html({**report, "models": contrast})
+    assert (
+        "fitted to its training codes, and in the row &quot;AE, z ~ N(0, I)&quot; from N(0, I)"
+        in page
+    )
+    assert (
+        "rows not published" in page
+        and "AE, z ~ N(0, I)" in page
+        and "calibrate_marginals" not in page
+    )
+    contrast["vae"] = {
+        "evaluation": ev,
+        "settings": {"prior": "standard", "calibrate_marginals": True},
+    }
+    assert (
+        "The columns of the VAE are calibrated to the distributions of the training columns"
+        in render_html({**report, "models": contrast})
+    )
 
 
 def test_cli_evaluate_any_two_tables(table, tmp_path):
@@ -154,18 +264,54 @@ def test_cli_evaluate_any_two_tables(table, tmp_path):
     holdout.to_parquet(tmp_path / "holdout.parquet")
     mixed_table(2400, seed=3).to_csv(tmp_path / "other_tool.csv", index=False)
     cli = [sys.executable, "-m", "synthgen.cli", "evaluate"]
-    ok = subprocess.run(cli + [str(tmp_path / "real.parquet"), str(tmp_path / "other_tool.csv"), "--holdout",
-                               str(tmp_path / "holdout.parquet"), "--target", "group", "--out", str(tmp_path / "rep"), "-q"],
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        cli
+        + [
+            str(tmp_path / "real.parquet"),
+            str(tmp_path / "other_tool.csv"),
+            "--holdout",
+            str(tmp_path / "holdout.parquet"),
+            "--target",
+            "group",
+            "--out",
+            str(tmp_path / "rep"),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "rep" / "report.html").exists() and "overall" in ok.stdout
-    copy = subprocess.run(cli + [str(tmp_path / "real.parquet"), str(tmp_path / "real.parquet"), "--holdout",
-                                 str(tmp_path / "holdout.parquet"), "--gate-max-copies", "natural", "--out",
-                                 str(tmp_path / "rep2"), "-q"], capture_output=True, text=True)
+    copy = subprocess.run(
+        cli
+        + [
+            str(tmp_path / "real.parquet"),
+            str(tmp_path / "real.parquet"),
+            "--holdout",
+            str(tmp_path / "holdout.parquet"),
+            "--gate-max-copies",
+            "natural",
+            "--out",
+            str(tmp_path / "rep2"),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert copy.returncode == 1 and "privacy gate failed" in copy.stderr
     train.drop(columns=["x"]).to_parquet(tmp_path / "bad.parquet")
-    bad = subprocess.run(cli + [str(tmp_path / "real.parquet"), str(tmp_path / "bad.parquet"), "--out", str(tmp_path / "rep3")],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        cli
+        + [
+            str(tmp_path / "real.parquet"),
+            str(tmp_path / "bad.parquet"),
+            "--out",
+            str(tmp_path / "rep3"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
-        "error: the synthetic table's columns do not match the real table's: missing x"]
+        "error: the synthetic table's columns do not match the real table's: missing x"
+    ]
     assert not (tmp_path / "rep3").exists()

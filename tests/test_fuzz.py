@@ -23,16 +23,60 @@ from synthgen.evaluate import evaluate
 pytestmark = pytest.mark.slow
 
 PROFILE = os.environ.get("SYNTHGEN_FUZZ", "fast")
-settings.register_profile("fast", max_examples=15, derandomize=True, deadline=None, print_blob=True,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("long", max_examples=300, deadline=None, print_blob=True,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile(
+    "fast",
+    max_examples=15,
+    derandomize=True,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "long",
+    max_examples=300,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 MAX_ROWS, MAX_COLUMNS = (120, 24) if PROFILE == "fast" else (300, 200)
 
-KINDS = ["float", "float_inf", "float_huge", "int", "int_limits", "nullable_int", "bool", "nullable_bool", "category",
-         "unicode", "free_text", "category_dtype", "datetime", "datetime_tz", "date", "decimal", "nested", "empty",
-         "constant", "mixed_objects", "date_text"]
-WORDS = ["α", "béta", "日本", "🙂 smile", "", " ", "a,b", 'quo"te', "line\nbreak", "x" * 300, "NULL", "nan"]
+KINDS = [
+    "float",
+    "float_inf",
+    "float_huge",
+    "int",
+    "int_limits",
+    "nullable_int",
+    "bool",
+    "nullable_bool",
+    "category",
+    "unicode",
+    "free_text",
+    "category_dtype",
+    "datetime",
+    "datetime_tz",
+    "date",
+    "decimal",
+    "nested",
+    "empty",
+    "constant",
+    "mixed_objects",
+    "date_text",
+]
+WORDS = [
+    "α",
+    "béta",
+    "日本",
+    "🙂 smile",
+    "",
+    " ",
+    "a,b",
+    'quo"te',
+    "line\nbreak",
+    "x" * 300,
+    "NULL",
+    "nan",
+]
 
 
 def column(kind: str, n: int, rng: np.random.Generator, missing: float) -> pd.Series:
@@ -51,7 +95,11 @@ def column(kind: str, n: int, rng: np.random.Generator, missing: float) -> pd.Se
         s = pd.Series(rng.integers(-50, 50, n))
     elif kind == "int_limits":
         top = np.iinfo(np.int64).max
-        s = pd.Series(np.where(rng.random(n) < 0.5, top - rng.integers(0, 10, n), -top + rng.integers(0, 10, n)))
+        s = pd.Series(
+            np.where(
+                rng.random(n) < 0.5, top - rng.integers(0, 10, n), -top + rng.integers(0, 10, n)
+            )
+        )
     elif kind == "nullable_int":
         s = pd.Series(pd.array(rng.integers(0, 1000, n), dtype="Int64"))
         s[holes] = pd.NA
@@ -67,19 +115,39 @@ def column(kind: str, n: int, rng: np.random.Generator, missing: float) -> pd.Se
     elif kind == "unicode":
         s = pd.Series(rng.choice(WORDS, n), dtype=object)
     elif kind == "free_text":
-        s = pd.Series([f"note {rng.integers(1e9)} {rng.choice(WORDS)}" for _ in range(n)], dtype=object)
+        s = pd.Series(
+            [f"note {rng.integers(1e9)} {rng.choice(WORDS)}" for _ in range(n)], dtype=object
+        )
     elif kind == "category_dtype":
-        s = pd.Series(pd.Categorical(rng.choice(["lo", "mid", "hi"], n), categories=["lo", "mid", "hi", "unused"]))
+        s = pd.Series(
+            pd.Categorical(
+                rng.choice(["lo", "mid", "hi"], n), categories=["lo", "mid", "hi", "unused"]
+            )
+        )
     elif kind == "datetime":
-        s = pd.Series(pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 10**6, n), unit="min"))
+        s = pd.Series(
+            pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 10**6, n), unit="min")
+        )
     elif kind == "datetime_tz":
-        s = pd.Series(pd.Timestamp("2020-01-01", tz="America/New_York") + pd.to_timedelta(rng.integers(0, 10**5, n), unit="h"))
+        s = pd.Series(
+            pd.Timestamp("2020-01-01", tz="America/New_York")
+            + pd.to_timedelta(rng.integers(0, 10**5, n), unit="h")
+        )
     elif kind == "date":
-        s = pd.Series([dt.date(2000, 1, 1) + dt.timedelta(days=int(d)) for d in rng.integers(0, 9000, n)], dtype=object)
+        s = pd.Series(
+            [dt.date(2000, 1, 1) + dt.timedelta(days=int(d)) for d in rng.integers(0, 9000, n)],
+            dtype=object,
+        )
     elif kind == "decimal":
-        s = pd.Series([decimal.Decimal(int(v)).scaleb(-2) for v in rng.integers(-10**6, 10**6, n)], dtype=object)
+        s = pd.Series(
+            [decimal.Decimal(int(v)).scaleb(-2) for v in rng.integers(-(10**6), 10**6, n)],
+            dtype=object,
+        )
     elif kind == "nested":
-        s = pd.Series([[int(v), {"k": int(v)}] if v % 2 else {"a": [1, 2]} for v in rng.integers(0, 100, n)], dtype=object)
+        s = pd.Series(
+            [[int(v), {"k": int(v)}] if v % 2 else {"a": [1, 2]} for v in rng.integers(0, 100, n)],
+            dtype=object,
+        )
     elif kind == "empty":
         return pd.Series([None] * n, dtype=object)
     elif kind == "constant":
@@ -87,8 +155,12 @@ def column(kind: str, n: int, rng: np.random.Generator, missing: float) -> pd.Se
     elif kind == "mixed_objects":
         s = pd.Series([int(v) if v % 3 else f"v{v}" for v in rng.integers(0, 30, n)], dtype=object)
     elif kind == "date_text":
-        s = pd.Series((pd.Timestamp("2021-06-01") + pd.to_timedelta(rng.integers(0, 400, n), unit="D")).strftime("%d/%m/%Y"),
-                      dtype=object)
+        s = pd.Series(
+            (
+                pd.Timestamp("2021-06-01") + pd.to_timedelta(rng.integers(0, 400, n), unit="D")
+            ).strftime("%d/%m/%Y"),
+            dtype=object,
+        )
     else:
         raise AssertionError(kind)
     if missing and s.dtype != bool:
@@ -103,7 +175,9 @@ def tables(draw) -> pd.DataFrame:
     missing = draw(st.sampled_from([0.0, 0.0, 0.05, 0.5, 0.97]))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({f"{kind}_{j}": column(kind, n_rows, rng, missing) for j, kind in enumerate(kinds)})
+    return pd.DataFrame(
+        {f"{kind}_{j}": column(kind, n_rows, rng, missing) for j, kind in enumerate(kinds)}
+    )
 
 
 @settings(settings.get_profile(PROFILE))
@@ -122,8 +196,14 @@ def test_any_table_fits_samples_saves_loads_and_evaluates(tmp_path_factory, df, 
     again = Synthesizer.load(folder / "m").sample(37, seed=1)
     pd.testing.assert_frame_equal(out, again)
     try:
-        ev = evaluate(df, out, schema=synth.schema, max_rows=200, holdout=df if len(df) >= 2 else None,
-                      target=df.columns[0] if synth.schema.columns[0].modelled else None)
+        ev = evaluate(
+            df,
+            out,
+            schema=synth.schema,
+            max_rows=200,
+            holdout=df if len(df) >= 2 else None,
+            target=df.columns[0] if synth.schema.columns[0].modelled else None,
+        )
     except UserError as exc:
         event(f"evaluation refused: {str(exc)[:60]}")
         return

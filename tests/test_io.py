@@ -7,7 +7,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from synthgen.errors import UserError
-from synthgen.io import ParquetStreamWriter, atomic_path, read_table, source_fingerprint, write_parquet
+from synthgen.io import (
+    ParquetStreamWriter,
+    atomic_path,
+    read_table,
+    source_fingerprint,
+    write_parquet,
+)
 
 
 @pytest.fixture()
@@ -40,6 +46,7 @@ def _file(name: str, content: str):
     def make(p):
         (p / name).write_text(content)
         return p / name
+
     return make
 
 
@@ -48,15 +55,18 @@ def _folder(p):
     return p / "empty"
 
 
-@pytest.mark.parametrize("setup, message", [
-    (lambda p: p / "missing.csv", "no such file"),
-    (_file("t.xlsx", "x"), "unknown file type"),
-    (_file("t.parquet", "not parquet"), "cannot read as parquet"),
-    (_file("t.csv", "a,b\n"), "table has no rows"),
-    (_file("t.csv", "a,a\n1,2\n"), "duplicate column names: a"),
-    (_file("t.jsonl", "{bad json\n"), "cannot read as jsonl"),
-    (_folder, "folder holds no .parquet files"),
-])
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda p: p / "missing.csv", "no such file"),
+        (_file("t.xlsx", "x"), "unknown file type"),
+        (_file("t.parquet", "not parquet"), "cannot read as parquet"),
+        (_file("t.csv", "a,b\n"), "table has no rows"),
+        (_file("t.csv", "a,a\n1,2\n"), "duplicate column names: a"),
+        (_file("t.jsonl", "{bad json\n"), "cannot read as jsonl"),
+        (_folder, "folder holds no .parquet files"),
+    ],
+)
 def test_bad_input_is_one_clear_error(tmp_path, setup, message):
     path = setup(tmp_path)
     with pytest.raises(UserError, match=message) as info:
@@ -71,20 +81,26 @@ def test_no_columns_and_duplicate_columns_in_dataframes():
         read_table(pd.DataFrame([[1, 2]], columns=["a", "a"]))
 
 
-@pytest.mark.parametrize("content, name, message", [
-    (None, "missing.csv", "no such file"),
-    ("a,b\n", "t.csv", "table has no rows"),
-    ("a,a\n1,2\n", "t.csv", "duplicate column names"),
-    ("x", "t.parquet", "cannot read as parquet"),
-    ("x", "t.xyz", "unknown file type"),
-])
+@pytest.mark.parametrize(
+    "content, name, message",
+    [
+        (None, "missing.csv", "no such file"),
+        ("a,b\n", "t.csv", "table has no rows"),
+        ("a,a\n1,2\n", "t.csv", "duplicate column names"),
+        ("x", "t.parquet", "cannot read as parquet"),
+        ("x", "t.xyz", "unknown file type"),
+    ],
+)
 def test_cli_bad_input_exit_code_2_one_line_no_output(tmp_path, content, name, message):
     path = tmp_path / name
     if content is not None:
         path.write_text(content)
     out = tmp_path / "meta.json"
-    proc = subprocess.run([sys.executable, "-m", "synthgen.cli", "schema", str(path), "--metadata-out", str(out)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "synthgen.cli", "schema", str(path), "--metadata-out", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
@@ -106,7 +122,14 @@ def test_stream_writer_appends_row_groups_and_is_atomic(tmp_path):
     target = tmp_path / "big.parquet"
     with ParquetStreamWriter(target) as writer:
         for i in range(5):
-            writer.write(pd.DataFrame({"i": range(i * 100, (i + 1) * 100), "s": [None] * 100 if i == 0 else ["x"] * 100}))
+            writer.write(
+                pd.DataFrame(
+                    {
+                        "i": range(i * 100, (i + 1) * 100),
+                        "s": [None] * 100 if i == 0 else ["x"] * 100,
+                    }
+                )
+            )
             assert not target.exists()  # only the temporary file exists until the end
     meta = pq.ParquetFile(target).metadata
     assert meta.num_row_groups == 5 and meta.num_rows == 500
@@ -143,8 +166,12 @@ def test_schema_cli_prints_json_and_sdv_metadata(tmp_path, demo_df):
     path = tmp_path / "demo.csv"
     demo_df.to_csv(path, index=False)
     meta = tmp_path / "meta.json"
-    proc = subprocess.run([sys.executable, "-m", "synthgen.cli", "schema", str(path), "--metadata-out", str(meta)],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "synthgen.cli", "schema", str(path), "--metadata-out", str(meta)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     out = json.loads(proc.stdout)
     assert out["columns"]["tenure"]["kind"] == "numerical" and out["columns"]["tenure"]["integer"]
     assert out["columns"]["female"]["kind"] == "categorical"
@@ -170,18 +197,35 @@ def test_written_files_follow_the_umask(tmp_path, small):
 def test_run_config_model_sections_apply_to_one_model_only(tmp_path):
     from synthgen.config import load_run_config
 
-    cfg = load_run_config(None, input="t.csv", model={"epochs": 5, "beta": 0.9, "vae": {"prior": "fitted", "beta": 0.8}})
+    cfg = load_run_config(
+        None,
+        input="t.csv",
+        model={"epochs": 5, "beta": 0.9, "vae": {"prior": "fitted", "beta": 0.8}},
+    )
     vae, ae = cfg.model_settings("vae"), cfg.model_settings("ae")
     assert (vae.epochs, vae.beta, vae.prior) == (5, 0.8, "fitted")
-    assert (ae.epochs, ae.beta, ae.prior) == (5, 0.9, "fitted")  # the AE's own default prior, the shared beta
+    assert (ae.epochs, ae.beta, ae.prior) == (
+        5,
+        0.9,
+        "fitted",
+    )  # the AE's own default prior, the shared beta
     cfg = load_run_config(None, input="t.csv", model={"ae": {"prior": "standard"}})
-    assert cfg.model_settings("vae").prior == "standard" and cfg.model_settings("ae").prior == "standard"
+    assert (
+        cfg.model_settings("vae").prior == "standard"
+        and cfg.model_settings("ae").prior == "standard"
+    )
     # an override (a CLI option, a flow parameter) merges into the file's section instead of replacing it
     path = tmp_path / "run.yaml"
     path.write_text("input: t.csv\nmodel:\n  epochs: 3\n  vae: {beta: 0.8}\n")
     cfg = load_run_config(str(path), model={"epochs": 4, "vae": {"prior": "fitted"}})
-    assert (cfg.model_settings("vae").beta, cfg.model_settings("vae").prior, cfg.model_settings("vae").epochs) == (0.8, "fitted", 4)
-    with pytest.raises(UserError, match="bad ae settings: betta: unknown setting"):  # checked even when not run
+    assert (
+        cfg.model_settings("vae").beta,
+        cfg.model_settings("vae").prior,
+        cfg.model_settings("vae").epochs,
+    ) == (0.8, "fitted", 4)
+    with pytest.raises(
+        UserError, match="bad ae settings: betta: unknown setting"
+    ):  # checked even when not run
         load_run_config(None, input="t.csv", models=["vae"], model={"ae": {"betta": 1}})
     with pytest.raises(UserError, match="model.vae must be a mapping"):
         load_run_config(None, input="t.csv", model={"vae": 0.8})

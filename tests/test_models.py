@@ -16,16 +16,18 @@ from synthgen.transform import TableTransformer
 def tiny_table(n: int = 300, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=n)
-    return pd.DataFrame({
-        "key": [f"A{i:04d}" for i in range(n)],
-        "x": np.round(x, 3),
-        "y": np.round(2 * x + rng.normal(scale=0.1, size=n), 2),
-        "count": rng.poisson(3, n),
-        "color": rng.choice(["red", "green", "blue"], n),
-        "flag": rng.random(n) < 0.3,
-        "maybe": np.where(rng.random(n) < 0.2, np.nan, rng.gamma(2, 2, n).round(1)),
-        "when": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 365, n), unit="D"),
-    })
+    return pd.DataFrame(
+        {
+            "key": [f"A{i:04d}" for i in range(n)],
+            "x": np.round(x, 3),
+            "y": np.round(2 * x + rng.normal(scale=0.1, size=n), 2),
+            "count": rng.poisson(3, n),
+            "color": rng.choice(["red", "green", "blue"], n),
+            "flag": rng.random(n) < 0.3,
+            "maybe": np.where(rng.random(n) < 0.2, np.nan, rng.gamma(2, 2, n).round(1)),
+            "when": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 365, n), unit="D"),
+        }
+    )
 
 
 def encoded(df):
@@ -45,7 +47,11 @@ def test_shapes_and_loss_parts(model_cls):
     assert torch.allclose(parts["parts"].sum(), parts["reconstruction"])
     codes, variances = model.codes(x[:32])
     assert codes.shape == (32, 4)
-    assert (variances is None) if model_cls is AE else (variances.shape == (32, 4) and (variances > 0).all())
+    assert (
+        (variances is None)
+        if model_cls is AE
+        else (variances.shape == (32, 4) and (variances > 0).all())
+    )
     out_t = model.decoder.forward_t(codes)
     assert out_t.shape == (model.likelihood.out_width, 32)
     drawn = model.likelihood.sample(out_t).T
@@ -61,7 +67,9 @@ def test_inference_decoder_matches_forward(activation, norm):
     """Sampling's transposed, in-place decoder computes what the training forward does."""
     tt, _ = encoded(tiny_table())
     torch.manual_seed(0)
-    model = VAE(tt.layout, ModelSettings(latent_dim=4, hidden=[32, 16], activation=activation, norm=norm)).eval()
+    model = VAE(
+        tt.layout, ModelSettings(latent_dim=4, hidden=[32, 16], activation=activation, norm=norm)
+    ).eval()
     z = torch.randn(50, 4)
     with torch.no_grad():
         expected = model.decoder(z)
@@ -80,7 +88,9 @@ def test_vae_has_positive_kl_and_ae_has_none():
     assert vae_parts["kl"] > 0
     assert "kl" not in ae_parts and torch.allclose(ae_loss, ae_parts["reconstruction"])
     assert ae.likelihood.continuous == "mse" and vae.likelihood.continuous == "gaussian"
-    assert isinstance(vae.encoder.net[-1], torch.nn.Linear) and vae.encoder.net[-1].out_features == 8  # mean, log-var
+    assert (
+        isinstance(vae.encoder.net[-1], torch.nn.Linear) and vae.encoder.net[-1].out_features == 8
+    )  # mean, log-var
     assert ae.encoder.net[-1].out_features == 4
 
 
@@ -88,26 +98,42 @@ def test_fitted_prior_of_a_vae_is_its_aggregate_posterior():
     """prior="fitted" on a VAE matches the mean and covariance of z over all training rows, posterior noise
     included (law of total covariance), not only the spread of the posterior means; standard stays N(0, I)."""
     df = tiny_table(400)
-    synth = Synthesizer("vae", epochs=5, latent_dim=4, hidden=[32], prior="fitted", val_fraction=0.0, precision="fp32",
-                        seed=1).fit(df, progress=False)  # every row trains, no bf16 rounding of the codes
+    synth = Synthesizer(
+        "vae",
+        epochs=5,
+        latent_dim=4,
+        hidden=[32],
+        prior="fitted",
+        val_fraction=0.0,
+        precision="fp32",
+        seed=1,
+    ).fit(df, progress=False)  # every row trains, no bf16 rounding of the codes
     prior = synth.net.prior
     with torch.no_grad():
         mu, logvar = synth.net.encode(torch.from_numpy(synth.transformer.transform(df)))
     drawn = torch.randn(200_000, 4, generator=torch.Generator().manual_seed(0))
-    z = (mu.repeat(50, 1) + torch.exp(0.5 * logvar).repeat(50, 1) * drawn[:len(mu) * 50]).double()
+    z = (mu.repeat(50, 1) + torch.exp(0.5 * logvar).repeat(50, 1) * drawn[: len(mu) * 50]).double()
     cov = prior.chol.double() @ prior.chol.double().T
     assert torch.allclose(prior.mean.double(), mu.double().mean(0), atol=1e-5)
-    assert torch.allclose(cov, torch.cov(z.T), atol=0.03 * cov.diagonal().max().item())  # a Monte Carlo check
+    assert torch.allclose(
+        cov, torch.cov(z.T), atol=0.03 * cov.diagonal().max().item()
+    )  # a Monte Carlo check
     assert (cov.diagonal() - torch.cov(mu.double().T).diagonal() > 0.5 * logvar.exp().mean(0)).all()
     assert synth.sample(50, seed=2).shape == (50, df.shape[1])
-    standard = Synthesizer("vae", epochs=1, latent_dim=4, hidden=[32], seed=1).fit(df, progress=False).net.prior
+    standard = (
+        Synthesizer("vae", epochs=1, latent_dim=4, hidden=[32], seed=1)
+        .fit(df, progress=False)
+        .net.prior
+    )
     assert torch.equal(standard.mean, torch.zeros(4)) and torch.equal(standard.chol, torch.eye(4))
 
 
 @pytest.fixture(scope="module")
 def fitted_vae():
     df = tiny_table(600)
-    return df, Synthesizer("vae", epochs=15, latent_dim=8, hidden=[64, 64], seed=3).fit(df, progress=False)
+    return df, Synthesizer("vae", epochs=15, latent_dim=8, hidden=[64, 64], seed=3).fit(
+        df, progress=False
+    )
 
 
 def test_sample_has_columns_dtypes_rows_and_categories(fitted_vae):
@@ -128,7 +154,7 @@ def test_seeds_reproduce_on_cpu():
     df = tiny_table(400)
     a = Synthesizer("vae", epochs=5, hidden=[32], seed=7).fit(df, progress=False)
     b = Synthesizer("vae", epochs=5, hidden=[32], seed=7).fit(df, progress=False)
-    for (k, va), vb in zip(a.net.state_dict().items(), b.net.state_dict().values()):
+    for (k, va), vb in zip(a.net.state_dict().items(), b.net.state_dict().values(), strict=False):
         assert torch.equal(va, vb), k
     pd.testing.assert_frame_equal(a.sample(500, seed=2), b.sample(500, seed=2))
     assert not a.sample(500, seed=2).equals(a.sample(500, seed=3))
@@ -139,7 +165,9 @@ def test_first_fit_in_a_process_trains_the_same_model(monkeypatch):
     from synthgen.runtime import fast_bf16
 
     monkeypatch.setenv("SYNTHGEN_PRECISION", "auto")
-    monkeypatch.setattr("synthgen.runtime._cpu_flags", lambda: None, raising=False)  # the timing probe, as on non-Linux
+    monkeypatch.setattr(
+        "synthgen.runtime._cpu_flags", lambda: None, raising=False
+    )  # the timing probe, as on non-Linux
     df = tiny_table(200)
     fast_bf16.cache_clear()
     try:
@@ -147,7 +175,9 @@ def test_first_fit_in_a_process_trains_the_same_model(monkeypatch):
         again = Synthesizer("vae", epochs=3, hidden=[16], seed=3).fit(df, progress=False)
     finally:
         fast_bf16.cache_clear()
-    for (k, va), vb in zip(first.net.state_dict().items(), again.net.state_dict().values()):
+    for (k, va), vb in zip(
+        first.net.state_dict().items(), again.net.state_dict().values(), strict=False
+    ):
         assert torch.equal(va, vb), k
     assert first.training.precision in ("fp32", "bf16 mixed")
 
@@ -163,7 +193,9 @@ def test_small_models_train_on_one_cpu_thread_and_leave_the_callers_setting(monk
         assert small.training.cpu_threads == 1 and torch.get_num_threads() == 2
         asked = Synthesizer("vae", epochs=2, seed=0, cpu_threads=2).fit(df, progress=False)
         assert asked.training.cpu_threads == 2
-        monkeypatch.setattr(synthgen.runtime, "ONE_THREAD_PARAMS", 1_000)  # now the default network counts as large
+        monkeypatch.setattr(
+            synthgen.runtime, "ONE_THREAD_PARAMS", 1_000
+        )  # now the default network counts as large
         large = Synthesizer("vae", epochs=2, seed=0).fit(df, progress=False)
         assert large.training.cpu_threads == 2 and torch.get_num_threads() == 2
     finally:
@@ -176,7 +208,9 @@ def test_cache_key_follows_input_settings_and_training_revision(monkeypatch):
     import synthgen.synthesizer as synthesizer
 
     key = synthesizer.model_cache_key("sha", ModelSettings())
-    assert key == synthesizer.model_cache_key("sha", ModelSettings(device="cpu", checkpoint_every=3))
+    assert key == synthesizer.model_cache_key(
+        "sha", ModelSettings(device="cpu", checkpoint_every=3)
+    )
     assert key != synthesizer.model_cache_key("sha", ModelSettings(beta=0.8))
     assert key != synthesizer.model_cache_key("other", ModelSettings())
     # a model trained by older training code is not reused
@@ -193,23 +227,33 @@ def test_editing_the_metadata_retrains_the_cached_model(tmp_path, demo_df):
     settings = ModelSettings(epochs=1, hidden=[16], latent_dim=2)
 
     def fit():
-        return fit_or_reuse(table, settings, tmp_path / "models", cache_key_input="same input", metadata=str(meta))
+        return fit_or_reuse(
+            table, settings, tmp_path / "models", cache_key_input="same input", metadata=str(meta)
+        )
 
     first, second = fit(), fit()
     assert (first[2], second[2]) == (False, True) and first[1] == second[1]
-    meta.write_text(json.dumps({"columns": {"tenure": {"sdtype": "id"}}}))  # a sensitive column: no longer learned
+    meta.write_text(
+        json.dumps({"columns": {"tenure": {"sdtype": "id"}}})
+    )  # a sensitive column: no longer learned
     synth, model_dir, reused = fit()
     assert not reused and model_dir != first[1] and synth.schema["tenure"].kind == "id"
-    assert synth.info["fingerprint"] != first[0].info["fingerprint"]  # checkpoints of the old fit are not resumed
+    assert (
+        synth.info["fingerprint"] != first[0].info["fingerprint"]
+    )  # checkpoints of the old fit are not resumed
 
 
 def test_default_training_length_follows_the_table_size():
     from synthgen.train import auto_epochs
 
-    assert auto_epochs(300_000, 1024) == 30  # large tables: about ROW_VISITS rows seen, never under 30 epochs
+    assert (
+        auto_epochs(300_000, 1024) == 30
+    )  # large tables: about ROW_VISITS rows seen, never under 30 epochs
     assert auto_epochs(38_836, 1024) == 142
     assert auto_epochs(20_000, 1024) == 180  # at most MAX_EPOCHS
-    assert auto_epochs(5_071, 1024) == 120  # 5 batches an epoch: EPOCHS_PER_BATCH (24) epochs per batch
+    assert (
+        auto_epochs(5_071, 1024) == 120
+    )  # 5 batches an epoch: EPOCHS_PER_BATCH (24) epochs per batch
     assert auto_epochs(3_207, 1024) == 200  # 3 steps an epoch: at least MIN_STEPS steps
     assert auto_epochs(900, 900) == 300  # one step an epoch: up to 300 epochs
     synth = Synthesizer("vae", hidden=[16], patience=1, seed=0).fit(tiny_table(200), progress=False)
@@ -295,16 +339,28 @@ def test_ae_baseline_fits_a_gaussian_to_its_codes():
     df = tiny_table(500)
     ae = Synthesizer("ae", epochs=10, hidden=[32], latent_dim=4).fit(df, progress=False)
     assert ae.net.prior.kind == "fitted"
-    assert not torch.equal(ae.net.prior.chol, torch.eye(4))  # fitted after training, not the identity
-    standard = Synthesizer("ae", prior="standard", epochs=10, hidden=[32], latent_dim=4).fit(df, progress=False)
+    assert not torch.equal(
+        ae.net.prior.chol, torch.eye(4)
+    )  # fitted after training, not the identity
+    standard = Synthesizer("ae", prior="standard", epochs=10, hidden=[32], latent_dim=4).fit(
+        df, progress=False
+    )
     assert torch.equal(standard.net.prior.chol, torch.eye(4))
     assert len(ae.sample(100, seed=0)) == 100
     # the same weights (same seed), so the fitted AE drawn from N(0, I) is the AE trained with prior="standard"
     # (uncalibrated: a calibration is fitted to the draws of the model's own prior)
-    ae, standard = (Synthesizer("ae", prior=prior, calibrate_marginals=False, epochs=10, hidden=[32], latent_dim=4)
-                    .fit(df, progress=False) for prior in ("fitted", "standard"))
-    pd.testing.assert_frame_equal(ae.sample(200, seed=3, prior="standard"), standard.sample(200, seed=3))
-    assert ae.net.prior.kind == "fitted" and not ae.sample(200, seed=3).equals(standard.sample(200, seed=3))
+    ae, standard = (
+        Synthesizer(
+            "ae", prior=prior, calibrate_marginals=False, epochs=10, hidden=[32], latent_dim=4
+        ).fit(df, progress=False)
+        for prior in ("fitted", "standard")
+    )
+    pd.testing.assert_frame_equal(
+        ae.sample(200, seed=3, prior="standard"), standard.sample(200, seed=3)
+    )
+    assert ae.net.prior.kind == "fitted" and not ae.sample(200, seed=3).equals(
+        standard.sample(200, seed=3)
+    )
     with pytest.raises(UserError, match="prior must be"):
         ae.sample(5, prior="uniform")
 
@@ -321,9 +377,14 @@ def test_fit_on_real_table_beats_a_trivial_baseline(credit_df):
     synthetic = synth.sample(len(train), seed=1)
     # trivial baseline: every column drawn uniformly from its observed distinct values
     rng = np.random.default_rng(0)
-    trivial = pd.DataFrame({c: rng.choice(train[c].dropna().unique(), len(train)) for c in train.columns})
+    trivial = pd.DataFrame(
+        {c: rng.choice(train[c].dropna().unique(), len(train)) for c in train.columns}
+    )
     trivial = trivial.astype(train.dtypes.to_dict())
-    ours, baseline = shapes_score(train, synthetic, synth.schema), shapes_score(train, trivial, synth.schema)
+    ours, baseline = (
+        shapes_score(train, synthetic, synth.schema),
+        shapes_score(train, trivial, synth.schema),
+    )
     assert ours > 0.9 and ours > baseline + 0.15, (ours, baseline)
 
 
@@ -349,10 +410,14 @@ def test_training_resumes_from_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(train_module._ProgressBar, "update", original)
     resumed = Synthesizer("vae", **settings).fit(df, checkpoint_dir=ckpt, progress=False)
     assert resumed.training.resumed_from_epoch == 8 and resumed.training.epochs_run == 12
-    for (k, va), vb in zip(straight.net.state_dict().items(), resumed.net.state_dict().values()):
+    for (k, va), vb in zip(
+        straight.net.state_dict().items(), resumed.net.state_dict().values(), strict=False
+    ):
         assert torch.allclose(va, vb, atol=1e-6), k
     # a checkpoint of other settings is ignored, not loaded
-    other = Synthesizer("vae", **{**settings, "seed": 2}).fit(df, checkpoint_dir=ckpt, progress=False)
+    other = Synthesizer("vae", **{**settings, "seed": 2}).fit(
+        df, checkpoint_dir=ckpt, progress=False
+    )
     assert other.training.resumed_from_epoch is None
 
 
@@ -373,19 +438,32 @@ def test_cli_fit_then_sample(tmp_path):
     tiny_table(300).to_csv(data, index=False)
     model = tmp_path / "model"
     cli = [sys.executable, "-m", "synthgen.cli"]
-    fit = subprocess.run(cli + ["fit", str(data), "--out", str(model), "--epochs", "3", "--seed", "1", "-q"],
-                         capture_output=True, text=True)
+    fit = subprocess.run(
+        cli + ["fit", str(data), "--out", str(model), "--epochs", "3", "--seed", "1", "-q"],
+        capture_output=True,
+        text=True,
+    )
     assert fit.returncode == 0, fit.stderr
     assert (model / "model.safetensors").exists() and not (tmp_path / "model.ckpt").exists()
     out = tmp_path / "rows.parquet"
-    run = subprocess.run(cli + ["sample", str(model), "--rows", "2500", "--out", str(out), "--seed", "4", "-q"],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        cli + ["sample", str(model), "--rows", "2500", "--out", str(out), "--seed", "4", "-q"],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     rows = pd.read_parquet(out)
     assert len(rows) == 2500 and list(rows.columns) == list(tiny_table(5).columns)
-    bad = subprocess.run(cli + ["sample", str(tmp_path), "--rows", "5", "--out", str(tmp_path / "x.parquet")],
-                         capture_output=True, text=True)
-    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and not (tmp_path / "x.parquet").exists()
+    bad = subprocess.run(
+        cli + ["sample", str(tmp_path), "--rows", "5", "--out", str(tmp_path / "x.parquet")],
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        bad.returncode == 2
+        and bad.stderr.startswith("error: ")
+        and not (tmp_path / "x.parquet").exists()
+    )
 
 
 def test_marginal_calibration_maps_draws_to_normal_scores_and_keeps_their_order():
@@ -395,13 +473,19 @@ def test_marginal_calibration_maps_draws_to_normal_scores_and_keeps_their_order(
 
     calibration = MarginalCalibration(2)
     values = torch.tensor([[-7.0, -1.0, 0.0, 2.5, 9.0], [0.1, 0.2, 0.3, 0.4, 0.5]])
-    assert torch.allclose(calibration(values), values)  # the identity until fitted, beyond the knots too
+    assert torch.allclose(
+        calibration(values), values
+    )  # the identity until fitted, beyond the knots too
     rng = np.random.default_rng(0)
-    narrow = torch.from_numpy(0.4 * rng.standard_normal(20_000) + 1.0).float()  # too narrow and shifted
+    narrow = torch.from_numpy(
+        0.4 * rng.standard_normal(20_000) + 1.0
+    ).float()  # too narrow and shifted
     skewed = torch.from_numpy(rng.gamma(2.0, size=20_000)).float()
     used = torch.ones(2, 20_000, dtype=torch.bool)
     used[1, 500:] = False
-    assert calibration.fit(torch.stack([narrow, skewed]), used) == 1  # too few draws of the second: left as it was
+    assert (
+        calibration.fit(torch.stack([narrow, skewed]), used) == 1
+    )  # too few draws of the second: left as it was
     fresh = torch.from_numpy(0.4 * rng.standard_normal(20_000) + 1.0).float()
     mapped = calibration(torch.stack([fresh, fresh]))
     assert stats.kstest(mapped[0].numpy(), "norm").statistic < 0.02  # now standard normal
@@ -410,7 +494,9 @@ def test_marginal_calibration_maps_draws_to_normal_scores_and_keeps_their_order(
     lowest, highest = narrow.min(), narrow.max()
     outside = calibration(torch.tensor([[lowest - 1.0, highest + 2.0], [0.0, 0.0]]))[0]
     edges = calibration(torch.tensor([[lowest, highest], [0.0, 0.0]]))[0]
-    assert torch.allclose(outside - edges, torch.tensor([-1.0, 2.0]), atol=1e-5)  # shifted, not stretched
+    assert torch.allclose(
+        outside - edges, torch.tensor([-1.0, 2.0]), atol=1e-5
+    )  # shifted, not stretched
 
 
 def test_class_calibration_draws_each_class_at_its_training_share():
@@ -422,19 +508,25 @@ def test_class_calibration_draws_each_class_at_its_training_share():
     likelihood.calibration = MarginalCalibration(len(tt.layout.continuous), likelihood.n_logits)
     target = class_shares(likelihood, x)
     for block in tt.layout.discrete:  # every block's shares sum to one
-        assert abs(float(target[block.out_start:block.out_start + block.n_classes].sum()) - 1) < 1e-5
+        assert (
+            abs(float(target[block.out_start : block.out_start + block.n_classes].sum()) - 1) < 1e-5
+        )
     gen = torch.Generator().manual_seed(0)
     n = 40_000
     # logits that vary by row and favour the first class of every block: the model's shares are off
     out_t = torch.randn(likelihood.out_width, n, generator=gen)
     out_t[[b.out_start for b in tt.layout.discrete]] += 1.5
     noise = likelihood.draw_noise(n, gen)
-    before = likelihood.sample(out_t, noise)  # identity until fitted: as an uncalibrated likelihood draws
+    before = likelihood.sample(
+        out_t, noise
+    )  # identity until fitted: as an uncalibrated likelihood draws
     assert torch.allclose(before, ColumnLikelihood(tt.layout).sample(out_t, noise), atol=1e-5)
-    gap = calibrate_classes(likelihood, out_t[:likelihood.n_logits], target)
+    gap = calibrate_classes(likelihood, out_t[: likelihood.n_logits], target)
     assert gap < 1e-3
     after = likelihood.sample(out_t, noise)
-    off_before, off_after = ((class_shares(likelihood, m.T) - target).abs().max() for m in (before, after))
+    off_before, off_after = (
+        (class_shares(likelihood, m.T) - target).abs().max() for m in (before, after)
+    )
     assert off_before > 0.1 and off_after < 0.015, (off_before, off_after)
 
 
@@ -442,29 +534,44 @@ def test_calibrated_marginals_match_the_training_column_with_the_model_s_ranks(t
     from scipy import stats
 
     df = tiny_table(2000)
-    settings = dict(epochs=5, hidden=[32], latent_dim=4, seed=0)  # undertrained: its marginals are off
+    settings = dict(
+        epochs=5, hidden=[32], latent_dim=4, seed=0
+    )  # undertrained: its marginals are off
     plain = Synthesizer("vae", calibrate_marginals=False, **settings).fit(df, progress=False)
     calibrated = Synthesizer("vae", **settings).fit(df, progress=False)  # calibrated by default
     a, b = plain.sample(20_000, seed=1), calibrated.sample(20_000, seed=1)
     for col in ("x", "y"):
         ks_plain, ks_calibrated = (stats.ks_2samp(df[col], s[col]).statistic for s in (a, b))
-        assert ks_calibrated < 0.5 * ks_plain and ks_calibrated < 0.05, (col, ks_plain, ks_calibrated)
+        assert ks_calibrated < 0.5 * ks_plain and ks_calibrated < 0.05, (
+            col,
+            ks_plain,
+            ks_calibrated,
+        )
         # the same weights and draws: the calibration only moved values along the column, keeping their order
         assert stats.spearmanr(a[col], b[col]).statistic > 0.999
-    shares = [s["color"].value_counts(normalize=True).reindex(df["color"].unique(), fill_value=0) for s in (df, a, b)]
+    shares = [
+        s["color"].value_counts(normalize=True).reindex(df["color"].unique(), fill_value=0)
+        for s in (df, a, b)
+    ]
     tv_plain, tv_calibrated = (0.5 * (shares[0] - s).abs().sum() for s in shares[1:])
     assert tv_calibrated < 0.5 * tv_plain and tv_calibrated < 0.02, (tv_plain, tv_calibrated)
     loaded = Synthesizer.load(calibrated.save(tmp_path / "m"))
     pd.testing.assert_frame_equal(loaded.sample(500, seed=2), calibrated.sample(500, seed=2))
 
 
-def test_a_model_saved_before_categories_were_calibrated_loads_with_its_categories_as_drawn(tmp_path):
+def test_a_model_saved_before_categories_were_calibrated_loads_with_its_categories_as_drawn(
+    tmp_path,
+):
     from safetensors.torch import load_file, save_file
 
     from synthgen.io import source_fingerprint
 
-    synth = Synthesizer("vae", epochs=3, hidden=[16], latent_dim=4, seed=0).fit(tiny_table(), progress=False)
-    assert synth.net.likelihood.calibration.logit_shift.abs().max() > 0.01  # three epochs leave the shares off
+    synth = Synthesizer("vae", epochs=3, hidden=[16], latent_dim=4, seed=0).fit(
+        tiny_table(), progress=False
+    )
+    assert (
+        synth.net.likelihood.calibration.logit_shift.abs().max() > 0.01
+    )  # three epochs leave the shares off
     path = synth.save(tmp_path / "m")
     weights = load_file(str(path / "model.safetensors"))
     del weights["likelihood.calibration.logit_shift"]  # as stop-16 code saved it

@@ -22,8 +22,12 @@ def free_port() -> int:
 
 
 def get_json(url: str, body: dict | None = None):
-    request = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"}, method="GET" if body is None else "POST")
+    request = urllib.request.Request(
+        url,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="GET" if body is None else "POST",
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
@@ -48,11 +52,31 @@ def prefect_server(tmp_path_factory):
     """`prefect server start` on a free loopback port with its own SQLite database; stopped afterwards."""
     home = tmp_path_factory.mktemp("prefect-home")
     port = free_port()
-    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false",
-               PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home}/prefect.db")
+    env = dict(
+        os.environ,
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_UI_ENABLED="false",
+        PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home}/prefect.db",
+    )
     env.pop("PREFECT_API_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     api = f"http://127.0.0.1:{port}/api"
     try:
         wait_for(lambda: get_json(f"{api}/health") is True, 180, "the Prefect server", proc)
@@ -73,26 +97,59 @@ def test_serve_schedules_and_a_triggered_run_publishes(prefect_server, small_tab
     api, home = prefect_server
     out = tmp_path / "out"
     config = tmp_path / "nightly.yaml"
-    config.write_text(yaml.safe_dump({
-        "input": str(small_table), "dataset": "nightly", "out": str(out), "models": ["vae"], "rows": 300,
-        "model": {"epochs": 2, "hidden": [32]}, "max_eval_rows": 1000, "schedule": "0 3 * * *"}))
-    env = dict(os.environ, PREFECT_API_URL=api, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    server = subprocess.Popen([sys.executable, "-m", "synthgen.cli", "serve", str(config)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "input": str(small_table),
+                "dataset": "nightly",
+                "out": str(out),
+                "models": ["vae"],
+                "rows": 300,
+                "model": {"epochs": 2, "hidden": [32]},
+                "max_eval_rows": 1000,
+                "schedule": "0 3 * * *",
+            }
+        )
+    )
+    env = dict(
+        os.environ,
+        PREFECT_API_URL=api,
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "synthgen.cli", "serve", str(config)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
-        deployment = wait_for(lambda: get_json(f"{api}/deployments/name/generate/generate-nightly"), 120,
-                              "the served deployment", server)
+        deployment = wait_for(
+            lambda: get_json(f"{api}/deployments/name/generate/generate-nightly"),
+            120,
+            "the served deployment",
+            server,
+        )
         schedules = deployment.get("schedules") or []
-        assert [s["schedule"]["cron"] for s in schedules] == ["0 3 * * *"] and schedules[0]["active"]
+        assert [s["schedule"]["cron"] for s in schedules] == ["0 3 * * *"] and schedules[0][
+            "active"
+        ]
         assert deployment["parameters"] == {"config_file": str(config.resolve())}
 
         # trigger one run now, no waiting for cron (retried: a busy SQLite-backed server can answer 503)
-        run = wait_for(lambda: get_json(f"{api}/deployments/{deployment['id']}/create_flow_run", {}), 60,
-                       "the triggered run to be created", server)
+        run = wait_for(
+            lambda: get_json(f"{api}/deployments/{deployment['id']}/create_flow_run", {}),
+            60,
+            "the triggered run to be created",
+            server,
+        )
 
         def finished():
             state = get_json(f"{api}/flow_runs/{run['id']}")["state"]
-            return state if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
+            return (
+                state if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
+            )
 
         state = wait_for(finished, 300, "the triggered run", server)
         assert state["type"] == "COMPLETED", state
@@ -108,6 +165,11 @@ def test_serve_without_a_server_is_a_clear_error(small_table, tmp_path):
     config.write_text(yaml.safe_dump({"input": str(small_table), "schedule": "0 3 * * *"}))
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path / "home")
-    proc = subprocess.run([sys.executable, "-m", "synthgen.cli", "serve", str(config)], capture_output=True, text=True,
-                          env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "synthgen.cli", "serve", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "Prefect server" in proc.stderr.strip().splitlines()[-1]

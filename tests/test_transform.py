@@ -3,14 +3,13 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import shared_dataset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from synthgen.encoders import render_ids
 from synthgen.schema import infer_schema
 from synthgen.transform import TableTransformer, column_differences
-
-from conftest import shared_dataset
 
 NO_POOLING = dict(rare_threshold=0, max_categories=None)
 
@@ -27,36 +26,49 @@ def assert_round_trip(df: pd.DataFrame, **settings) -> None:
         if col.kind == "id":
             assert back[col.name].is_unique
             continue
-        pd.testing.assert_series_equal(df[col.name].reset_index(drop=True), back[col.name], check_names=False,
-                                       check_exact=col.kind != "numerical" or col.decimals == 0, rtol=1e-9)
+        pd.testing.assert_series_equal(
+            df[col.name].reset_index(drop=True),
+            back[col.name],
+            check_names=False,
+            check_exact=col.kind != "numerical" or col.decimals == 0,
+            rtol=1e-9,
+        )
 
 
 @st.composite
 def tables(draw):
     n = draw(st.integers(1, 40))
-    ints = st.integers(-10**6, 10**6)
+    ints = st.integers(-(10**6), 10**6)
     maybe = lambda strat, p: st.one_of(st.none(), strat) if p else strat  # noqa: E731
     with_missing = draw(st.booleans())
     decimals = draw(st.integers(0, 4))
     floats = st.floats(-1e5, 1e5, allow_nan=False).map(lambda x: round(x, decimals))
     words = st.sampled_from(["a", "b", "c", "long value", "ü", ""])
-    stamps = st.datetimes(min_value=pd.Timestamp("1990-01-01").to_pydatetime(),
-                          max_value=pd.Timestamp("2030-01-01").to_pydatetime()).map(lambda d: d.replace(microsecond=0))
+    stamps = st.datetimes(
+        min_value=pd.Timestamp("1990-01-01").to_pydatetime(),
+        max_value=pd.Timestamp("2030-01-01").to_pydatetime(),
+    ).map(lambda d: d.replace(microsecond=0))
     col = lambda strat: draw(st.lists(strat, min_size=n, max_size=n))  # noqa: E731
-    df = pd.DataFrame({
-        "word": pd.Series(col(maybe(words, with_missing)), dtype=object),
-        "int": pd.Series(col(ints), dtype="int64"),
-        "small_int": pd.Series(col(st.integers(0, 3)), dtype="int64"),
-        "nullable_int": pd.Series(col(maybe(ints, with_missing)), dtype="Int64"),
-        "flag": pd.Series(col(st.booleans()), dtype=bool),
-        "float": pd.Series(col(maybe(floats, with_missing)), dtype="float64"),
-        "when": pd.Series(col(maybe(stamps, with_missing)), dtype="datetime64[ns]"),
-        "cat": pd.Series(col(maybe(words, with_missing)), dtype="category"),
-    })
+    df = pd.DataFrame(
+        {
+            "word": pd.Series(col(maybe(words, with_missing)), dtype=object),
+            "int": pd.Series(col(ints), dtype="int64"),
+            "small_int": pd.Series(col(st.integers(0, 3)), dtype="int64"),
+            "nullable_int": pd.Series(col(maybe(ints, with_missing)), dtype="Int64"),
+            "flag": pd.Series(col(st.booleans()), dtype=bool),
+            "float": pd.Series(col(maybe(floats, with_missing)), dtype="float64"),
+            "when": pd.Series(col(maybe(stamps, with_missing)), dtype="datetime64[ns]"),
+            "cat": pd.Series(col(maybe(words, with_missing)), dtype="category"),
+        }
+    )
     return df
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(tables())
 def test_round_trip_is_exact_without_pooling(df):
     assert_round_trip(df)
@@ -65,26 +77,42 @@ def test_round_trip_is_exact_without_pooling(df):
 def test_round_trip_keeps_dtypes_timezones_and_text_formats():
     n = 300
     rng = np.random.default_rng(1)
-    stamps = pd.Series(pd.to_datetime("2023-03-01", utc=True) + pd.to_timedelta(rng.integers(0, 10**6, n), unit="s"))
-    df = pd.DataFrame({
-        "tz": stamps.dt.tz_convert("Europe/Oslo"),
-        "text_date": stamps.dt.strftime("%Y-%m-%d %H:%M"),
-        "day": stamps.dt.strftime("%d.%m.%Y"),
-        "boolean": pd.array(rng.choice([True, False, None], n), dtype="boolean"),
-        "string": pd.array(rng.choice(["x", "y", None], n), dtype="string"),
-        "uint": rng.integers(0, 200, n).astype("uint16"),
-        "f32": np.round(rng.normal(size=n), 3).astype("float32").astype("float64"),
-        "ordered": pd.Categorical(rng.choice(["lo", "mid", "hi"], n), categories=["lo", "mid", "hi"], ordered=True),
-        "key": [f"K-{i:04d}" for i in range(n)],
-    })
+    stamps = pd.Series(
+        pd.to_datetime("2023-03-01", utc=True)
+        + pd.to_timedelta(rng.integers(0, 10**6, n), unit="s")
+    )
+    df = pd.DataFrame(
+        {
+            "tz": stamps.dt.tz_convert("Europe/Oslo"),
+            "text_date": stamps.dt.strftime("%Y-%m-%d %H:%M"),
+            "day": stamps.dt.strftime("%d.%m.%Y"),
+            "boolean": pd.array(rng.choice([True, False, None], n), dtype="boolean"),
+            "string": pd.array(rng.choice(["x", "y", None], n), dtype="string"),
+            "uint": rng.integers(0, 200, n).astype("uint16"),
+            "f32": np.round(rng.normal(size=n), 3).astype("float32").astype("float64"),
+            "ordered": pd.Categorical(
+                rng.choice(["lo", "mid", "hi"], n), categories=["lo", "mid", "hi"], ordered=True
+            ),
+            "key": [f"K-{i:04d}" for i in range(n)],
+        }
+    )
     assert_round_trip(df)
-    back = TableTransformer(**NO_POOLING).fit(df, infer_schema(df)).inverse_transform(
-        TableTransformer(**NO_POOLING).fit(df, infer_schema(df)).transform(df))
+    back = (
+        TableTransformer(**NO_POOLING)
+        .fit(df, infer_schema(df))
+        .inverse_transform(TableTransformer(**NO_POOLING).fit(df, infer_schema(df)).transform(df))
+    )
     assert str(back["tz"].dtype) == "datetime64[ns, Europe/Oslo]"
-    assert back["ordered"].cat.ordered and list(back["ordered"].cat.categories) == ["lo", "mid", "hi"]
+    assert back["ordered"].cat.ordered and list(back["ordered"].cat.categories) == [
+        "lo",
+        "mid",
+        "hi",
+    ]
 
 
-@pytest.mark.parametrize("name", ["adult", "adult_test", "cps1988", "credit", "diamonds", "telco_churn", "flights"])
+@pytest.mark.parametrize(
+    "name", ["adult", "adult_test", "cps1988", "credit", "diamonds", "telco_churn", "flights"]
+)
 def test_every_shared_dataset_round_trips(name):
     assert_round_trip(pd.read_parquet(shared_dataset(name)))
 
@@ -105,7 +133,11 @@ def test_rare_categories_never_come_out_verbatim():
     block = next(b for b in tt.layout.discrete if b.column == "who")
     random_codes = np.zeros((5000, tt.layout.n_inputs), dtype=np.float32)
     random_codes[:, block.input_col] = rng.integers(0, block.n_classes, 5000)
-    assert not tt.inverse_transform(random_codes)["who"].isin(["Jane Doe", "John Roe", "Max Mustermann"]).any()
+    assert (
+        not tt.inverse_transform(random_codes)["who"]
+        .isin(["Jane Doe", "John Roe", "Max Mustermann"])
+        .any()
+    )
     assert 99 not in set(decoded["code"].unique()) or schema["code"].kind == "numerical"
 
 
@@ -148,14 +180,25 @@ def test_quantile_transform_maps_to_standard_normal():
 
 
 def test_ids_unique_in_format_across_batches():
-    fmt = {"type": "template", "segments": [["literal", "N"], ["class", "digit", 3], ["class", "upper", 2]],
-           "regex": "N[0-9]{3}[A-Z]{2}"}
+    fmt = {
+        "type": "template",
+        "segments": [["literal", "N"], ["class", "digit", 3], ["class", "upper", 2]],
+        "regex": "N[0-9]{3}[A-Z]{2}",
+    }
     first, second = render_ids(fmt, np.arange(0, 1000)), render_ids(fmt, np.arange(1000, 2000))
     both = pd.Series(np.concatenate([first, second]))
     assert both.is_unique and both.str.fullmatch(r"N[0-9]{3}[A-Z]{2}").all()
     uuids = pd.Series(render_ids({"type": "uuid"}, np.arange(5000), seed=3))
-    assert uuids.is_unique and uuids.str.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}").all()
-    wide = render_ids({"type": "template", "segments": [["literal", "C"], ["class", "digit", 2]], "regex": ""}, np.arange(500))
+    assert (
+        uuids.is_unique
+        and uuids.str.fullmatch(
+            r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+        ).all()
+    )
+    wide = render_ids(
+        {"type": "template", "segments": [["literal", "C"], ["class", "digit", 2]], "regex": ""},
+        np.arange(500),
+    )
     assert pd.Series(wide).is_unique  # more rows than 2 digits can number: the field widens
 
 
@@ -175,10 +218,17 @@ def test_state_is_json_and_reloads(credit_df):
 def test_a_wide_table_decodes_to_a_frame_pandas_does_not_call_fragmented():
     rng = np.random.default_rng(0)
     for width in (20, 150):  # below and above the column count where decoded frames are merged
-        df = pd.DataFrame({f"c{i}": rng.normal(size=50) if i % 2 else rng.choice(["a", "b"], 50) for i in range(width)})
+        df = pd.DataFrame(
+            {
+                f"c{i}": rng.normal(size=50) if i % 2 else rng.choice(["a", "b"], 50)
+                for i in range(width)
+            }
+        )
         tt = TableTransformer(**NO_POOLING).fit(df, infer_schema(df))
         back = tt.inverse_transform(tt.transform(df))
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # pandas' PerformanceWarning on a frame of over 100 blocks
+            warnings.simplefilter(
+                "error"
+            )  # pandas' PerformanceWarning on a frame of over 100 blocks
             back["new"] = 1.0
         assert back.shape == (50, width + 1)

@@ -30,7 +30,20 @@ def make_encoder(col: ColumnSchema, settings: Mapping[str, Any]) -> ColumnEncode
     return ENCODERS[col.kind].from_settings(col, settings)
 
 
-__all__ = ["CategoricalEncoder", "ColumnEncoder", "DEFAULT_RARE_PLACEHOLDER", "DatetimeEncoder",
-           "DecodeContext", "ENCODERS", "GaussianPart", "IdEncoder", "MissingEncoder",
-           "NumericalEncoder", "Outputs", "SoftmaxPart", "datetimes_to_ns", "make_encoder",
-           "render_ids"]
+__all__ = [
+    "CategoricalEncoder",
+    "ColumnEncoder",
+    "DEFAULT_RARE_PLACEHOLDER",
+    "DatetimeEncoder",
+    "DecodeContext",
+    "ENCODERS",
+    "GaussianPart",
+    "IdEncoder",
+    "MissingEncoder",
+    "NumericalEncoder",
+    "Outputs",
+    "SoftmaxPart",
+    "datetimes_to_ns",
+    "make_encoder",
+    "render_ids",
+]

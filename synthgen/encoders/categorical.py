@@ -17,8 +17,14 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from synthgen.encoders.base import (ColumnEncoder, DecodeContext, Outputs, SoftmaxPart, _nullable,
-                                    _py)
+from synthgen.encoders.base import (
+    ColumnEncoder,
+    DecodeContext,
+    Outputs,
+    SoftmaxPart,
+    _nullable,
+    _py,
+)
 from synthgen.schema import ColumnSchema
 
 log = logging.getLogger("synthgen")
@@ -30,8 +36,9 @@ class CategoricalEncoder(ColumnEncoder):
     """Class codes for a categorical or text column: kept categories, then (rare), (other),
     (missing)."""
 
-    def __init__(self, col: ColumnSchema, rare_threshold: int, max_categories: int | None,
-                 placeholder: str) -> None:
+    def __init__(
+        self, col: ColumnSchema, rare_threshold: int, max_categories: int | None, placeholder: str
+    ) -> None:
         super().__init__(col)
         self.rare_threshold = rare_threshold
         self.max_categories = max_categories
@@ -39,8 +46,12 @@ class CategoricalEncoder(ColumnEncoder):
 
     @classmethod
     def from_settings(cls, col: ColumnSchema, settings: Mapping[str, Any]) -> CategoricalEncoder:
-        return cls(col, settings["rare_threshold"], settings["max_categories"],
-                   settings["rare_placeholder"])
+        return cls(
+            col,
+            settings["rare_threshold"],
+            settings["max_categories"],
+            settings["rare_placeholder"],
+        )
 
     def fit(self, s: pd.Series) -> CategoricalEncoder:
         counts = s.value_counts(dropna=True, sort=True)
@@ -50,8 +61,11 @@ class CategoricalEncoder(ColumnEncoder):
         cap = self.max_categories if self.max_categories else len(common)
         kept, overflow = common.iloc[:cap], common.iloc[cap:]
         if len(kept) == 0 and len(rare) and not len(overflow):
-            log.warning("column %r: every value is rarer than %d rows; all are pooled",
-                        self.col.name, self.rare_threshold)
+            log.warning(
+                "column %r: every value is rarer than %d rows; all are pooled",
+                self.col.name,
+                self.rare_threshold,
+            )
         self.categories = [_py(v) for v in kept.index]
         self.n_rare_values = int(len(rare))
         self.n_rare_rows = int(rare.sum())
@@ -63,8 +77,9 @@ class CategoricalEncoder(ColumnEncoder):
         # (privacy)
         is_category = isinstance(s.dtype, pd.CategoricalDtype)
         rare_set = set(map(_py, rare.index))
-        self.dtype_categories = ([_py(c) for c in s.cat.categories if _py(c) not in rare_set]
-                                 if is_category else None)
+        self.dtype_categories = (
+            [_py(c) for c in s.cat.categories if _py(c) not in rare_set] if is_category else None
+        )
         self.ordered = bool(s.cat.ordered) if is_category else False
         self._build()
         return self
@@ -79,10 +94,14 @@ class CategoricalEncoder(ColumnEncoder):
         k = len(self.categories)
         self.rare_code = k if self.n_rare_values else None
         self.other_code = k + (self.rare_code is not None) if self.overflow_values else None
-        self.missing_code = (k + (self.rare_code is not None) + (self.other_code is not None)
-                             if self.has_missing else None)
-        self.n_classes = k + sum(c is not None
-                                 for c in (self.rare_code, self.other_code, self.missing_code))
+        self.missing_code = (
+            k + (self.rare_code is not None) + (self.other_code is not None)
+            if self.has_missing
+            else None
+        )
+        self.n_classes = k + sum(
+            c is not None for c in (self.rare_code, self.other_code, self.missing_code)
+        )
         self._overflow_set = pd.Index(self.overflow_values)
 
     @property
@@ -122,14 +141,16 @@ class CategoricalEncoder(ColumnEncoder):
             values = values.copy()
             values[missing] = None
         if self.col.dtype == "category":
-            return pd.Series(pd.Categorical(values, categories=self.output_categories(),
-                                            ordered=self.ordered))
+            return pd.Series(
+                pd.Categorical(values, categories=self.output_categories(), ordered=self.ordered)
+            )
         s = pd.Series(values, dtype=object)
         dtype = _nullable(self.col.dtype) if missing.any() else self.col.dtype
         return s if dtype == "object" else s.astype(dtype)
 
-    def decode_values(self, block: np.ndarray,
-                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def decode_values(
+        self, block: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Return (values as an object array, or plain numbers when none can be missing;
         missing mask)."""
         codes = block[:, 0].astype(np.int64)
@@ -159,21 +180,32 @@ class CategoricalEncoder(ColumnEncoder):
     def _text_like(self) -> bool:
         if self.dtype_categories is not None:
             return all(isinstance(c, str) for c in self.dtype_categories)
-        return not (self.col.dtype.startswith(("int", "Int", "uint", "UInt", "float", "Float"))
-                    or self.col.dtype in ("bool", "boolean"))
+        return not (
+            self.col.dtype.startswith(("int", "Int", "uint", "UInt", "float", "Float"))
+            or self.col.dtype in ("bool", "boolean")
+        )
 
     def pooling(self) -> dict[str, int] | None:
         if not (self.n_rare_values or self.overflow_values):
             return None
-        return {"rare_values": self.n_rare_values, "rare_rows": self.n_rare_rows,
-                "overflow_values": len(self.overflow_values)}
+        return {
+            "rare_values": self.n_rare_values,
+            "rare_rows": self.n_rare_rows,
+            "overflow_values": len(self.overflow_values),
+        }
 
     def state(self) -> dict[str, Any]:
-        return {"categories": self.categories, "n_rare_values": self.n_rare_values,
-                "n_rare_rows": self.n_rare_rows, "overflow_values": self.overflow_values,
-                "overflow_p": self.overflow_p, "has_missing": self.has_missing,
-                "mode_value": self.mode_value, "dtype_categories": self.dtype_categories,
-                "ordered": self.ordered}
+        return {
+            "categories": self.categories,
+            "n_rare_values": self.n_rare_values,
+            "n_rare_rows": self.n_rare_rows,
+            "overflow_values": self.overflow_values,
+            "overflow_p": self.overflow_p,
+            "has_missing": self.has_missing,
+            "mode_value": self.mode_value,
+            "dtype_categories": self.dtype_categories,
+            "ordered": self.ordered,
+        }
 
     def load(self, state: dict[str, Any]) -> CategoricalEncoder:
         self.__dict__.update(state)

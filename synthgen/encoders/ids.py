@@ -45,8 +45,20 @@ def render_ids(fmt: dict[str, Any], index: np.ndarray, seed: int = 0) -> np.ndar
         digits = np.stack([hex_chars[raw >> 4], hex_chars[raw & 15]], axis=2)
         digits = digits.reshape(len(index), 32)
         dash = np.full((len(index), 1), ord("-"), np.uint8)
-        matrix = np.concatenate([digits[:, :8], dash, digits[:, 8:12], dash, digits[:, 12:16], dash,
-                                 digits[:, 16:20], dash, digits[:, 20:]], axis=1)
+        matrix = np.concatenate(
+            [
+                digits[:, :8],
+                dash,
+                digits[:, 8:12],
+                dash,
+                digits[:, 12:16],
+                dash,
+                digits[:, 16:20],
+                dash,
+                digits[:, 20:],
+            ],
+            axis=1,
+        )
         return _bytes_rows_to_str(matrix)
     if kind == "template":
         segments = [list(seg) for seg in fmt["segments"]]

@@ -16,8 +16,16 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from synthgen.encoders.base import (ColumnEncoder, DecodeContext, GaussianPart, Outputs,
-                                    SoftmaxPart, _as_float, _is_integer_dtype, _restore_dtype)
+from synthgen.encoders.base import (
+    ColumnEncoder,
+    DecodeContext,
+    GaussianPart,
+    Outputs,
+    SoftmaxPart,
+    _as_float,
+    _is_integer_dtype,
+    _restore_dtype,
+)
 from synthgen.schema import ColumnSchema
 
 Z_CLIP = 5.0  # quantile-normal values are kept within +-5 sd
@@ -32,8 +40,9 @@ class NumericalEncoder(ColumnEncoder):
     (`offset`), so that they stay exact.
     """
 
-    def __init__(self, col: ColumnSchema, point_mass_share: float, n_quantiles: int,
-                 min_mass_rows: int = 1) -> None:
+    def __init__(
+        self, col: ColumnSchema, point_mass_share: float, n_quantiles: int, min_mass_rows: int = 1
+    ) -> None:
         super().__init__(col)
         self.point_mass_share = point_mass_share
         self.n_quantiles = n_quantiles
@@ -42,8 +51,9 @@ class NumericalEncoder(ColumnEncoder):
 
     @classmethod
     def from_settings(cls, col: ColumnSchema, settings: Mapping[str, Any]) -> NumericalEncoder:
-        return cls(col, settings["point_mass_share"], settings["n_quantiles"],
-                   settings["rare_threshold"])
+        return cls(
+            col, settings["point_mass_share"], settings["n_quantiles"], settings["rare_threshold"]
+        )
 
     def values(self, s: pd.Series) -> np.ndarray:
         """A column's values as float64 (NaN for missing), less `offset`."""
@@ -56,8 +66,12 @@ class NumericalEncoder(ColumnEncoder):
 
     def fit(self, s: pd.Series) -> NumericalEncoder:
         lo, hi = self.col.min, self.col.max
-        if (self.col.integer and lo is not None and max(abs(lo), abs(hi)) > 2**53
-                and _is_integer_dtype(self.col.dtype)):
+        if (
+            self.col.integer
+            and lo is not None
+            and max(abs(lo), abs(hi)) > 2**53
+            and _is_integer_dtype(self.col.dtype)
+        ):
             self.offset = int(lo)
         return self.fit_values(self.values(s))
 
@@ -76,8 +90,9 @@ class NumericalEncoder(ColumnEncoder):
             is_mass[:] = True  # one value in the whole column: nothing else to write back
         self.modes = values[is_mass].tolist()
         rest_values, rest_counts = values[~is_mass], counts[~is_mass]
-        self.has_continuous = (len(rest_values) >= 2
-                               or (len(rest_values) == 1 and not len(self.modes)))
+        self.has_continuous = len(rest_values) >= 2 or (
+            len(rest_values) == 1 and not len(self.modes)
+        )
         if self.has_continuous:
             self.knots_x, self.knots_u = _quantile_knots(rest_values, rest_counts, self.n_quantiles)
         else:
@@ -145,8 +160,9 @@ class NumericalEncoder(ColumnEncoder):
         if self.has_mode_block:
             code = block[:, 0].astype(np.int64)
         else:
-            code = np.full(len(block), self.continuous_code if self.has_continuous else 0,
-                           dtype=np.int64)
+            code = np.full(
+                len(block), self.continuous_code if self.has_continuous else 0, dtype=np.int64
+            )
         x = np.full(len(block), np.nan)
         if len(self._modes):
             is_mode = code < len(self._modes)
@@ -176,9 +192,14 @@ class NumericalEncoder(ColumnEncoder):
         return x
 
     def state(self) -> dict[str, Any]:
-        return {"modes": self.modes, "has_continuous": self.has_continuous,
-                "has_missing": self.has_missing, "knots_x": list(map(float, self.knots_x)),
-                "knots_u": list(map(float, self.knots_u)), "offset": self.offset}
+        return {
+            "modes": self.modes,
+            "has_continuous": self.has_continuous,
+            "has_missing": self.has_missing,
+            "knots_x": list(map(float, self.knots_x)),
+            "knots_u": list(map(float, self.knots_u)),
+            "offset": self.offset,
+        }
 
     def load(self, state: dict[str, Any]) -> NumericalEncoder:
         self.__dict__.update(state)  # files saved before `offset` existed lack it: 0 from __init__
@@ -186,8 +207,9 @@ class NumericalEncoder(ColumnEncoder):
         return self
 
 
-def _quantile_knots(values: np.ndarray, counts: np.ndarray,
-                    n_quantiles: int) -> tuple[list[float], list[float]]:
+def _quantile_knots(
+    values: np.ndarray, counts: np.ndarray, n_quantiles: int
+) -> tuple[list[float], list[float]]:
     """Knots of the empirical CDF of sorted distinct `values`: (x, u) with u at each value's
     mid-rank.
 
@@ -221,8 +243,10 @@ def _restore_numeric(x: np.ndarray, col: ColumnSchema, offset: int = 0) -> pd.Se
     if col.decimals is not None:
         x = np.round(x, col.decimals)
     if offset:  # integers beyond 2**53: offset + value in exact integers, kept within [min, max]
-        ints = [None if m else min(max(offset + int(v), int(col.min)), int(col.max))
-                for v, m in zip(x, missing)]
+        ints = [
+            None if m else min(max(offset + int(v), int(col.min)), int(col.max))
+            for v, m in zip(x, missing, strict=False)
+        ]
         return _restore_dtype(pd.Series(ints, dtype=object), col, missing)
     if _is_integer_dtype(col.dtype) and col.min is not None:
         # the float bounds of an int64 column near its limits round outwards: cast, then clamp
@@ -236,8 +260,21 @@ def _restore_numeric(x: np.ndarray, col: ColumnSchema, offset: int = 0) -> pd.Se
     return _restore_dtype(pd.Series(x), col, missing)
 
 
-_PLAIN_DTYPES = {name: np.dtype(name) for name in ("float64", "float32", "int64", "int32", "int16",
-                                                   "int8", "uint64", "uint32", "uint16", "uint8")}
+_PLAIN_DTYPES = {
+    name: np.dtype(name)
+    for name in (
+        "float64",
+        "float32",
+        "int64",
+        "int32",
+        "int16",
+        "int8",
+        "uint64",
+        "uint32",
+        "uint16",
+        "uint8",
+    )
+}
 
 
 def _decimals(x: np.ndarray, missing: np.ndarray, scale: int) -> pd.Series:
@@ -245,6 +282,12 @@ def _decimals(x: np.ndarray, missing: np.ndarray, scale: int) -> pd.Series:
     quantum = decimal.Decimal(1).scaleb(-scale)
     out = np.empty(len(x), dtype=object)
     with decimal.localcontext(prec=80):
-        out[:] = [None if m else decimal.Decimal(repr(float(v))).quantize(quantum) if np.isfinite(v)
-                  else decimal.Decimal(str(v)) for v, m in zip(x, missing)]
+        out[:] = [
+            None
+            if m
+            else decimal.Decimal(repr(float(v))).quantize(quantum)
+            if np.isfinite(v)
+            else decimal.Decimal(str(v))
+            for v, m in zip(x, missing, strict=False)
+        ]
     return pd.Series(out, dtype=object)

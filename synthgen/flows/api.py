@@ -29,7 +29,10 @@ class APIStartError(RuntimeError):
 
 
 def start_timeout() -> float:
-    return float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS") or DEFAULT_START_TIMEOUT_S)
+    return float(
+        os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS")
+        or DEFAULT_START_TIMEOUT_S
+    )
 
 
 class TemporaryAPI:
@@ -53,15 +56,39 @@ class TemporaryAPI:
     def _launch(self) -> None:
         self.attempt += 1
         port = _free_port()
-        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+        env = {
+            **os.environ,
+            "PREFECT_UI_ENABLED": "0",
+            "PREFECT__SERVER_EPHEMERAL": "1",
+            "PREFECT__SERVER_FINAL": "1",
+        }
         env.pop("PREFECT_API_URL", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app", "--host",
-             "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "prefect.server.api.server:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "error",
+                "--lifespan",
+                "on",
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         self.url = f"http://127.0.0.1:{port}/api"
         self.started_at = time.monotonic()
-        os.environ["PREFECT_API_URL"] = self.url  # read by Prefect when it is imported, and by child processes
+        os.environ["PREFECT_API_URL"] = (
+            self.url
+        )  # read by Prefect when it is imported, and by child processes
 
     def wait(self) -> str:
         """Block until the API answers; returns its URL. Raises APIStartError after ATTEMPTS tries."""
@@ -78,7 +105,8 @@ class TemporaryAPI:
                 raise APIStartError(
                     f"Prefect's temporary API server did not start ({problem}; {ATTEMPTS} tries of up to "
                     f"{timeout:.0f} s). Start one with `prefect server start` and set PREFECT_API_URL="
-                    "http://127.0.0.1:4200/api, or raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS")
+                    "http://127.0.0.1:4200/api, or raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+                )
             self._launch()
 
     def _wait_one(self, timeout: float) -> str | None:
@@ -116,7 +144,9 @@ class TemporaryAPI:
 
     @staticmethod
     def _drain_logs() -> None:
-        if "prefect.logging.handlers" in sys.modules:  # the last log lines reach the server before it stops
+        if (
+            "prefect.logging.handlers" in sys.modules
+        ):  # the last log lines reach the server before it stops
             from prefect.logging.handlers import APILogWorker
 
             APILogWorker.drain_all(timeout=5)
@@ -124,7 +154,9 @@ class TemporaryAPI:
     def __enter__(self) -> TemporaryAPI:
         self.start()
         self.wait()
-        if self.own and "prefect.settings" in sys.modules:  # Prefect read its settings before the URL was set
+        if (
+            self.own and "prefect.settings" in sys.modules
+        ):  # Prefect read its settings before the URL was set
             from prefect.settings import PREFECT_API_URL, temporary_settings
 
             self._settings = temporary_settings(updates={PREFECT_API_URL: self.url})

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "synthgen")  # synthgen's decisions land in the run logs
+os.environ.setdefault(
+    "PREFECT_LOGGING_EXTRA_LOGGERS", "synthgen"
+)  # synthgen's decisions land in the run logs
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 import re  # noqa: E402
@@ -28,8 +30,21 @@ from synthgen.evaluate import evaluate  # noqa: E402
 from synthgen.io import read_table  # noqa: E402
 from synthgen.report import render_markdown, scores_rows, verdict, write_report  # noqa: E402
 from synthgen.runs import (  # noqa: E402
-    RunPaths, build_manifest, build_report, dataset_name, discard, new_run_id, peak_rss_mb, preflight, publish,
-    run_summary, scored_variants, split_train_holdout, training_record, withhold_failed)
+    RunPaths,
+    build_manifest,
+    build_report,
+    dataset_name,
+    discard,
+    new_run_id,
+    peak_rss_mb,
+    preflight,
+    publish,
+    run_summary,
+    scored_variants,
+    split_train_holdout,
+    training_record,
+    withhold_failed,
+)
 from synthgen.sample import part_name  # noqa: E402
 from synthgen.schema import Schema  # noqa: E402
 from synthgen.synthesizer import Synthesizer, fit_or_reuse  # noqa: E402
@@ -38,7 +53,9 @@ MAX_COLUMNS_LOGGED = 40  # wider tables log their schema as one summary line
 
 
 @task(name="ingest", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def ingest(cfg: RunConfig, checked: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def ingest(
+    cfg: RunConfig, checked: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The input's size, hash and schema, checked against the settings: `checked` when the caller already read
     the input (the CLI's preflight), else read here."""
     if checked is not None:
@@ -46,8 +63,13 @@ def ingest(cfg: RunConfig, checked: dict[str, Any] | None = None) -> tuple[dict[
     else:
         info, schema = preflight(cfg)
     logger = get_run_logger()
-    logger.info("input %s: %d rows x %d columns, sha256 %s", info["path"], info["rows"], info["columns"],
-                info["sha256"][:12])
+    logger.info(
+        "input %s: %d rows x %d columns, sha256 %s",
+        info["path"],
+        info["rows"],
+        info["columns"],
+        info["sha256"][:12],
+    )
     if len(schema.columns) <= MAX_COLUMNS_LOGGED:
         for row in schema.explain():
             logger.info("column %s: %s (%s)", row["column"], row["kind"], row["reason"])
@@ -59,78 +81,150 @@ def ingest(cfg: RunConfig, checked: dict[str, Any] | None = None) -> tuple[dict[
 @task(name="split", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def split(cfg: RunConfig, paths: RunPaths) -> dict[str, Any]:
     parts = split_train_holdout(cfg.input, paths.work, cfg.holdout_fraction, cfg.seed, cfg.encoding)
-    get_run_logger().info("split (seed %d): %d training rows, %d holdout rows", cfg.seed, parts["train_rows"],
-                          parts["holdout_rows"])
+    get_run_logger().info(
+        "split (seed %d): %d training rows, %d holdout rows",
+        cfg.seed,
+        parts["train_rows"],
+        parts["holdout_rows"],
+    )
     return parts
 
 
 @task(name="train", cache_policy=NO_CACHE)
-def train(cfg: RunConfig, model: str, parts: dict, input_info: dict, paths: RunPaths) -> dict[str, Any]:
+def train(
+    cfg: RunConfig, model: str, parts: dict, input_info: dict, paths: RunPaths
+) -> dict[str, Any]:
     settings = cfg.model_settings(model)
     key = f"{input_info['sha256']}:{cfg.seed}:{cfg.holdout_fraction}"
     t0 = time.perf_counter()
-    synth, model_dir, reused = fit_or_reuse(parts["train"], settings, paths.models_dir, cache_key_input=key,
-                                            metadata=cfg.metadata, reuse=cfg.reuse_models)
+    synth, model_dir, reused = fit_or_reuse(
+        parts["train"],
+        settings,
+        paths.models_dir,
+        cache_key_input=key,
+        metadata=cfg.metadata,
+        reuse=cfg.reuse_models,
+    )
     record = training_record(synth, model_dir, reused, settings, time.perf_counter() - t0)
     t, logger = synth.training, get_run_logger()
     if reused:
-        logger.info("%s: reused the cached model %s (unchanged input and settings): training skipped", model,
-                    model_dir.name)
+        logger.info(
+            "%s: reused the cached model %s (unchanged input and settings): training skipped",
+            model,
+            model_dir.name,
+        )
     else:
-        logger.info("%s: trained on %s, %d of %d epochs%s, %.1fs", model, t.device, t.epochs_run, t.epochs_planned,
-                    f" (early stop, best epoch {t.best_epoch})" if t.stopped_early else "", t.seconds)
+        logger.info(
+            "%s: trained on %s, %d of %d epochs%s, %.1fs",
+            model,
+            t.device,
+            t.epochs_run,
+            t.epochs_planned,
+            f" (early stop, best epoch {t.best_epoch})" if t.stopped_early else "",
+            t.seconds,
+        )
     used, rows = record["training"]["rows_used"], record["training"]["table_rows"]
     if used and rows and used < rows:
-        logger.warning("%s: trained on a seeded sample of %d of the %d training rows (max_train_rows)", model,
-                       used, rows)
+        logger.warning(
+            "%s: trained on a seeded sample of %d of the %d training rows (max_train_rows)",
+            model,
+            used,
+            rows,
+        )
     return record
 
 
 @task(name="sample", cache_policy=NO_CACHE)
-def sample(name: str, trained: dict, rows: int, seed: int, folder: Path, device: str,
-           prior: str | None = None) -> dict[str, Any]:
+def sample(
+    name: str,
+    trained: dict,
+    rows: int,
+    seed: int,
+    folder: Path,
+    device: str,
+    prior: str | None = None,
+) -> dict[str, Any]:
     """`rows` rows of a trained model into `folder` (the staged data; a scored variant's go to the work folder)."""
     out = folder / f"{name}.parquet"
     t0 = time.perf_counter()
-    Synthesizer.load(trained["model_dir"], device=device).sample_to_parquet(rows, out, seed=seed, prior=prior)
+    Synthesizer.load(trained["model_dir"], device=device).sample_to_parquet(
+        rows, out, seed=seed, prior=prior
+    )
     seconds = time.perf_counter() - t0
-    get_run_logger().info("%s: sampled %d rows in %.1fs (%.0f rows/s), seed %d%s", name, rows, seconds,
-                          rows / max(seconds, 1e-9), seed, f", z from the {prior} prior" if prior else "")
+    get_run_logger().info(
+        "%s: sampled %d rows in %.1fs (%.0f rows/s), seed %d%s",
+        name,
+        rows,
+        seconds,
+        rows / max(seconds, 1e-9),
+        seed,
+        f", z from the {prior} prior" if prior else "",
+    )
     return {"path": str(out), "rows": rows, "seed": seed, "seconds": seconds, "shards": 1}
 
 
 @task(name="sample-shard", cache_policy=NO_CACHE)
-def sample_shard(model_dir: str, rows: int, seed: int, shard: int, shards: int, folder: str,
-                 device: str) -> dict[str, Any]:
+def sample_shard(
+    model_dir: str, rows: int, seed: int, shard: int, shards: int, folder: str, device: str
+) -> dict[str, Any]:
     t0 = time.perf_counter()
     path = Synthesizer.load(model_dir, device=device).sample_shard(
-        rows, Path(folder) / part_name(shard), seed=seed, shard=shard, shards=shards)
+        rows, Path(folder) / part_name(shard), seed=seed, shard=shard, shards=shards
+    )
     return {"path": str(path), "seconds": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb()}
 
 
-def sample_sharded(model: str, trained: dict, rows: int, seed: int, paths: RunPaths, cfg: RunConfig) -> dict[str, Any]:
+def sample_sharded(
+    model: str, trained: dict, rows: int, seed: int, paths: RunPaths, cfg: RunConfig
+) -> dict[str, Any]:
     """Shards with independent seeds, on the flow's task runner (Dask workers when it has them), written as
     part files of one Parquet dataset inside the run's staging folder: published with the run, or not at all."""
     folder = paths.staged_data / f"{model}.parquet"
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    futures = [sample_shard.submit(trained["model_dir"], rows, seed, k, cfg.sample_shards, str(folder), cfg.device)
-               for k in range(cfg.sample_shards)]
+    futures = [
+        sample_shard.submit(
+            trained["model_dir"], rows, seed, k, cfg.sample_shards, str(folder), cfg.device
+        )
+        for k in range(cfg.sample_shards)
+    ]
     parts = [f.result() for f in futures]
     seconds = time.perf_counter() - t0
-    get_run_logger().info("%s: sampled %d rows in %d shards in %.1fs (%.0f rows/s), seed %d", model, rows,
-                          cfg.sample_shards, seconds, rows / max(seconds, 1e-9), seed)
-    return {"path": str(folder), "rows": rows, "seed": seed, "seconds": seconds, "shards": cfg.sample_shards,
-            "peak_rss_mb_per_shard": [p["peak_rss_mb"] for p in parts]}
+    get_run_logger().info(
+        "%s: sampled %d rows in %d shards in %.1fs (%.0f rows/s), seed %d",
+        model,
+        rows,
+        cfg.sample_shards,
+        seconds,
+        rows / max(seconds, 1e-9),
+        seed,
+    )
+    return {
+        "path": str(folder),
+        "rows": rows,
+        "seed": seed,
+        "seconds": seconds,
+        "shards": cfg.sample_shards,
+        "peak_rss_mb_per_shard": [p["peak_rss_mb"] for p in parts],
+    }
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def score(cfg: RunConfig, parts: dict, sampled: dict, schema: dict, gated: bool = True) -> dict[str, Any]:
+def score(
+    cfg: RunConfig, parts: dict, sampled: dict, schema: dict, gated: bool = True
+) -> dict[str, Any]:
     """`gated`: apply the privacy gate (rows that will be published); a scored variant is only scored."""
     holdout = read_table(parts["holdout"]) if parts["holdout"] else None
-    return evaluate(read_table(parts["train"]), read_table(sampled["path"]), holdout=holdout,
-                    target=cfg.target if holdout is not None else None, schema=Schema.from_dict(schema),
-                    max_rows=cfg.max_eval_rows, seed=cfg.seed, gate=cfg.privacy_gate.as_dict() if gated else None)
+    return evaluate(
+        read_table(parts["train"]),
+        read_table(sampled["path"]),
+        holdout=holdout,
+        target=cfg.target if holdout is not None else None,
+        schema=Schema.from_dict(schema),
+        max_rows=cfg.max_eval_rows,
+        seed=cfg.seed,
+        gate=cfg.privacy_gate.as_dict() if gated else None,
+    )
 
 
 @task(name="publish", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -144,35 +238,92 @@ def publish_run(report: dict, paths: RunPaths) -> tuple[dict[str, Any], dict[str
 
 
 @flow(name="generate", log_prints=True)
-def generate(input: str | None = None, config_file: str | None = None, models: list[str] | None = None,
-             rows: int | None = None, epochs: int | None = None, target: str | None = None, seed: int | None = None,
-             sample_seed: int | None = None, out: str | None = None, device: str | None = None,
-             settings: dict[str, Any] | None = None, checked: dict[str, Any] | None = None):
+def generate(
+    input: str | None = None,
+    config_file: str | None = None,
+    models: list[str] | None = None,
+    rows: int | None = None,
+    epochs: int | None = None,
+    target: str | None = None,
+    seed: int | None = None,
+    sample_seed: int | None = None,
+    out: str | None = None,
+    device: str | None = None,
+    settings: dict[str, Any] | None = None,
+    checked: dict[str, Any] | None = None,
+):
     """Dataset in, synthetic Parquet and a quality report out. Settings: YAML file, then these parameters.
     `checked`: the input's info and schema when the caller already read and checked it."""
     process.rearm_stop_signals()  # under `synthgen generate`: a stop signal ends the run within seconds
-    cfg = load_run_config(config_file, **run_overrides(
-        settings, input=input, models=models, rows=rows, epochs=epochs, target=target, seed=seed,
-        sample_seed=sample_seed, out=out, device=device))
-    paths = RunPaths(Path(cfg.out or ".").resolve(), dataset_name(cfg.input, cfg.dataset), new_run_id()).create()
+    cfg = load_run_config(
+        config_file,
+        **run_overrides(
+            settings,
+            input=input,
+            models=models,
+            rows=rows,
+            epochs=epochs,
+            target=target,
+            seed=seed,
+            sample_seed=sample_seed,
+            out=out,
+            device=device,
+        ),
+    )
+    paths = RunPaths(
+        Path(cfg.out or ".").resolve(), dataset_name(cfg.input, cfg.dataset), new_run_id()
+    ).create()
     started = time.perf_counter()
     try:
         input_info, schema = ingest(cfg, checked)
         parts = split(cfg, paths)
         rows_n = cfg.rows or parts["train_rows"]
-        seeds = {"split_and_training": cfg.seed, "sampling": _sampling_seed(cfg), "evaluation": cfg.seed}
+        seeds = {
+            "split_and_training": cfg.seed,
+            "sampling": _sampling_seed(cfg),
+            "evaluation": cfg.seed,
+        }
         results: dict[str, dict[str, Any]] = {}
         for model in cfg.models:
             trained = train(cfg, model, parts, input_info, paths)
-            sampled = (sample_sharded(model, trained, rows_n, seeds["sampling"], paths, cfg) if cfg.sample_shards > 1
-                       else sample(model, trained, rows_n, seeds["sampling"], paths.staged_data, cfg.device))
-            results[model] = {"trained": trained, "sampled": sampled, "evaluation": score(cfg, parts, sampled, schema)}
+            sampled = (
+                sample_sharded(model, trained, rows_n, seeds["sampling"], paths, cfg)
+                if cfg.sample_shards > 1
+                else sample(
+                    model, trained, rows_n, seeds["sampling"], paths.staged_data, cfg.device
+                )
+            )
+            results[model] = {
+                "trained": trained,
+                "sampled": sampled,
+                "evaluation": score(cfg, parts, sampled, schema),
+            }
         for variant, trained in scored_variants(cfg, {m: r["trained"] for m, r in results.items()}):
-            sampled = sample(variant.name, trained, rows_n, seeds["sampling"], paths.work, cfg.device, variant.prior)
-            results[variant.name] = {"trained": trained, "sampled": sampled, "variant": variant,
-                                     "evaluation": score(cfg, parts, sampled, schema, gated=False)}
-        report = build_report(cfg, paths, input_info, parts, Schema.from_dict(schema), seeds, results,
-                              time.perf_counter() - started)
+            sampled = sample(
+                variant.name,
+                trained,
+                rows_n,
+                seeds["sampling"],
+                paths.work,
+                cfg.device,
+                variant.prior,
+            )
+            results[variant.name] = {
+                "trained": trained,
+                "sampled": sampled,
+                "variant": variant,
+                "evaluation": score(cfg, parts, sampled, schema, gated=False),
+            }
+        report = build_report(
+            cfg,
+            paths,
+            input_info,
+            parts,
+            Schema.from_dict(schema),
+            seeds,
+            results,
+            time.perf_counter() - started,
+        )
         manifest, published = publish_run(report, paths)
     except BaseException:
         discard(paths)
@@ -180,21 +331,40 @@ def generate(input: str | None = None, config_file: str | None = None, models: l
     _artifacts(report, published, paths)
     summary = run_summary(report, manifest, published)
     if manifest["withheld"]:
-        return Failed(message=f"privacy gate failed for {', '.join(manifest['withheld'])}: rows withheld, report "
-                              "published", data=summary)
+        return Failed(
+            message=f"privacy gate failed for {', '.join(manifest['withheld'])}: rows withheld, report "
+            "published",
+            data=summary,
+        )
     return Completed(message="published", data=summary)
 
 
 def _sampling_seed(cfg: RunConfig) -> int:
-    return cfg.sample_seed if cfg.sample_seed is not None else int.from_bytes(os.urandom(4), "little") >> 1
+    return (
+        cfg.sample_seed
+        if cfg.sample_seed is not None
+        else int.from_bytes(os.urandom(4), "little") >> 1
+    )
 
 
 def _artifacts(report: dict, published: dict, paths: RunPaths) -> None:
     key = re.sub(r"[^a-z0-9-]+", "-", paths.dataset.lower()).strip("-") or "dataset"
-    create_markdown_artifact(markdown=render_markdown(report, html_name=Path(published["report"]).as_uri()),
-                             key=f"{key}-quality-summary", description=f"synthgen run {paths.run_id}")
-    create_table_artifact(table=[{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}
-                                 for r in scores_rows(report)],
-                          key=f"{key}-scores", description="headline scores per model")
-    create_link_artifact(link=Path(published["report"]).resolve().as_uri(), link_text="report.html",
-                         key=f"{key}-report", description="the full HTML quality report")
+    create_markdown_artifact(
+        markdown=render_markdown(report, html_name=Path(published["report"]).as_uri()),
+        key=f"{key}-quality-summary",
+        description=f"synthgen run {paths.run_id}",
+    )
+    create_table_artifact(
+        table=[
+            {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}
+            for r in scores_rows(report)
+        ],
+        key=f"{key}-scores",
+        description="headline scores per model",
+    )
+    create_link_artifact(
+        link=Path(published["report"]).resolve().as_uri(),
+        link_text="report.html",
+        key=f"{key}-report",
+        description="the full HTML quality report",
+    )

@@ -10,7 +10,9 @@ import os
 
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "synthgen")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # the cluster's chatter stays out of the run logs
+os.environ.setdefault(
+    "DASK_LOGGING__DISTRIBUTED", "warning"
+)  # the cluster's chatter stays out of the run logs
 
 import contextlib  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
@@ -22,11 +24,11 @@ from prefect.artifacts import create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.states import Completed, Failed  # noqa: E402
 
+from synthgen.config import load_run_config  # noqa: E402
+from synthgen.errors import UserError  # noqa: E402
 from synthgen.flows import RunFailed, flow_result  # noqa: E402
 from synthgen.flows.api import TemporaryAPI  # noqa: E402
 from synthgen.flows.generate import generate  # noqa: E402
-from synthgen.config import load_run_config  # noqa: E402
-from synthgen.errors import UserError  # noqa: E402
 from synthgen.io import SUPPORTED  # noqa: E402
 
 
@@ -46,8 +48,14 @@ def dask_runner(address: str | None = None, n_workers: int = 2, threads_per_work
 
     if address:
         return DaskTaskRunner(address=address)
-    return DaskTaskRunner(cluster_kwargs={"n_workers": n_workers, "threads_per_worker": threads_per_worker,
-                                          "processes": True, "dashboard_address": None})
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": n_workers,
+            "threads_per_worker": threads_per_worker,
+            "processes": True,
+            "dashboard_address": None,
+        }
+    )
 
 
 def dataset_inputs(datasets: list[str] | None = None, folder: str | None = None) -> list[str]:
@@ -57,10 +65,15 @@ def dataset_inputs(datasets: list[str] | None = None, folder: str | None = None)
         root = Path(folder)
         if not root.is_dir():
             raise UserError(f"{folder}: no such folder")
-        inputs += sorted(str(p) for p in root.iterdir() if p.name.lower().endswith(SUPPORTED)
-                         and not p.name.startswith("."))
+        inputs += sorted(
+            str(p)
+            for p in root.iterdir()
+            if p.name.lower().endswith(SUPPORTED) and not p.name.startswith(".")
+        )
     if not inputs:
-        raise UserError("no datasets: list them under `datasets:` in the config or give a folder of tables")
+        raise UserError(
+            "no datasets: list them under `datasets:` in the config or give a folder of tables"
+        )
     return inputs
 
 
@@ -71,40 +84,85 @@ def generate_one(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 @flow(name="generate-many")
-def generate_many(config_file: str | None = None, datasets: list[str] | None = None, folder: str | None = None,
-                  settings: dict[str, Any] | None = None):
+def generate_many(
+    config_file: str | None = None,
+    datasets: list[str] | None = None,
+    folder: str | None = None,
+    settings: dict[str, Any] | None = None,
+):
     """Run `generate` for every dataset; settings (YAML, then `settings`) apply to each, `input` excepted."""
-    base = load_run_config(config_file, **{"input": "-", **(settings or {})}).model_dump(exclude_unset=True)
+    base = load_run_config(config_file, **{"input": "-", **(settings or {})}).model_dump(
+        exclude_unset=True
+    )
     base.pop("input", None)
     base.pop("dataset", None)
-    inputs = dataset_inputs(datasets if datasets is not None else base.pop("datasets", None), folder)
+    inputs = dataset_inputs(
+        datasets if datasets is not None else base.pop("datasets", None), folder
+    )
     logger = get_run_logger()
     logger.info("generating %d datasets: %s", len(inputs), ", ".join(Path(p).name for p in inputs))
     futures = [generate_one.submit({**base, "input": path}) for path in inputs]
     results = []
-    for path, future in zip(inputs, futures):
+    for path, future in zip(inputs, futures, strict=False):
         try:
             summary = future.result()
-            results.append({"input": path, "dataset": summary["dataset"], "status": summary["status"],
-                            "run_id": summary["run_id"], "report": summary["report"], "error": None,
-                            "overall": {r["model"]: r["overall"] for r in summary["scores"]}})
+            results.append(
+                {
+                    "input": path,
+                    "dataset": summary["dataset"],
+                    "status": summary["status"],
+                    "run_id": summary["run_id"],
+                    "report": summary["report"],
+                    "error": None,
+                    "overall": {r["model"]: r["overall"] for r in summary["scores"]},
+                }
+            )
         except Exception as exc:  # noqa: BLE001 - one dataset's failure is reported, not fatal to the others
             logger.error("%s failed: %s", path, exc)
-            message = str(exc) if isinstance(exc, (RunFailed, UserError)) else f"{type(exc).__name__}: {exc}"
-            results.append({"input": path, "dataset": Path(path).name.split(".")[0], "status": "error",
-                            "run_id": None, "report": None, "error": message, "overall": {}})
-    create_table_artifact(table=[{k: (str(v) if isinstance(v, dict) else v) for k, v in r.items()} for r in results],
-                          key="generate-many-summary", description="one row per dataset")
+            message = (
+                str(exc)
+                if isinstance(exc, (RunFailed, UserError))
+                else f"{type(exc).__name__}: {exc}"
+            )
+            results.append(
+                {
+                    "input": path,
+                    "dataset": Path(path).name.split(".")[0],
+                    "status": "error",
+                    "run_id": None,
+                    "report": None,
+                    "error": message,
+                    "overall": {},
+                }
+            )
+    create_table_artifact(
+        table=[{k: (str(v) if isinstance(v, dict) else v) for k, v in r.items()} for r in results],
+        key="generate-many-summary",
+        description="one row per dataset",
+    )
     failed = [r for r in results if r["status"] != "passed"]
     summary = {"datasets": results, "passed": len(results) - len(failed), "failed": len(failed)}
     if failed:
-        return Failed(message=f"{len(failed)} of {len(results)} datasets did not pass", data=summary)
+        return Failed(
+            message=f"{len(failed)} of {len(results)} datasets did not pass", data=summary
+        )
     return Completed(message=f"{len(results)} datasets published", data=summary)
 
 
-def run_many(config_file: str | None = None, datasets: list[str] | None = None, folder: str | None = None,
-             settings: dict[str, Any] | None = None, address: str | None = None, n_workers: int = 2):
+def run_many(
+    config_file: str | None = None,
+    datasets: list[str] | None = None,
+    folder: str | None = None,
+    settings: dict[str, Any] | None = None,
+    address: str | None = None,
+    n_workers: int = 2,
+):
     """generate_many on Dask: an existing scheduler at `address`, or a LocalCluster of `n_workers`."""
     with shared_api():
         return generate_many.with_options(task_runner=dask_runner(address, n_workers))(
-            config_file=config_file, datasets=datasets, folder=folder, settings=settings, return_state=True)
+            config_file=config_file,
+            datasets=datasets,
+            folder=folder,
+            settings=settings,
+            return_state=True,
+        )

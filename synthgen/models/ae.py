@@ -19,9 +19,14 @@ class AE(TabularAutoencoder):
         # the encoder gives the code itself; continuous values: squared error (a fixed unit scale)
         super().__init__(layout, settings, code_width=settings.latent_dim, continuous="mse")
 
-    def forward(self, x: torch.Tensor, beta: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(
+        self, x: torch.Tensor, beta: float = 1.0
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         reconstruction, parts = self.likelihood(self.decoder(self.encoder(x)), x)
-        return reconstruction, {"reconstruction": reconstruction, "parts": parts}  # no KL term: no prior
+        return reconstruction, {
+            "reconstruction": reconstruction,
+            "parts": parts,
+        }  # no KL term: no prior
 
     @torch.no_grad()
     def codes(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:

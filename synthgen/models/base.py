@@ -17,14 +17,20 @@ from synthgen.transform import Layout
 class TabularAutoencoder(nn.Module):
     """`code_width`: numbers the encoder gives per row; `continuous`: the likelihood of continuous values."""
 
-    def __init__(self, layout: Layout, settings: ModelSettings, *, code_width: int, continuous: str) -> None:
+    def __init__(
+        self, layout: Layout, settings: ModelSettings, *, code_width: int, continuous: str
+    ) -> None:
         super().__init__()
         net = dict(activation=settings.activation, norm=settings.norm, dropout=settings.dropout)
         self.encoder = Encoder(layout, settings.hidden, code_width, **net)
         self.likelihood = ColumnLikelihood(layout, continuous=continuous)
         if settings.calibrate_marginals:
-            self.likelihood.calibration = MarginalCalibration(len(layout.continuous), self.likelihood.n_logits)
-        self.decoder = Decoder(self.likelihood.out_width, settings.hidden, settings.latent_dim, **net)
+            self.likelihood.calibration = MarginalCalibration(
+                len(layout.continuous), self.likelihood.n_logits
+            )
+        self.decoder = Decoder(
+            self.likelihood.out_width, settings.hidden, settings.latent_dim, **net
+        )
         self.prior = LatentPrior(settings.latent_dim, settings.prior)
 
     def codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -16,9 +16,13 @@ from synthgen.models.likelihood import ColumnLikelihood, with_padding_row
 log = logging.getLogger("synthgen")
 
 CALIBRATION_KNOTS = 257  # per continuous value
-MIN_CALIBRATION_VALUES = 1_000  # fewer drawn values leave a column uncalibrated: too few to place the tail knots
+MIN_CALIBRATION_VALUES = (
+    1_000  # fewer drawn values leave a column uncalibrated: too few to place the tail knots
+)
 CLASS_ROUNDS = 30  # rounds of the class-share fit: each round closes most of the remaining gap
-MAX_LOGIT_SHIFT = 10.0  # a class absent from the training column is drawn with odds below e^-10, not never
+MAX_LOGIT_SHIFT = (
+    10.0  # a class absent from the training column is drawn with odds below e^-10, not never
+)
 
 
 class MarginalCalibration(nn.Module):
@@ -42,7 +46,9 @@ class MarginalCalibration(nn.Module):
         super().__init__()
         self.register_buffer("low", torch.empty(n_slots, 1))  # the lowest draw: the first knot
         self.register_buffer("step", torch.empty(n_slots, 1))  # distance between knots
-        self.register_buffer("target", torch.empty(n_slots, CALIBRATION_KNOTS))  # normal score at each knot
+        self.register_buffer(
+            "target", torch.empty(n_slots, CALIBRATION_KNOTS)
+        )  # normal score at each knot
         self.register_buffer("logit_shift", torch.empty(n_logits))  # added to the decoder's logits
         self.reset()
 
@@ -51,7 +57,11 @@ class MarginalCalibration(nn.Module):
         self.logit_shift.zero_()
         self.low.fill_(-5.0)
         self.step.fill_(10.0 / (CALIBRATION_KNOTS - 1))
-        self.target.copy_(torch.linspace(-5.0, 5.0, CALIBRATION_KNOTS, device=self.target.device).expand_as(self.target))
+        self.target.copy_(
+            torch.linspace(-5.0, 5.0, CALIBRATION_KNOTS, device=self.target.device).expand_as(
+                self.target
+            )
+        )
 
     @torch.no_grad()
     def fit(self, values_t: torch.Tensor, used_t: torch.Tensor, chunk: int = 64) -> int:
@@ -61,8 +71,14 @@ class MarginalCalibration(nn.Module):
         sorted together."""
         fitted = 0
         for a in range(0, len(values_t), chunk):
-            v = values_t[a:a + chunk].double().masked_fill(~used_t[a:a + chunk], float("inf")).sort(dim=1).values
-            n = used_t[a:a + chunk].sum(1)  # (S,): the used values sort first
+            v = (
+                values_t[a : a + chunk]
+                .double()
+                .masked_fill(~used_t[a : a + chunk], float("inf"))
+                .sort(dim=1)
+                .values
+            )
+            n = used_t[a : a + chunk].sum(1)  # (S,): the used values sort first
             last = v.gather(1, (n - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
             ok = (n >= MIN_CALIBRATION_VALUES) & (last > v[:, 0])
             if not ok.any():
@@ -73,7 +89,9 @@ class MarginalCalibration(nn.Module):
             below = torch.searchsorted(v, knots.contiguous(), right=False)
             at_or_below = torch.searchsorted(v, knots.contiguous(), right=True)
             nn = n.unsqueeze(1).double()
-            quantile = torch.minimum(torch.maximum((below + at_or_below) / (2 * nn), 0.5 / nn), 1 - 0.5 / nn)
+            quantile = torch.minimum(
+                torch.maximum((below + at_or_below) / (2 * nn), 0.5 / nn), 1 - 0.5 / nn
+            )
             slots = torch.nonzero(ok).squeeze(1)
             self.low[a + slots] = v[slots, :1].float()
             self.step[a + slots] = (knots[slots, 1:2] - knots[slots, :1]).float()
@@ -90,31 +108,51 @@ class MarginalCalibration(nn.Module):
         # beyond the outermost draws: shifted, not stretched
         below = self.target[:, :1] + (values - self.low)
         above = self.target[:, -1:] + (values - self.low - self.step * (CALIBRATION_KNOTS - 1))
-        return torch.where(position < 0, below, torch.where(position > CALIBRATION_KNOTS - 1, above, mapped))
+        return torch.where(
+            position < 0, below, torch.where(position > CALIBRATION_KNOTS - 1, above, mapped)
+        )
 
 
 def class_shares(likelihood: ColumnLikelihood, matrix: torch.Tensor) -> torch.Tensor:  # (n_logits,)
     """Each class's share of the rows of a compact matrix (N, n_inputs), in logit order."""
-    counts = torch.zeros(likelihood.n_logits + 1, device=matrix.device)  # the last slot: the groups' padding
+    counts = torch.zeros(
+        likelihood.n_logits + 1, device=matrix.device
+    )  # the last slot: the groups' padding
     for group in likelihood.groups:
         codes = matrix[:, group.input_cols].T.long()  # (n_blocks, N)
-        counts.index_add_(0, group.index.gather(1, codes).flatten(), torch.ones(codes.numel(), device=matrix.device))
+        counts.index_add_(
+            0,
+            group.index.gather(1, codes).flatten(),
+            torch.ones(codes.numel(), device=matrix.device),
+        )
     return counts[:-1] / max(len(matrix), 1)
 
-def expected_shares(likelihood: ColumnLikelihood, logits_t: torch.Tensor, chunk: int = 16_384) -> torch.Tensor:
+
+def expected_shares(
+    likelihood: ColumnLikelihood, logits_t: torch.Tensor, chunk: int = 16_384
+) -> torch.Tensor:
     """Mean softmax probability of each class over the rows of transposed logits (n_logits, N), with the
     calibration's shift; `chunk` rows at a time, fewer for wide tables (about 8M logits per chunk)."""
     chunk = max(256, min(chunk, 8_000_000 // max(likelihood.n_logits, 1)))
-    shift = likelihood.calibration.logit_shift.unsqueeze(1) if likelihood.calibration is not None else 0.0
+    shift = (
+        likelihood.calibration.logit_shift.unsqueeze(1)
+        if likelihood.calibration is not None
+        else 0.0
+    )
     sums = torch.zeros(likelihood.n_logits + 1, device=logits_t.device)
     for a in range(0, logits_t.shape[1], chunk):
-        padded = with_padding_row(logits_t[:, a:a + chunk] + shift)
+        padded = with_padding_row(logits_t[:, a : a + chunk] + shift)
         for group in likelihood.groups:
-            sums.index_add_(0, group.index.flatten(), torch.softmax(padded[group.index], dim=1).sum(2).flatten())
+            sums.index_add_(
+                0, group.index.flatten(), torch.softmax(padded[group.index], dim=1).sum(2).flatten()
+            )
     return sums[:-1] / max(logits_t.shape[1], 1)
 
+
 @torch.no_grad()
-def calibrate_classes(likelihood: ColumnLikelihood, logits_t: torch.Tensor, target: torch.Tensor) -> float:
+def calibrate_classes(
+    likelihood: ColumnLikelihood, logits_t: torch.Tensor, target: torch.Tensor
+) -> float:
     """Fit the calibration's logit shifts so that the mean softmax over drawn logits (n_logits, N) is
     `target`, the training rows' class shares (`class_shares`). Alternating the softmax with a per-class
     correction is Sinkhorn's iteration, which converges. Returns the largest gap left between a class's
@@ -125,16 +163,24 @@ def calibrate_classes(likelihood: ColumnLikelihood, logits_t: torch.Tensor, targ
     for _ in range(CLASS_ROUNDS):
         shift += log_target - expected_shares(likelihood, logits_t).clamp_min(1e-12).log()
         shift.clamp_(-MAX_LOGIT_SHIFT, MAX_LOGIT_SHIFT)
-    return float((expected_shares(likelihood, logits_t) - target).abs().max()) if likelihood.n_logits else 0.0
-
+    return (
+        float((expected_shares(likelihood, logits_t) - target).abs().max())
+        if likelihood.n_logits
+        else 0.0
+    )
 
 
 CALIBRATION_ROWS = 65_536
 
 
 @torch.inference_mode()
-def calibrate_marginals(model: nn.Module, training_matrix: torch.Tensor, seed: int,
-                        precision: str = "auto", rows: int = CALIBRATION_ROWS) -> tuple[int, int]:
+def calibrate_marginals(
+    model: nn.Module,
+    training_matrix: torch.Tensor,
+    seed: int,
+    precision: str = "auto",
+    rows: int = CALIBRATION_ROWS,
+) -> tuple[int, int]:
     """Fit the model's marginal calibration (models.losses.MarginalCalibration) to `rows` rows drawn
     from it with `seed`: first the class shifts, to the class shares of `training_matrix` (the encoded training
     table, (N, n_inputs)), then, on rows drawn with those shifts, the continuous maps. Returns how many softmax
@@ -149,7 +195,9 @@ def calibrate_marginals(model: nn.Module, training_matrix: torch.Tensor, seed: i
     blocks = sum(len(g.input_cols) for g in likelihood.groups)
     if blocks:
         logits_t = prior_logits_t(model, rows, generator, precision)
-        gap = calibrate_classes(likelihood, logits_t, class_shares(likelihood, training_matrix.to(device)))
+        gap = calibrate_classes(
+            likelihood, logits_t, class_shares(likelihood, training_matrix.to(device))
+        )
         log.debug("class shares calibrated to within %.2g of the training rows'", gap)
     matrix_t = draw_matrix_t(model, rows, generator, precision)  # stays on the device
     return blocks, likelihood.calibration.fit(*likelihood.continuous_values_t(matrix_t))

@@ -16,18 +16,30 @@ from synthgen.runtime import fast_bf16
 # intermediate tensors stay in cache (decoder 1.3-1.5x, category draws ~1.3x faster than whole blocks). The
 # randomness is drawn for the whole block first, so the rows are the same however they are chunked.
 DECODER_CHUNK, SAMPLE_CHUNK = 4096, 16384
-CHUNK_VALUES = 8_000_000  # a wide table's chunks hold at most this many decoder outputs (32 MB per temporary)
+CHUNK_VALUES = (
+    8_000_000  # a wide table's chunks hold at most this many decoder outputs (32 MB per temporary)
+)
 
 
-def sample_matrix(model: nn.Module, n: int, generator: torch.Generator, precision: str = "auto",
-                  prior: str | None = None) -> np.ndarray:
+def sample_matrix(
+    model: nn.Module,
+    n: int,
+    generator: torch.Generator,
+    precision: str = "auto",
+    prior: str | None = None,
+) -> np.ndarray:
     """z from the model's prior -> decoder -> a draw from every column's distribution: (n, n_inputs)."""
     return draw_matrix_t(model, n, generator, precision, prior).cpu().numpy().T  # column-major
 
 
 @torch.inference_mode()
-def draw_matrix_t(model: nn.Module, n: int, generator: torch.Generator, precision: str = "auto",
-                  prior: str | None = None) -> torch.Tensor:
+def draw_matrix_t(
+    model: nn.Module,
+    n: int,
+    generator: torch.Generator,
+    precision: str = "auto",
+    prior: str | None = None,
+) -> torch.Tensor:
     """What `sample_matrix` draws, transposed and on the model's device: (n_inputs, n). `prior` overrides where
     z comes from ("standard" or "fitted")."""
     z = model.prior.sample(n, generator, prior)  # (n, latent)
@@ -39,16 +51,20 @@ def draw_matrix_t(model: nn.Module, n: int, generator: torch.Generator, precisio
     return matrix_t
 
 
-def prior_logits_t(model: nn.Module, n: int, generator: torch.Generator, precision: str) -> torch.Tensor:
+def prior_logits_t(
+    model: nn.Module, n: int, generator: torch.Generator, precision: str
+) -> torch.Tensor:
     """The decoder's logits for n draws of z from the prior: (n_logits, n), on the model's device."""
     z = model.prior.sample(n, generator)  # (n, latent)
     logits_t = torch.empty(model.likelihood.n_logits, n, device=z.device)
     for a, b, out_t in decoded(model, z, precision):
-        logits_t[:, a:b] = out_t[:model.likelihood.n_logits]
+        logits_t[:, a:b] = out_t[: model.likelihood.n_logits]
     return logits_t
 
 
-def decoded(model: nn.Module, z: torch.Tensor, precision: str) -> Iterator[tuple[int, int, torch.Tensor]]:
+def decoded(
+    model: nn.Module, z: torch.Tensor, precision: str
+) -> Iterator[tuple[int, int, torch.Tensor]]:
     """The decoder's transposed output for z, chunk by chunk: (a, b, (out_width, b - a)) for rows [a, b). The
     output buffer is reused: read each chunk before asking for the next."""
     bf16 = precision == "bf16" or (precision == "auto" and fast_bf16(z.device.type))
@@ -59,8 +75,10 @@ def decoded(model: nn.Module, z: torch.Tensor, precision: str) -> Iterator[tuple
     else:  # rows per chunk: fewer for wide outputs, so that each temporary stays small
         chunk = max(256, min(SAMPLE_CHUNK, CHUNK_VALUES // max(model.likelihood.out_width, 1)))
         decoder_chunk = min(DECODER_CHUNK, chunk)
-    out_t = torch.empty(model.likelihood.out_width, min(chunk, n), device=z.device)  # (out_width, chunk)
+    out_t = torch.empty(
+        model.likelihood.out_width, min(chunk, n), device=z.device
+    )  # (out_width, chunk)
     for a in range(0, n, chunk):
         b = min(a + chunk, n)
-        model.decoder.forward_t(z[a:b], dtype, chunk=decoder_chunk, out=out_t[:, :b - a])
-        yield a, b, out_t[:, :b - a]
+        model.decoder.forward_t(z[a:b], dtype, chunk=decoder_chunk, out=out_t[:, : b - a])
+        yield a, b, out_t[:, : b - a]

@@ -17,7 +17,10 @@ from torch import nn
 
 from synthgen.transform import Layout
 
-SIGMA_MIN, SIGMA_MAX = 0.01, 1.0  # the targets are standard normal: a scale above 1 explains nothing
+SIGMA_MIN, SIGMA_MAX = (
+    0.01,
+    1.0,
+)  # the targets are standard normal: a scale above 1 explains nothing
 
 
 class ColumnLikelihood(nn.Module):
@@ -26,29 +29,57 @@ class ColumnLikelihood(nn.Module):
         assert continuous in ("gaussian", "mse")
         self.continuous = continuous
         self.n_inputs = layout.n_inputs
-        self.columns = list(dict.fromkeys([b.column for b in layout.discrete] + [s.column for s in layout.continuous]))
+        self.columns = list(
+            dict.fromkeys(
+                [b.column for b in layout.discrete] + [s.column for s in layout.continuous]
+            )
+        )
         col_index = {name: i for i, name in enumerate(self.columns)}
         self.n_logits = sum(b.n_classes for b in layout.discrete)
-        self.groups = nn.ModuleList(_BlockGroup(blocks, self.n_logits) for blocks in _group_by_width(layout.discrete))
+        self.groups = nn.ModuleList(
+            _BlockGroup(blocks, self.n_logits) for blocks in _group_by_width(layout.discrete)
+        )
         slots = layout.continuous
-        part_of = [col_index[b.column] for g in _group_by_width(layout.discrete) for b in g] + [col_index[s.column] for s in slots]
+        part_of = [col_index[b.column] for g in _group_by_width(layout.discrete) for b in g] + [
+            col_index[s.column] for s in slots
+        ]
         self.register_buffer("part_of", torch.tensor(part_of, dtype=torch.long))
-        self.register_buffer("cont_cols", torch.tensor([s.input_col for s in slots], dtype=torch.long))
-        self.register_buffer("cont_out", torch.tensor([s.out_index for s in slots], dtype=torch.long))
-        self.register_buffer("gate_cols", torch.tensor([s.gate_col if s.gate_col is not None else 0 for s in slots], dtype=torch.long))
-        self.register_buffer("gate_codes", torch.tensor([s.gate_code if s.gate_code is not None else -1 for s in slots], dtype=torch.long))
-        self.register_buffer("gated", torch.tensor([s.gate_col is not None for s in slots], dtype=torch.bool))
+        self.register_buffer(
+            "cont_cols", torch.tensor([s.input_col for s in slots], dtype=torch.long)
+        )
+        self.register_buffer(
+            "cont_out", torch.tensor([s.out_index for s in slots], dtype=torch.long)
+        )
+        self.register_buffer(
+            "gate_cols",
+            torch.tensor(
+                [s.gate_col if s.gate_col is not None else 0 for s in slots], dtype=torch.long
+            ),
+        )
+        self.register_buffer(
+            "gate_codes",
+            torch.tensor(
+                [s.gate_code if s.gate_code is not None else -1 for s in slots], dtype=torch.long
+            ),
+        )
+        self.register_buffer(
+            "gated", torch.tensor([s.gate_col is not None for s in slots], dtype=torch.bool)
+        )
         # decoder output: the layout's logits and means, then (gaussian) one log-scale per continuous value
         self.out_width = layout.out_width + (len(slots) if continuous == "gaussian" else 0)
-        self.register_buffer("scale_out", torch.arange(layout.out_width, self.out_width, dtype=torch.long))
-        self.calibration: nn.Module | None = None  # models.calibration.MarginalCalibration, set by the model
+        self.register_buffer(
+            "scale_out", torch.arange(layout.out_width, self.out_width, dtype=torch.long)
+        )
+        self.calibration: nn.Module | None = (
+            None  # models.calibration.MarginalCalibration, set by the model
+        )
 
     def _padded_t(self, out: torch.Tensor) -> torch.Tensor:
         """(layout.out_width + 1, B): the decoder output transposed, plus a -inf row the groups pad with.
 
         Softmax blocks are reduced over their classes along dim 0, so every op runs over contiguous rows.
         """
-        return with_padding_row(out[:, :self.n_logits].T)
+        return with_padding_row(out[:, : self.n_logits].T)
 
     def sigma(self, out: torch.Tensor) -> torch.Tensor:  # (B, n_slots)
         return _sigma(out[:, self.scale_out])
@@ -66,20 +97,28 @@ class ColumnLikelihood(nn.Module):
             target, mean = x[:, self.cont_cols], out[:, self.cont_out]  # (B, n_slots)
             if self.continuous == "gaussian":
                 sigma = self.sigma(out)
-                nll = 0.5 * ((target - mean) / sigma) ** 2 + sigma.log() + 0.5 * math.log(2 * math.pi)
+                nll = (
+                    0.5 * ((target - mean) / sigma) ** 2 + sigma.log() + 0.5 * math.log(2 * math.pi)
+                )
             else:
                 nll = 0.5 * (target - mean) ** 2
             sums.extend((nll * self._continuous_mask(x)).sum(0).unbind())
-        if not sums:  # every column is constant: nothing to reconstruct (the decoder's output is empty)
+        if (
+            not sums
+        ):  # every column is constant: nothing to reconstruct (the decoder's output is empty)
             return out.sum() * 0.0, out.new_zeros(0)
         per_part = torch.stack(sums) / x.shape[0]
         parts = torch.zeros(len(self.columns), device=x.device).index_add(0, self.part_of, per_part)
         return parts.sum(), parts
 
-    def continuous_values_t(self, matrix_t: torch.Tensor, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    def continuous_values_t(
+        self, matrix_t: torch.Tensor, chunk: int = 64
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """From a transposed compact matrix (n_inputs, N): every continuous slot's values (n_slots, N), and on which
         rows its mode uses them (n_slots, N); `chunk` slots at a time, so a wide table needs no (N, n_slots) copy."""
-        used = torch.empty(len(self.cont_cols), matrix_t.shape[1], dtype=torch.bool, device=matrix_t.device)
+        used = torch.empty(
+            len(self.cont_cols), matrix_t.shape[1], dtype=torch.bool, device=matrix_t.device
+        )
         for a in range(0, len(self.cont_cols), chunk):
             b = a + chunk
             codes = matrix_t[self.gate_cols[a:b]].long()
@@ -87,18 +126,29 @@ class ColumnLikelihood(nn.Module):
         return matrix_t[self.cont_cols], used
 
     @torch.no_grad()
-    def draw_noise(self, n: int, generator: torch.Generator | None = None,
-                   device: torch.device | str = "cpu") -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    def draw_noise(
+        self, n: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+    ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         """The randomness of `sample` for n rows, drawn up front so that rows sampled in chunks are the same
         as rows sampled at once: one uniform per softmax block (n_blocks, n) per group, and (gaussian) one
         standard normal per continuous value (n_slots, n)."""
-        uniforms = [torch.rand(len(g.input_cols), n, device=device, generator=generator) for g in self.groups]
-        normals = (torch.randn(len(self.cont_cols), n, device=device, generator=generator)
-                   if self.continuous == "gaussian" and len(self.cont_cols) else None)
+        uniforms = [
+            torch.rand(len(g.input_cols), n, device=device, generator=generator)
+            for g in self.groups
+        ]
+        normals = (
+            torch.randn(len(self.cont_cols), n, device=device, generator=generator)
+            if self.continuous == "gaussian" and len(self.cont_cols)
+            else None
+        )
         return uniforms, normals
 
     @torch.no_grad()
-    def sample(self, out_t: torch.Tensor, noise: tuple[list[torch.Tensor], torch.Tensor | None] | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        out_t: torch.Tensor,
+        noise: tuple[list[torch.Tensor], torch.Tensor | None] | None = None,
+    ) -> torch.Tensor:
         """Draw a compact matrix, transposed (n_inputs, B), from the decoder's transposed output
         (out_width, B): ancestral sampling from every column's distribution, never argmax. `noise`
         comes from `draw_noise` (fresh when None)."""
@@ -107,12 +157,14 @@ class ColumnLikelihood(nn.Module):
         # the logits, plus one -inf row that the padded softmax groups point at
         padded = out_t.new_empty(self.n_logits + 1, n, dtype=torch.float32)
         if self.calibration is not None:  # shifted while copied: one pass
-            torch.add(out_t[:self.n_logits], self.calibration.logit_shift.unsqueeze(1), out=padded[:-1])
+            torch.add(
+                out_t[: self.n_logits], self.calibration.logit_shift.unsqueeze(1), out=padded[:-1]
+            )
         else:
-            padded[:-1] = out_t[:self.n_logits]
+            padded[:-1] = out_t[: self.n_logits]
         padded[-1] = float("-inf")
         matrix_t = torch.zeros(self.n_inputs, n, device=out_t.device)
-        for group, u in zip(self.groups, uniforms):
+        for group, u in zip(self.groups, uniforms, strict=False):
             matrix_t[group.input_cols] = group.sample(padded, u)
         if len(self.cont_cols):
             values = out_t[self.cont_out].float()  # (n_slots, B)
@@ -122,7 +174,7 @@ class ColumnLikelihood(nn.Module):
             if self.calibration is not None:
                 values = self.calibration(values)
             gate = matrix_t[self.gate_cols] == self.gate_codes.unsqueeze(1).float()
-            values *= (gate | ~self.gated.unsqueeze(1))
+            values *= gate | ~self.gated.unsqueeze(1)
             matrix_t[self.cont_cols] = values
         return matrix_t
 
@@ -152,12 +204,20 @@ class _BlockGroup(nn.Module):
     def __init__(self, blocks, pad: int) -> None:
         super().__init__()
         width = max(b.n_classes for b in blocks)
-        index = [[b.out_start + k if k < b.n_classes else pad for k in range(width)] for b in blocks]
+        index = [
+            [b.out_start + k if k < b.n_classes else pad for k in range(width)] for b in blocks
+        ]
         self.register_buffer("index", torch.tensor(index, dtype=torch.long))  # (n_blocks, width)
-        self.register_buffer("input_cols", torch.tensor([b.input_col for b in blocks], dtype=torch.long))
-        self.register_buffer("last_class", torch.tensor([b.n_classes - 1 for b in blocks], dtype=torch.long))
+        self.register_buffer(
+            "input_cols", torch.tensor([b.input_col for b in blocks], dtype=torch.long)
+        )
+        self.register_buffer(
+            "last_class", torch.tensor([b.n_classes - 1 for b in blocks], dtype=torch.long)
+        )
 
-    def nll(self, out_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # (n_blocks, B) cross-entropy
+    def nll(
+        self, out_t: torch.Tensor, x: torch.Tensor
+    ) -> torch.Tensor:  # (n_blocks, B) cross-entropy
         logp = torch.log_softmax(out_t[self.index], dim=1)  # (n_blocks, width, B)
         target = x[:, self.input_cols].T.long().unsqueeze(1)  # (n_blocks, 1, B)
         return -logp.gather(1, target).squeeze(1)

@@ -30,9 +30,15 @@ class InputExpander(nn.Module):
 
     def __init__(self, layout: Layout) -> None:
         super().__init__()
-        self.register_buffer("code_cols", torch.tensor([b.input_col for b in layout.discrete], dtype=torch.long))
-        self.register_buffer("offsets", torch.tensor([b.out_start for b in layout.discrete], dtype=torch.long))
-        self.register_buffer("cont_cols", torch.tensor([s.input_col for s in layout.continuous], dtype=torch.long))
+        self.register_buffer(
+            "code_cols", torch.tensor([b.input_col for b in layout.discrete], dtype=torch.long)
+        )
+        self.register_buffer(
+            "offsets", torch.tensor([b.out_start for b in layout.discrete], dtype=torch.long)
+        )
+        self.register_buffer(
+            "cont_cols", torch.tensor([s.input_col for s in layout.continuous], dtype=torch.long)
+        )
         self.n_onehot = sum(b.n_classes for b in layout.discrete)
         self.width = layout.onehot_width
 
@@ -43,8 +49,14 @@ class InputExpander(nn.Module):
         return torch.cat([onehot, x[:, self.cont_cols]], dim=1)
 
 
-def mlp(d_in: int, hidden: list[int], d_out: int, activation: str = "silu", norm: str = "none",
-        dropout: float = 0.0) -> nn.Sequential:
+def mlp(
+    d_in: int,
+    hidden: list[int],
+    d_out: int,
+    activation: str = "silu",
+    norm: str = "none",
+    dropout: float = 0.0,
+) -> nn.Sequential:
     layers: list[nn.Module] = []
     for width in hidden:
         layers.append(nn.Linear(d_in, width))
@@ -83,8 +95,13 @@ class Decoder(nn.Module):
         return self.net(z)
 
     @torch.no_grad()
-    def forward_t(self, z: torch.Tensor, dtype: torch.dtype | None = None, chunk: int | None = None,
-                  out: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_t(
+        self,
+        z: torch.Tensor,
+        dtype: torch.dtype | None = None,
+        chunk: int | None = None,
+        out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Inference only: the same output, transposed, (B, latent) -> (out_width, B), float32, `chunk` rows
         at a time (into `out` when given).
 
@@ -95,24 +112,32 @@ class Decoder(nn.Module):
         out-of-place casts give most of it back). The weights are cast once per call, and the bf16 result is
         converted while it is written to `out`.
         """
+
         def cast(t: torch.Tensor) -> torch.Tensor:
             return t.to(dtype) if dtype else t
 
         *body, last = self.net
-        layers = [(cast(m.bias).unsqueeze(1), cast(m.weight)) if isinstance(m, nn.Linear) else m for m in body]
+        layers = [
+            (cast(m.bias).unsqueeze(1), cast(m.weight)) if isinstance(m, nn.Linear) else m
+            for m in body
+        ]
         bias, weight = cast(last.bias).unsqueeze(1), cast(last.weight)
         out = torch.empty(last.out_features, len(z), device=z.device) if out is None else out
         step = chunk or max(len(z), 1)
         for a in range(0, len(z), step):
-            h = cast(z[a:a + step]).T  # (latent, rows)
+            h = cast(z[a : a + step]).T  # (latent, rows)
             for layer in layers:
                 if isinstance(layer, tuple):
                     h = torch.addmm(*layer, h)  # (width, rows)
-                elif isinstance(layer, tuple(ACTIVATIONS.values())):  # elementwise: the layout does not matter
+                elif isinstance(
+                    layer, tuple(ACTIVATIONS.values())
+                ):  # elementwise: the layout does not matter
                     h = _activate_(layer, h)
-                elif not isinstance(layer, nn.Dropout):  # normalization: over features, so on (rows, width)
+                elif not isinstance(
+                    layer, nn.Dropout
+                ):  # normalization: over features, so on (rows, width)
                     h = layer(h.T.float()).to(h.dtype).T
-            out[:, a:a + step] = torch.addmm(bias, weight, h)
+            out[:, a : a + step] = torch.addmm(bias, weight, h)
         return out
 
 
@@ -139,7 +164,9 @@ class LatentPrior(nn.Module):
         self.mean.copy_(codes.mean(0).float())
         self.chol.copy_(torch.linalg.cholesky(cov).float())
 
-    def sample(self, n: int, generator: torch.Generator | None = None, kind: str | None = None) -> torch.Tensor:
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, kind: str | None = None
+    ) -> torch.Tensor:
         """n draws of z (n, latent), from this prior or, with `kind`, from "standard" or "fitted" instead."""
         eps = torch.randn(n, self.mean.shape[0], generator=generator, device=self.mean.device)
         return eps if (kind or self.kind) == "standard" else self.mean + eps @ self.chol.T

@@ -16,18 +16,26 @@ from synthgen.transform import Layout
 class VAE(TabularAutoencoder):
     def __init__(self, layout: Layout, settings: ModelSettings) -> None:
         # the encoder gives a mean and a log-variance; continuous values get a mean and a scale
-        super().__init__(layout, settings, code_width=2 * settings.latent_dim, continuous="gaussian")
+        super().__init__(
+            layout, settings, code_width=2 * settings.latent_dim, continuous="gaussian"
+        )
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.encoder(x).chunk(2, dim=1)  # (B, latent) each
         return mu, logvar.clamp(-12.0, 8.0)
 
-    def forward(self, x: torch.Tensor, beta: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(
+        self, x: torch.Tensor, beta: float = 1.0
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         mu, logvar = self.encode(x)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)  # reparameterization
         reconstruction, parts = self.likelihood(self.decoder(z), x)
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1).mean()
-        return reconstruction + beta * kl, {"reconstruction": reconstruction, "kl": kl, "parts": parts}
+        return reconstruction + beta * kl, {
+            "reconstruction": reconstruction,
+            "kl": kl,
+            "parts": parts,
+        }
 
     @torch.no_grad()
     def codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
