@@ -12,7 +12,7 @@ export PREFECT_UI_ENABLED := false
 # OpenMP threads spin only briefly while they wait (see synthgen/__init__.py)
 export GOMP_SPINCOUNT := 1000
 
-.PHONY: run test install browser clean bench
+.PHONY: run test lint install browser clean bench
 
 install: $(STAMP)
 
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0 2>&1 | { grep -v "is ignored" || true; } \
 		|| $(PY) -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
 	@$(PY) -m pip install -q -e ".[test,dask]" 2>&1 | { grep -v "is ignored" || true; }
-	@$(PY) -c "import synthgen, torch, prefect, sdmetrics, selenium, prefect_dask" \
+	@$(PY) -c "import synthgen, torch, prefect, sdmetrics, selenium, prefect_dask" && test -x $(VENV)/bin/ruff \
 		|| (echo "error: installation failed" >&2; exit 1)
 	@touch $@
 
@@ -39,6 +39,11 @@ run: $(STAMP)
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q
+
+# Format and style (ruff, settings in pyproject.toml); CI runs it before the tests.
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
 
 bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[bench]"

@@ -3,11 +3,11 @@
     pip install -e ".[bench]"     # SDV, an optional extra
     python benchmarks/compare.py --datasets adult,diamonds,cps1988,telco_churn,credit
 
-Split protocol of ../shared/datasets/README.md (adult: the official train and test files). Every model is
-fitted on train, samples as many rows as train holds, and is scored by synthgen.evaluate against train
-(fidelity, detection), with test for privacy and utility. The bars are checked for the default VAE and for
-VARIANTS, VAE settings the README suggests. Writes benchmarks/results/compare-<stamp>.json
-and .md (and -latest copies).
+Split protocol of ../shared/datasets/README.md (adult: the official train and test files). Every
+model is fitted on train, samples as many rows as train holds, and is scored by synthgen.evaluate
+against train (fidelity, detection), with test for privacy and utility. The bars are checked for the
+default VAE and for VARIANTS, VAE settings the README suggests. Writes
+benchmarks/results/compare-<stamp>.json and .md (and -latest copies).
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ SAMPLE_THREADS = torch.get_num_threads()  # set by --sample-threads
 
 
 def median_rate(sample, rows: int, repeats: int = 3) -> float:
-    """Rows/s of `sample(rows)`, the median of `repeats` draws, at SAMPLE_THREADS torch threads for every model."""
+    """Rows/s of `sample(rows)`, the median of `repeats` draws,
+    at SAMPLE_THREADS torch threads for every model."""
     rates = []
     with torch_threads(SAMPLE_THREADS):
         for _ in range(repeats):
@@ -134,7 +135,8 @@ def run_peer(
     t0 = time.perf_counter()
     try:
         synth.fit({table: train})  # SDV 2 takes {table: DataFrame}
-    except Exception:  # noqa: BLE001 - SDV 1 takes the DataFrame itself
+    except Exception:
+        # SDV 1 takes the DataFrame itself
         synth.fit(train)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -172,7 +174,8 @@ def summarize(ev: dict) -> dict:
 
 
 def bars(results: dict, model: str = "vae") -> dict:
-    """The bars of the models issue, checked on this run's numbers for `model` (the VAE or a variant of it)."""
+    """The bars of the models issue, checked on this run's numbers for `model`
+    (the VAE or a variant of it)."""
     vae, peers = results.get(model), [results[k] for k in PEERS if k in results]
     if not vae:
         return {}
@@ -202,21 +205,26 @@ def markdown(report: dict) -> str:
     lines = [
         f"# synthgen vs SDV peers ({report['started']})",
         "",
-        f"synthgen {report['synthgen_version']}, sdv {report.get('sdv_version')}, sdmetrics {report['sdmetrics_version']}, "
-        f"torch {report['torch_version']} with {report['threads']} threads for every model, {report['machine']}; "
+        f"synthgen {report['synthgen_version']}, sdv {report.get('sdv_version')}, "
+        f"sdmetrics {report['sdmetrics_version']}, torch {report['torch_version']} "
+        f"with {report['threads']} threads for every model, {report['machine']}; "
         "synthgen trains networks under 1M parameters on one of them (train.ONE_THREAD_PARAMS). "
         f"Sampling rates: {report['sample_threads']} threads for every model.",
         f"Command: `{report['command']}`",
         "",
-        "Scores: SDMetrics QualityReport against train (trends = official Column Pair Trends over the pairs with "
-        "a real trend; all = over all pairs; aligned = all pairs with real bin edges); detection = 1 - (2 AUC - 1) "
-        "of a gradient-boosted real-vs-synthetic classifier; sample rows/s = median of 5 draws of 1M rows into a "
-        "DataFrame (peers: one of 200k); utility = train on synthetic / train on real, tested "
-        "on real test rows (AUC or R^2); DCR ratio = median distance of synthetic rows to their closest train row "
-        "/ the same for real test rows; copies = share of rows that equal a train row (synthetic / real test).",
+        "Scores: SDMetrics QualityReport against train (trends = official Column Pair Trends over "
+        "the pairs with a real trend; all = over all pairs; aligned = all pairs with real bin "
+        "edges); detection = 1 - (2 AUC - 1) of a gradient-boosted real-vs-synthetic classifier; "
+        "sample rows/s = median of 5 draws of 1M rows into a DataFrame (peers: one of 200k); "
+        "utility = train on synthetic / train on real, tested on real test rows (AUC or R^2); "
+        "DCR ratio = median distance of synthetic rows to their closest train row / the same for "
+        "real test rows; copies = share of rows that equal a train row (synthetic / real test).",
         "",
     ]
-    head = "| dataset | model | fit s | sample rows/s | overall | shapes | trends (pairs) | all pairs | aligned | detection | utility | DCR ratio | copies |"
+    head = (
+        "| dataset | model | fit s | sample rows/s | overall | shapes | trends (pairs) | all pairs "
+        "| aligned | detection | utility | DCR ratio | copies |"
+    )
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for name, ds in report["datasets"].items():
         for model, r in ds["models"].items():
@@ -226,9 +234,11 @@ def markdown(report: dict) -> str:
             fmt = lambda v, d=3: "" if v is None else f"{v:.{d}f}"  # noqa: E731
             rate = r.get("sample_rows_per_s_1m")
             lines.append(
-                f"| {name} | {model} | {fmt(r.get('fit_s'), 1)} | {'' if not rate else f'{rate:,.0f}'} | {fmt(r['overall'])} | "
-                f"{fmt(r['shapes'])} | {fmt(r['trends'])} ({r['pairs_counted']}) | {fmt(r['trends_all'])} | "
-                f"{fmt(r['trends_aligned'])} | {fmt(r['detection'])} | {fmt(r['utility_ratio'])} | {fmt(r['dcr_ratio'], 2)} | "
+                f"| {name} | {model} | {fmt(r.get('fit_s'), 1)} | "
+                f"{'' if not rate else f'{rate:,.0f}'} | {fmt(r['overall'])} | "
+                f"{fmt(r['shapes'])} | {fmt(r['trends'])} ({r['pairs_counted']}) | "
+                f"{fmt(r['trends_all'])} | {fmt(r['trends_aligned'])} | {fmt(r['detection'])} | "
+                f"{fmt(r['utility_ratio'])} | {fmt(r['dcr_ratio'], 2)} | "
                 f"{fmt(r['exact_copies'], 4)} / {fmt(r['natural_copies'], 4)} |"
             )
     lines += ["", "## Bars (the models issue), on this run", ""]
@@ -250,7 +260,8 @@ def markdown(report: dict) -> str:
             for k, (s, t) in PUBLISHED_ADULT.items()
         ]
         lines.append(
-            f"| synthgen VAE (this run) | {vae['shapes']:.3f} | {vae['trends']:.3f} (official), {vae['trends_all']:.3f} (all pairs) |"
+            f"| synthgen VAE (this run) | {vae['shapes']:.3f} | {vae['trends']:.3f} (official), "
+            f"{vae['trends_all']:.3f} (all pairs) |"
         )
     return "\n".join(lines) + "\n"
 
@@ -271,8 +282,8 @@ def main() -> None:
         "--sample-threads",
         type=int,
         default=torch.get_num_threads(),
-        help="torch threads for the sampling-rate draws, the same for every model (default: torch's, "
-        "as a user gets it; synthgen draws blocks in that many threads)",
+        help="torch threads for the sampling-rate draws, the same for every model "
+        "(default: torch's, as a user gets it; synthgen draws blocks in that many threads)",
     )
     ap.add_argument("--tvae-epochs", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
@@ -337,10 +348,12 @@ def main() -> None:
                     seed=args.seed,
                 )
                 ds["models"][model] = {**info, **summarize(ev), "evaluation_seconds": ev["seconds"]}
-            except Exception as exc:  # noqa: BLE001 - one failing peer must not lose the others' numbers
+            except Exception as exc:
+                # one failing peer must not lose the others' numbers
                 ds["models"][model] = {"error": f"{type(exc).__name__}: {exc}"}
+            shown = {k: v for k, v in ds["models"][model].items() if k != "evaluation_seconds"}
             print(
-                f"[{name}] {model}: {json.dumps({k: v for k, v in ds['models'][model].items() if k != 'evaluation_seconds'}, default=str)}",
+                f"[{name}] {model}: {json.dumps(shown, default=str)}",
                 file=sys.stderr,
                 flush=True,
             )

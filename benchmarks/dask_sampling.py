@@ -2,9 +2,9 @@
 
     python benchmarks/dask_sampling.py MODEL_DIR [--rows 10000000] [--shards 8] [--workers 1,2]
 
-Each worker is a process with one thread (Dask's default for processes sets OMP_NUM_THREADS=1), so the
-comparison is one core against two. Prints one JSON line per cluster size: rows/s and peak memory per worker,
-and checks that the rows are the same whatever the number of workers.
+Each worker is a process with one thread (Dask's default for processes sets OMP_NUM_THREADS=1), so
+the comparison is one core against two. Prints one JSON line per cluster size: rows/s and peak
+memory per worker, and checks that the rows are the same whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ def main() -> None:
 
     outputs = {}
     for n_workers in map(int, args.workers.split(",")):
-        # the rows are read back only after every cluster ran: workers started from a process that holds
-        # millions of rows would report that process's memory as theirs
+        # the rows are read back only after every cluster ran: workers started from a
+        # process that holds millions of rows would report that process's memory as theirs
         out = outputs[n_workers] = Path(tempfile.mkdtemp(prefix="synthgen-dask-"))
         with (
             LocalCluster(

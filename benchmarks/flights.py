@@ -1,9 +1,11 @@
-"""The large-table bars on flights (336,776 rows): default fit time and peak memory, sample_to_parquet of
-10,000,000 rows and its peak memory, and evaluation time on the 80/20 split.
+"""The large-table bars on flights (336,776 rows): default fit time and peak memory,
+sample_to_parquet of 10,000,000 rows and its peak memory, and evaluation time on the 80/20 split.
 
-    python benchmarks/flights.py [--data ../shared/datasets/flights.parquet] [--work /tmp/synthgen-flights]
+    python benchmarks/flights.py [--data ../shared/datasets/flights.parquet]
+                                 [--work /tmp/synthgen-flights]
 
-Each stage runs in its own process, so each peak memory (ru_maxrss) is that stage's own. One JSON line per stage.
+Each stage runs in its own process, so each peak memory (ru_maxrss) is that stage's own.
+One JSON line per stage.
 """
 
 from __future__ import annotations

@@ -1,17 +1,21 @@
-"""One VAE setting over several seeds on one benchmark table: how settings were compared before a default changed.
+"""One VAE setting over several seeds on one benchmark table:
+how settings were compared before a default changed.
 
     python benchmarks/seeds.py credit --settings '{"beta": 0.8}' --seeds 0-7
-    python benchmarks/seeds.py diamonds --seeds 0,1 --pairs     # also the counted trend pairs and column ranges
-    python benchmarks/seeds.py credit --seeds 0-7 --z-from posterior   # diagnosis: is the prior the problem?
+    python benchmarks/seeds.py diamonds --seeds 0,1 --pairs
+        # also the counted trend pairs and column ranges
+    python benchmarks/seeds.py credit --seeds 0-7 --z-from posterior
+        # diagnosis: is the prior the problem?
 
-compare.py's split; per seed: fit on train (the settings over the defaults), sample as many rows as train holds
-with seed + 1, score with synthgen.evaluate (fidelity against train, utility and privacy with test). One JSON
-line per seed, then the means. Seed-to-seed spread is large on the small tables (credit's utility 0.90-0.97), so
-compare means over several seeds, not one run.
+compare.py's split; per seed: fit on train (the settings over the defaults), sample as many rows as
+train holds with seed + 1, score with synthgen.evaluate (fidelity against train, utility and privacy
+with test). One JSON line per seed, then the means. Seed-to-seed spread is large on the small tables
+(credit's utility 0.90-0.97), so compare means over several seeds, not one run.
 
-`--z-from posterior` decodes z drawn from the aggregate posterior (a random train row's q(z|x)) instead of the
-prior: a diagnosis, not a way to sample (those rows lean on single train rows). If it scores like the prior, what
-the rows lack is not in the latent at all, and a better prior would not help.
+`--z-from posterior` decodes z drawn from the aggregate posterior (a random train row's q(z|x))
+instead of the prior: a diagnosis, not a way to sample (those rows lean on single train rows). If
+it scores like the prior, what the rows lack is not in the latent at all, and a better prior would
+not help.
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def draw_from_posterior(synth: Synthesizer, train) -> None:
-    """Make `synth` decode z ~ q(z | x) of a random train row wherever it would draw z from its prior."""
+    """Make `synth` decode z ~ q(z | x) of a random train row
+    wherever it would draw z from its prior."""
     device = next(synth.net.parameters()).device
     mu, variance = synth.net.codes(
         torch.as_tensor(synth.transformer.transform(train), dtype=torch.float32, device=device)
@@ -127,7 +132,8 @@ def main() -> None:
             counted = [p for p in q["pairs"] if p["counted"]]
             for p in sorted(counted, key=lambda p: p["score"] if p["score"] is not None else 1.0):
                 print(
-                    f"  {p['column_1']} x {p['column_2']}: {p['score']:.3f} official, {p['score_aligned']:.3f} aligned"
+                    f"  {p['column_1']} x {p['column_2']}: {p['score']:.3f} official, "
+                    f"{p['score_aligned']:.3f} aligned"
                 )
             for col in train.select_dtypes("number").columns:
                 print(

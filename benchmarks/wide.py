@@ -1,12 +1,13 @@
-"""Wide tables end to end: `synthgen generate` on a 50 x 3,000 float table and a 2,000 x 1,200 mixed table, with the
-peak memory of the whole process tree (the issue's bar: under 3 GB each).
+"""Wide tables end to end: `synthgen generate` on a 50 x 3,000 float table and a 2,000 x 1,200
+mixed table, with the peak memory of the whole process tree (the issue's bar: under 3 GB each).
 
     python benchmarks/wide.py                 # both tables, results/wide-<date>.json
     python benchmarks/wide.py --only mixed    # one of them
     python benchmarks/wide.py --write-only /tmp/wide   # just write the tables
 
-The tables are synthetic and seeded: the floats are a few latent factors plus noise (so columns are correlated);
-the mixed table has floats, small integers, categories of 2-40 levels, flags with missing values and dates.
+The tables are synthetic and seeded: the floats are a few latent factors plus noise (so columns are
+correlated); the mixed table has floats, small integers, categories of 2-40 levels, flags with
+missing values and dates.
 """
 
 from __future__ import annotations

@@ -1,11 +1,10 @@
-"""synthgen: learn a table, write new rows that keep its statistics but belong to no real person."""
+"""synthgen: learn a table, write new rows that keep its statistics but belong to no real
+person."""
 
 import os
 
-# OpenMP threads spin while they wait for work (libgomp: 300,000 spins by default). When two OpenMP runtimes
-# (torch's and scikit-learn's) or two processes share a 2-core machine, that spinning ruins throughput:
-# measured here, a 4 s fit took 57-107 s and a 5 s detection score 162 s while another job ran. A short spin
-# keeps an idle machine's speed (fit 2.8 s vs 2.4 s spinning, 3.5 s never spinning) and a busy one's (4.5 s).
+# Short OpenMP spin-wait: libgomp's default (300,000 spins) ruins throughput when two OpenMP
+# runtimes (torch's, scikit-learn's) or two processes share 2 cores; a short spin costs little idle.
 os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
 from synthgen.errors import UserError  # noqa: E402

@@ -152,8 +152,9 @@ def fit(
     shutil.rmtree(checkpoints, ignore_errors=True)
     t = synth.training
     print(
-        f"{out}: {model} trained on {t.train_rows} rows, {t.epochs_run} epochs on {t.device} in {t.seconds:.1f}s"
-        f" (best validation loss {t.best_val_loss if t.best_val_loss is None else round(t.best_val_loss, 3)})"
+        f"{out}: {model} trained on {t.train_rows} rows, {t.epochs_run} epochs on {t.device} "
+        f"in {t.seconds:.1f}s (best validation loss "
+        f"{t.best_val_loss if t.best_val_loss is None else round(t.best_val_loss, 3)})"
     )
 
 
@@ -178,7 +179,8 @@ def sample(
     synth.sample_to_parquet(rows, out, seed=seed)
     elapsed = time.perf_counter() - t0
     print(
-        f"{out}: {rows} rows (seed {synth.last_seed}) in {elapsed:.1f}s, {rows / max(elapsed, 1e-9):,.0f} rows/s"
+        f"{out}: {rows} rows (seed {synth.last_seed}) in {elapsed:.1f}s, "
+        f"{rows / max(elapsed, 1e-9):,.0f} rows/s"
     )
 
 
@@ -218,7 +220,9 @@ def evaluate(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Score any synthetic table against its real one and write the quality report. Exit 1 if a privacy gate fails."""
+    # the backslash keeps this help text on one line in `synthgen --help`'s command list
+    """Score any synthetic table against its real one and write the quality report. \
+Exit 1 if a privacy gate fails."""
     import time
 
     from synthgen.config import privacy_gate
@@ -269,8 +273,10 @@ def evaluate(
     paths = write_report(report, out)
     q = ev["quality"]
     print(
-        f"overall {q['overall']:.3f}  column shapes {q['column_shapes']:.3f}  pair trends {q['column_pair_trends']:.3f} "
-        f"(all pairs {q['column_pair_trends_all_pairs']:.3f})  detection {ev['detection']['score']:.3f}"
+        f"overall {q['overall']:.3f}  column shapes {q['column_shapes']:.3f}  "
+        f"pair trends {q['column_pair_trends']:.3f} "
+        f"(all pairs {q['column_pair_trends_all_pairs']:.3f})  "
+        f"detection {ev['detection']['score']:.3f}"
     )
     print(f"report: {paths['html']}")
     if ev["privacy_gate"]["passed"] is False:
@@ -314,7 +320,9 @@ def generate(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Run the whole pipeline as a Prefect flow: train, sample, evaluate, publish Parquet and a quality report."""
+    # the backslash keeps this help text on one line in `synthgen --help`'s command list
+    """Run the whole pipeline as a Prefect flow: train, sample, evaluate, \
+publish Parquet and a quality report."""
     from synthgen.config import run_overrides
     from synthgen.flows.api import TemporaryAPI
 
@@ -344,15 +352,16 @@ def generate(
     _print_summary(summary)
     if summary["status"] != "passed":
         print(
-            f"error: the privacy gate failed; rows withheld for {', '.join(summary['verdict']['failed_gates'])} "
-            f"(see {summary['report']})",
+            "error: the privacy gate failed; rows withheld for "
+            f"{', '.join(summary['verdict']['failed_gates'])} (see {summary['report']})",
             file=sys.stderr,
         )
         raise typer.Exit(EXIT_FAILED)
 
 
 def _run_generate(api, config: Optional[Path], overrides: dict) -> dict:
-    """Check the input (one error line and exit 2 before any work), then run the flow; returns its summary."""
+    """Check the input (one error line and exit 2 before any work), then run the flow;
+    returns its summary."""
     from synthgen.config import load_run_config
     from synthgen.runs import preflight
 
@@ -437,7 +446,8 @@ def generate_many(
     from synthgen.flows import RunFailed, flow_result
     from synthgen.flows.many import dataset_inputs, run_many
 
-    # settings are checked before any work; a bad table fails its own run only, and the summary says so
+    # settings are checked before any work; a bad table fails its own run only,
+    # and the summary says so
     inputs = dataset_inputs(
         [str(t) for t in tables] if tables else base.datasets, str(folder) if folder else None
     )
@@ -484,7 +494,8 @@ def serve(
 
 @app.callback()
 def _root() -> None:
-    """synthgen: synthetic tabular data with a VAE, an AE baseline, Prefect flows and quality reports."""
+    """synthgen: synthetic tabular data with a VAE, an AE baseline,
+    Prefect flows and quality reports."""
 
 
 def main() -> None:
@@ -513,7 +524,8 @@ def main() -> None:
         print(f"error: {exc}; nothing was published", file=sys.stderr)
         process.run_cleanups()
         rc = 128 + exc.signum
-    except Exception as exc:  # noqa: BLE001 - a bug or a failure outside the user's reach: one line, exit 1
+    except Exception as exc:
+        # a bug or a failure outside the user's reach: one line, exit 1
         process.record_failure(exc)
         print(process.failure_line(exc), file=sys.stderr)
         rc = EXIT_FAILED

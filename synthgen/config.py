@@ -13,61 +13,79 @@ MODEL_KINDS = ("vae", "ae")
 
 
 class ModelSettings(BaseModel):
-    """Everything that decides what a trained model is: the cache key of a trained model hashes these."""
+    """Everything that decides what a trained model is: a trained model's cache key hashes these.
+    Why each default is what it is: docs/design.md, "Why the defaults are what they are"."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    model: Literal["vae", "ae"] = "vae"
-    # training length: None picks it from the table size (train.auto_epochs: 30 to 180 epochs, fewer for tables
-    # of 5-7 batches, and at least 600 steps, up to 300 epochs, for tables of a few batches)
-    epochs: int | None = Field(None, ge=1)
-    batch_size: int = Field(1024, ge=2)
-    latent_dim: int = Field(32, ge=1)
-    hidden: list[int] = Field(default_factory=lambda: [256, 256], min_length=1)
-    # silu over relu, measured with benchmarks/compare.py's split (2026-11-27): train-on-synthetic utility 0.971 vs
-    # 0.909 on diamonds (2 seeds) and 0.947 vs 0.927 on credit (5 seeds); adult, cps1988, telco_churn the same
-    # within seed noise. It costs about 5% of sampling speed and up to 10% per training step.
-    activation: Literal["relu", "gelu", "silu", "leaky_relu"] = "silu"
-    norm: Literal["none", "batch", "layer"] = "none"
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    # 3e-3 over 2e-3 (2026-12-01, with the shorter auto_epochs): the same scores on adult, telco_churn and cps1988
-    # within seed noise, higher on diamonds (overall 0.953 / 0.979 vs 0.946 / 0.975, seeds 0-1), credit's utility
-    # 0.933 vs 0.943 (mean of seeds 0-7, spread 0.90-0.97); telco_churn's and credit's fits 40% shorter
-    lr: float = Field(3e-3, gt=0)
-    lr_schedule: Literal["constant", "cosine"] = "constant"
-    weight_decay: float = Field(1e-5, ge=0)
-    # 1 is the ELBO, under which dependence that only a few columns share costs more KL than it saves and comes out
-    # blurred. 0.7 keeps it (credit's utility 0.935 -> 0.970, 8 seeds); the shapes it used to cost (codes further
-    # from N(0, I)) the marginal calibration gives back. README, "KL weight"
+    model: Literal["vae", "ae"] = Field(
+        "vae", description="vae (the generator) or ae (the baseline)"
+    )
+    epochs: int | None = Field(
+        None, ge=1, description="training epochs; None: from the table size (30-180, 600+ steps)"
+    )
+    batch_size: int = Field(1024, ge=2, description="rows per optimizer step")
+    latent_dim: int = Field(32, ge=1, description="width of the latent code z")
+    hidden: list[int] = Field(
+        default_factory=lambda: [256, 256], min_length=1, description="hidden layer widths"
+    )
+    activation: Literal["relu", "gelu", "silu", "leaky_relu"] = Field(
+        "silu", description="activation of the hidden layers"
+    )
+    norm: Literal["none", "batch", "layer"] = Field("none", description="normalization layers")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout after each hidden layer")
+    lr: float = Field(3e-3, gt=0, description="AdamW learning rate")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="constant, or cosine decay to 5% over the planned epochs"
+    )
+    weight_decay: float = Field(1e-5, ge=0, description="AdamW weight decay")
+    # 1 is the ELBO, which blurs dependence that only a few columns share; docs/design.md
     beta: float = Field(0.7, gt=0, description="weight of the KL term (VAE)")
-    kl_warmup_epochs: int = Field(10, ge=0)
+    kl_warmup_epochs: int = Field(10, ge=0, description="epochs over which beta ramps up from 0")
     patience: int = Field(
         50, ge=1, description="epochs without a better validation loss before stopping"
     )
-    val_fraction: float = Field(0.1, ge=0.0, lt=0.5)
-    # where generation draws z from. VAE: "standard" = N(0, I), the prior it was trained against; "fitted" = a
-    # Gaussian with the aggregate posterior's mean and covariance (for beta < 1, whose codes are not N(0, I)).
-    # AE: "fitted" = a Gaussian (mean, full covariance) fitted to the training codes; "standard" shows why
-    # an AE alone is no generator.
-    prior: Literal["standard", "fitted"] | None = None
-    # after training, calibrate each column's marginal to the training column's on the model's own draws: a
-    # monotone map per continuous value (ranks kept), a logit shift per category (models.calibration).
-    # README, "Marginal calibration"
-    calibrate_marginals: bool = True
-    rare_threshold: int = Field(5, ge=0)
-    max_categories: int | None = Field(150, ge=1)
-    point_mass_share: float = Field(0.02, gt=0, le=1)
+    val_fraction: float = Field(
+        0.1, ge=0.0, lt=0.5, description="training rows held out for early stopping"
+    )
+    prior: Literal["standard", "fitted"] | None = Field(
+        None,
+        description=(
+            "where new rows draw z from: standard = N(0, I); fitted = a Gaussian with the codes' "
+            "mean and covariance (the VAE's aggregate posterior). None: standard for the VAE, "
+            "fitted for the AE"
+        ),
+    )
+    calibrate_marginals: bool = Field(
+        True,
+        description=(
+            "after training, calibrate each column's marginal to the training column's on the "
+            "model's own draws (ranks kept)"
+        ),
+    )
+    rare_threshold: int = Field(
+        5,
+        ge=0,
+        description="categories and point masses held by fewer rows are never written out",
+    )
+    max_categories: int | None = Field(
+        150, ge=1, description="categories kept per column; the rest share an 'other' class"
+    )
+    point_mass_share: float = Field(
+        0.02, gt=0, le=1, description="share of rows that makes a number's value a class"
+    )
     max_train_rows: int | None = Field(
         None, ge=100, description="train on a seeded sample of this many rows"
     )
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    # auto: bf16 mixed precision on CUDA and on CPUs with bf16 units (runtime.fast_bf16); training and sampling
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    checkpoint_every: int = Field(10, ge=1)
-    # torch threads for training on a CPU; None: 1 for models under runtime.ONE_THREAD_PARAMS parameters (the
-    # default network has about 0.2M), torch's own setting for larger ones
-    cpu_threads: int | None = Field(None, ge=1)
+    seed: int = Field(0, description="seed of training: the same seed gives the same model on CPU")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 mixed precision on CUDA and CPUs with bf16 units"
+    )
+    checkpoint_every: int = Field(10, ge=1, description="epochs between checkpoints of a fit")
+    cpu_threads: int | None = Field(
+        None, ge=1, description="torch threads for CPU training; None: 1 for small networks"
+    )
 
     @model_validator(mode="after")
     def _default_prior(self) -> ModelSettings:
@@ -78,6 +96,15 @@ class ModelSettings(BaseModel):
     def fingerprint_fields(self) -> dict[str, Any]:
         """The settings that change the trained weights (not where or how often it is saved)."""
         return self.model_dump(exclude={"device", "checkpoint_every", "cpu_threads"})
+
+    @classmethod
+    def describe(cls) -> str:
+        """One line per setting: name, default, what it does (for docstrings and --help)."""
+        lines = []
+        for name, field in cls.model_fields.items():
+            default = field.default_factory() if field.default_factory else field.default
+            lines.append(f"{name} = {default!r}: {field.description}")
+        return "\n".join(lines)
 
 
 def validated(model_cls: type[BaseModel], values: dict[str, Any], where: str = "settings") -> Any:
@@ -100,7 +127,10 @@ class PrivacyGate(BaseModel):
 
     max_exact_copy_share: float | Literal["natural"] | None = Field(
         None,
-        description="largest share of synthetic rows that equal a training row; 'natural' = the holdout's rate",
+        description=(
+            "largest share of synthetic rows that equal a training row; "
+            "'natural' = the holdout's rate"
+        ),
     )
     min_dcr_ratio: float | None = Field(
         None, gt=0, description="median DCR synthetic / holdout, at least"
@@ -113,8 +143,9 @@ class PrivacyGate(BaseModel):
 
 
 class ScoredVariant(BaseModel):
-    """A trained model sampled another way and scored beside it in the report, never published: the default,
-    the AE with z from N(0, I), shows why an autoencoder without a prior is no generator."""
+    """A trained model sampled another way and scored beside it in the report, never published: the
+    default, the AE with z from N(0, I), shows why an autoencoder without a prior is no
+    generator."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -162,15 +193,15 @@ class RunConfig(BaseModel):
     model: dict[str, Any] = Field(
         default_factory=dict,
         description=(
-            "model settings (epochs, latent_dim, ...) for every model; a `vae:` or `ae:` mapping inside holds settings "
-            "for that model only, over the shared ones"
+            "model settings (epochs, latent_dim, ...) for every model; a `vae:` or `ae:` mapping "
+            "inside holds settings for that model only, over the shared ones"
         ),
     )
     scored_variants: list[ScoredVariant] = Field(
         default_factory=lambda: list(DEFAULT_VARIANTS),
         description=(
-            "trained models sampled another way and scored beside them, never published ([] for none); a variant whose "
-            "model is not run, or that samples as the model does, is skipped"
+            "trained models sampled another way and scored beside them, never published ([] for "
+            "none); a variant whose model is not run, or that samples as the model does, is skipped"
         ),
     )
     privacy_gate: PrivacyGate = Field(default_factory=PrivacyGate)
@@ -203,7 +234,7 @@ class RunConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _renamed(cls, values: Any) -> Any:
-        # the setting scored_variants replaced (ae_standard_normal_row: false is scored_variants: [])
+        # scored_variants replaced ae_standard_normal_row (false is scored_variants: [])
         if isinstance(values, dict) and "ae_standard_normal_row" in values:
             values = dict(values)
             if not values.pop("ae_standard_normal_row"):
@@ -212,9 +243,8 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
-        for (
-            model
-        ) in MODEL_KINDS:  # every model setting must be valid before any work starts, used or not
+        # every model setting must be valid before any work starts, used or not
+        for model in MODEL_KINDS:
             if model in self.models or model in self.model:
                 self.model_settings(model)
         if self.schedule is not None and len(self.schedule.split()) not in (5, 6):
@@ -224,13 +254,14 @@ class RunConfig(BaseModel):
         return self
 
     def model_settings(self, model: str) -> ModelSettings:
-        """The settings of one model: the shared ones under `model:`, then its own section (`model: {vae: {...}}`)."""
+        """The settings of one model: the shared ones under `model:`, then its own section
+        (`model: {vae: {...}}`)."""
         shared = {k: v for k, v in self.model.items() if k not in MODEL_KINDS}
         own = self.model.get(model) or {}
         if not isinstance(own, dict):
             raise UserError(
-                f"bad model settings: model.{model} must be a mapping of settings for the {model} only, "
-                f"got {own!r}"
+                f"bad model settings: model.{model} must be a mapping of settings for the "
+                f"{model} only, got {own!r}"
             )
         extra = {"max_train_rows": self.max_train_rows} if self.max_train_rows else {}
         return validated(
@@ -247,8 +278,8 @@ def run_overrides(
     models: str | list | None = None,
     **given: Any,
 ) -> dict[str, Any]:
-    """What a command line or a flow call sets over a config file: the values given (None: not given), with
-    `epochs` as a model setting and `models` as a list ("vae,ae" or ["vae", "ae"])."""
+    """What a command line or a flow call sets over a config file: the values given (None: not
+    given), with `epochs` as a model setting and `models` as a list ("vae,ae" or ["vae", "ae"])."""
     values = dict(settings or {})
     values.update(
         {k: str(v) if isinstance(v, os.PathLike) else v for k, v in given.items() if v is not None}
@@ -278,7 +309,7 @@ def privacy_gate(max_copies: str | None = None, min_dcr_ratio: float | None = No
 
 
 def load_run_config(path: str | None = None, **overrides: Any) -> RunConfig:
-    """Settings from a YAML file, then overrides (flow parameters, CLI options) that are not None."""
+    """Settings from a YAML file, then overrides (flow parameters, CLI options) other than None."""
     values: dict[str, Any] = {}
     if path is not None:
         import yaml
@@ -303,7 +334,8 @@ def load_run_config(path: str | None = None, **overrides: Any) -> RunConfig:
 
 
 def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """`override` over `base`, per-model sections (`vae:`, `ae:`) merged key by key rather than replaced."""
+    """`override` over `base`, per-model sections (`vae:`,
+    `ae:`) merged key by key rather than replaced."""
     out = dict(base)
     for key, value in override.items():
         if key in MODEL_KINDS and isinstance(value, dict) and isinstance(out.get(key), dict):

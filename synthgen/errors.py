@@ -1,7 +1,7 @@
 """The one exception type for problems a user can cause and fix (bad file, bad column, bad setting).
 
-The CLI turns it into a single `error: ...` line and exit code 2; anything else is a bug and keeps its
-traceback.
+The CLI turns it into a single `error: ...` line and exit code 2; anything else is a bug and keeps
+its traceback.
 """
 
 

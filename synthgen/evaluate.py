@@ -2,15 +2,18 @@
 
 Works on any real/synthetic pair with the same columns, including tables other tools made.
 
-- Fidelity: SDMetrics QualityReport (overall, Column Shapes, Column Pair Trends) and DiagnosticReport.
-  Since sdmetrics 0.27 Column Pair Trends averages only the pairs whose real data shows a trend
-  (|Pearson| > 0.5 or Cramer's V > 0.3); we report that official score, the score over all pairs (a
-  generator that only copies marginals scores well on the first and badly on the second), and an
-  "aligned" all-pairs score where numeric x categorical pairs bin both tables with the real data's bin
-  edges (SDMetrics bins each table on its own min/max, so one real outlier can misalign every bin).
-- Detection: a gradient-boosted classifier, cross-validated, real vs synthetic; 1 = indistinguishable.
-- Privacy: distance to the closest training record (DCR) with a nearest-neighbour index over the *whole*
-  training set, for synthetic rows and, as the yardstick, for real holdout rows; exact copies.
+- Fidelity: SDMetrics QualityReport (overall, Column Shapes, Column Pair Trends) and
+  DiagnosticReport. Since sdmetrics 0.27 Column Pair Trends averages only the pairs whose real data
+  shows a trend (|Pearson| > 0.5 or Cramer's V > 0.3); we report that official score, the score over
+  all pairs (a generator that only copies marginals scores well on the first and badly on the
+  second), and an "aligned" all-pairs score where numeric x categorical pairs bin both tables with
+  the real data's bin edges (SDMetrics bins each table on its own min/max, so one real outlier can
+  misalign every bin).
+- Detection: a gradient-boosted classifier, cross-validated, real vs synthetic;
+  1 = indistinguishable.
+- Privacy: distance to the closest training record (DCR) with a nearest-neighbour index over the
+  *whole* training set, for synthetic rows and, as the yardstick, for real holdout rows; exact
+  copies.
 - Utility: train on synthetic, test on real holdout, against the same model trained on real.
 """
 
@@ -35,13 +38,12 @@ TABLE = "table"
 DEFAULT_MAX_ROWS = 50_000  # rows per side scored by SDMetrics and detection on large tables
 DEFAULT_PRIVACY_ROWS = 10_000  # synthetic / holdout rows whose closest training record is searched
 MIN_UTILITY_ROWS = 5  # rows with a known target on each side, or utility is not measured
-MAX_PAIRS = 4_000  # column pairs scored per table; wider tables score a seeded sample of pairs (the report says so)
+# column pairs scored per table; wider tables score a seeded sample of pairs (the report says so)
+MAX_PAIRS = 4_000
 MAX_ASSOCIATION_COLUMNS = 40  # columns in the association matrices the report draws
 DISTANCE_LEVELS = 64  # categories kept apart in the distance space (the rest count as one "other")
-SDMETRICS_DCR_MAX_ROWS = (
-    1_500  # SDMetrics' own DCR metrics cross-join in pandas: small tables only (3.5k rows: 70 s)
-)
-SDMETRICS_DCR_MAX_COLUMNS = 100  # and loop over columns (40 rows x 3,000 columns: minutes)
+SDMETRICS_DCR_MAX_ROWS = 1_500  # SDMetrics' own DCR metrics cross-join in pandas: small tables only
+SDMETRICS_DCR_MAX_COLUMNS = 100  # and loop over columns: narrow tables only
 
 
 def evaluate(
@@ -126,7 +128,7 @@ def evaluate(
     return result
 
 
-# ----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Input checks and sampling
 
 
@@ -156,8 +158,8 @@ def _sample(df: pd.DataFrame, rows: int | None, seed: int) -> pd.DataFrame:
 def _sdv_frames(
     real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema
 ) -> tuple[dict, dict, dict]:
-    """The tables as SDMetrics reads them: the columns it scores, numbers as floats (infinities as missing,
-    which SDMetrics cannot bin) and datetimes as datetimes."""
+    """The tables as SDMetrics reads them: the columns it scores, numbers as floats (infinities as
+    missing, which SDMetrics cannot bin) and datetimes as datetimes."""
     meta = schema.to_metadata()
     meta["columns"] = {
         k: v for k, v in meta["columns"].items() if v["sdtype"] not in ("id", "text", "unknown")
@@ -181,7 +183,7 @@ def _sdv_frames(
     return {TABLE: frame(real)}, {TABLE: frame(synthetic)}, {"tables": {TABLE: meta}}
 
 
-# ----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Fidelity
 
 
@@ -195,8 +197,9 @@ def quality(
 ) -> dict[str, Any]:
     """SDMetrics QualityReport: official scores, plus Column Pair Trends over all pairs and aligned.
 
-    A table of more than `max_pairs` (MAX_PAIRS) column pairs scores a seeded sample of that many pairs with
-    SDMetrics' own Column Pair Trends property (`pairs_scored` says how many); Column Shapes covers every column.
+    A table of more than `max_pairs` (MAX_PAIRS) column pairs scores a seeded sample of that many
+    pairs with SDMetrics' own Column Pair Trends property (`pairs_scored` says how many); Column
+    Shapes covers every column.
     """
     real_d, synth_d, meta = _sdv_frames(real, synthetic, schema)
     n_columns = len(meta["tables"][TABLE]["columns"])
@@ -273,7 +276,8 @@ def quality(
 
 
 def _quality_all_pairs(real_d: dict, synth_d: dict, meta: dict) -> tuple:
-    """SDMetrics' QualityReport twice: its official scores, and Column Pair Trends over every pair."""
+    """SDMetrics' QualityReport twice: its official scores, and Column Pair Trends over every
+    pair."""
     from sdmetrics.reports import QualityReport
 
     official = QualityReport()
@@ -369,14 +373,15 @@ def _aligned_pair_scores(
                     pd.DataFrame({a: ra, b: rb}), pd.DataFrame({a: sa, b: sb})
                 )
             )
-        except Exception:  # noqa: BLE001 - a pair SDMetrics cannot score stays unscored, as in its own report
+        except Exception:
+            # a pair SDMetrics cannot score stays unscored, as in its own report
             scores.append(np.nan)
     return scores
 
 
 def _bin_edges(x: np.ndarray, bins: int) -> np.ndarray:
-    """`bins` equal-width bins over the finite values of `x` (fewer where the range is too narrow for float64:
-    integers near 2**63), always at least one."""
+    """`bins` equal-width bins over the finite values of `x` (fewer where the range is too narrow
+    for float64: integers near 2**63), always at least one."""
     finite = x[np.isfinite(x)]
     if not len(finite):
         return np.array([0.0, 1.0])
@@ -406,7 +411,7 @@ def diagnostic(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> d
     }
 
 
-# ----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Features for the tree models and the distances
 
 
@@ -420,8 +425,8 @@ def _as_number(s: pd.Series, col) -> np.ndarray:
 class _Features:
     """Column-wise numeric features fitted on the real (training) table.
 
-    Numbers stay numbers (missing as NaN); categories become codes of the real table's most frequent values
-    (the rest share one code), as tree models take them.
+    Numbers stay numbers (missing as NaN); categories become codes of the real table's most frequent
+    values (the rest share one code), as tree models take them.
     """
 
     def __init__(
@@ -443,9 +448,8 @@ class _Features:
                 x = x[np.isfinite(x)]
                 lo, hi = (float(x.min()), float(x.max())) if len(x) else (0.0, 1.0)
                 with np.errstate(over="ignore"):
-                    span = (
-                        hi - lo
-                    )  # inf for a range past float64's (-1e308 to 1e308): then half of it, twice
+                    # inf for a range past float64's (-1e308 to 1e308): then half of it, twice
+                    span = hi - lo
                 self.ranges[col.name] = (
                     lo,
                     span
@@ -472,7 +476,8 @@ class _Features:
         return out
 
     def _finite(self, s: pd.Series, col) -> np.ndarray:
-        """Numbers with infinities as values one range beyond the real data's (tree models take no infinity)."""
+        """Numbers with infinities as values one range beyond the real data's (tree models take no
+        infinity)."""
         lo, span = self.ranges[col.name]
         x = _as_number(s, col)
         big = np.finfo(np.float64).max
@@ -483,8 +488,8 @@ class _Features:
         )
 
     def distance_space(self, df: pd.DataFrame) -> np.ndarray:
-        """Rows as points where the squared distance sums, per column: (difference / range)^2 for numbers,
-        1 for a different category, 1 when exactly one of two cells is missing."""
+        """Rows as points where the squared distance sums, per column: (difference / range)^2 for
+        numbers, 1 for a different category, 1 when exactly one of two cells is missing."""
         blocks = []
         for col in self.columns:
             if col.name in self.levels:
@@ -508,15 +513,16 @@ class _Features:
         return np.concatenate(blocks, axis=1)
 
 
-# ----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # What the report plots: marginals and pairwise associations, as compact JSON
 
 
 def distributions(
     real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, bins: int = 30, top: int = 20
 ) -> dict[str, dict[str, Any]]:
-    """Per column, real and synthetic shares on the same support: histogram bins cut on the real data,
-    or the real data's most frequent categories (+ other). Missing cells are their own share."""
+    """Per column, real and synthetic shares on the same support: histogram bins cut on the real
+    data, or the real data's most frequent categories (+ other). Missing cells are their own
+    share."""
     out = {}
     for col in schema.columns:
         if not col.modelled:
@@ -563,14 +569,13 @@ def _shares(counts: np.ndarray) -> list[float]:
 def associations(
     df: pd.DataFrame, schema: Schema, like: pd.DataFrame | None = None
 ) -> dict[str, Any]:
-    """Pairwise association matrix: Pearson correlation for two numbers, Cramer's V otherwise (numbers cut
-    into the deciles of `like`, the real table, so both tables are cut the same way). Of a wide table, the first
-    MAX_ASSOCIATION_COLUMNS columns."""
+    """Pairwise association matrix: Pearson correlation for two numbers, Cramer's V otherwise
+    (numbers cut into the deciles of `like`, the real table, so both tables are cut the same way).
+    Of a wide table, the first MAX_ASSOCIATION_COLUMNS columns."""
     like = df if like is None else like
     modelled = [c for c in schema.columns if c.modelled]
-    cols = modelled[
-        :MAX_ASSOCIATION_COLUMNS
-    ]  # a picture of a few dozen columns; wider tables show their first
+    # a picture of a few dozen columns; wider tables show their first
+    cols = modelled[:MAX_ASSOCIATION_COLUMNS]
     numeric, binned = {}, {}
     for col in cols:
         if col.kind in ("numerical", "datetime"):
@@ -594,9 +599,8 @@ def associations(
             a, b = names[i], names[j]
             if a in numeric and b in numeric:
                 ok = ~np.isnan(numeric[a]) & ~np.isnan(numeric[b])
-                with np.errstate(
-                    divide="ignore", invalid="ignore"
-                ):  # a constant column has no correlation
+                # a constant column has no correlation
+                with np.errstate(divide="ignore", invalid="ignore"):
                     value = (
                         np.corrcoef(numeric[a][ok], numeric[b][ok])[0, 1]
                         if ok.sum() > 2
@@ -625,14 +629,15 @@ def _cramers_v(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(chi2 / n / (min(table.shape) - 1)))
 
 
-# ----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Detection, privacy, utility
 
 
 def detection_score(
     real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, *, seed: int = 0, folds: int = 3
 ) -> dict[str, Any]:
-    """Can a gradient-boosted classifier tell synthetic rows from real ones? score = 1 - (2 * max(AUC, .5) - 1)."""
+    """Can a gradient-boosted classifier tell synthetic rows from real ones?
+    score = 1 - (2 * max(AUC, .5) - 1)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
@@ -663,10 +668,10 @@ SPARSE_FEATURE_VALUES = 20  # features with fewer known values get a value for "
 
 
 def _sparse_missing_filled(x: np.ndarray, categorical: list[bool]) -> np.ndarray:
-    """Features known on fewer than SPARSE_FEATURE_VALUES rows, with missing cells set to a value of their own
-    (below every known number, or a category code past the others): scikit-learn's gradient boosting fails on a
-    feature with no known value in a fold's training rows, and such a value splits off the same rows as its
-    missing-value branch would."""
+    """Features known on fewer than SPARSE_FEATURE_VALUES rows, with missing cells set to a value of
+    their own (below every known number, or a category code past the others): scikit-learn's
+    gradient boosting fails on a feature with no known value in a fold's training rows, and such a
+    value splits off the same rows as its missing-value branch would."""
     known = np.isfinite(x).sum(0)
     sparse = np.flatnonzero(known < SPARSE_FEATURE_VALUES)
     if not len(sparse):
@@ -682,7 +687,8 @@ def _sparse_missing_filled(x: np.ndarray, categorical: list[bool]) -> np.ndarray
 
 
 def _row_keys(df: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    """A hash per row over `columns`, equal for equal rows whatever the dtypes (1 == 1.0, 'a' == 'a')."""
+    """A hash per row over `columns`, equal for equal rows whatever the dtypes
+    (1 == 1.0, 'a' == 'a')."""
     normalized = pd.DataFrame({c: _normalized(df[c]) for c in columns})
     return pd.util.hash_pandas_object(normalized, index=False).to_numpy()
 
@@ -708,7 +714,8 @@ def privacy(
     query_rows: int = DEFAULT_PRIVACY_ROWS,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Distance to closest training record (DCR) of synthetic rows against real holdout rows, and copies."""
+    """Distance to closest training record (DCR) of synthetic rows against real holdout rows, and
+    copies."""
     from sklearn.neighbors import NearestNeighbors
 
     feats = _Features(train, schema, max_levels=DISTANCE_LEVELS)
@@ -721,8 +728,8 @@ def privacy(
     index = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(train_x)
     d_synth = index.kneighbors(synth_x)[0][:, 0]
     d_hold = index.kneighbors(feats.distance_space(hold_q))[0][:, 0]
-    # closer to a training row than to any holdout row? Against a training subset of the holdout's size,
-    # so that 50% is what a generator that never saw the training rows would score.
+    # closer to a training row than to any holdout row? Against a training subset of the holdout's
+    # size, so that 50% is what a generator that never saw the training rows would score.
     subset = _sample(train, len(holdout), seed + 4)
     near_train = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(
         feats.distance_space(subset)
@@ -752,7 +759,10 @@ def privacy(
         "query_rows": {"synthetic": len(synth_q), "holdout": len(hold_q)},
         "train_rows": len(train),
         "histogram": _histograms(d_synth, d_hold),
-        "distance": "euclidean over columns: (difference / training range) for numbers, 1 for another category or missingness",
+        "distance": (
+            "euclidean over columns: (difference / training range) for numbers, "
+            "1 for another category or missingness"
+        ),
     }
     result["sdmetrics_dcr"] = _sdmetrics_dcr(train, synthetic, holdout, schema, seed)
     return result
@@ -761,12 +771,15 @@ def privacy(
 def _sdmetrics_dcr(train, synthetic, holdout, schema, seed) -> dict[str, Any]:
     if max(len(train), len(synthetic), len(holdout)) > SDMETRICS_DCR_MAX_ROWS:
         return {
-            "skipped": f"tables over {SDMETRICS_DCR_MAX_ROWS} rows: SDMetrics' DCR metrics cross-join in pandas "
-            "and subsample the reference rows too; the nearest-neighbour figures above cover every training row"
+            "skipped": f"tables over {SDMETRICS_DCR_MAX_ROWS} rows: "
+            "SDMetrics' DCR metrics cross-join in pandas "
+            "and subsample the reference rows too; "
+            "the nearest-neighbour figures above cover every training row"
         }
     if sum(c.modelled for c in schema.columns) > SDMETRICS_DCR_MAX_COLUMNS:
         return {
-            "skipped": f"tables over {SDMETRICS_DCR_MAX_COLUMNS} columns: SDMetrics' DCR metrics loop over columns "
+            "skipped": f"tables over {SDMETRICS_DCR_MAX_COLUMNS} columns: "
+            "SDMetrics' DCR metrics loop over columns "
             "in pandas; the nearest-neighbour figures above cover every column"
         }
     from sdmetrics.single_table import DCRBaselineProtection, DCROverfittingProtection
@@ -787,7 +800,8 @@ def _sdmetrics_dcr(train, synthetic, holdout, schema, seed) -> dict[str, Any]:
             "dcr_baseline_protection": _num(baseline.get("score")),
             "dcr_overfitting_protection": _num(overfit.get("score")),
         }
-    except Exception as exc:  # noqa: BLE001 - reported, never fatal: these are secondary figures
+    except Exception as exc:
+        # reported, never fatal: these are secondary figures
         return {"skipped": f"SDMetrics DCR failed: {type(exc).__name__}: {exc}"}
 
 
@@ -817,7 +831,8 @@ def utility(
     max_rows: int = 100_000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Train on synthetic / test on real holdout, against train on real / test on real, same model."""
+    """Train on synthetic / test on real holdout, against train on real / test on real, same
+    model."""
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.metrics import f1_score, r2_score, roc_auc_score
 
@@ -861,9 +876,8 @@ def utility(
         )
         log.warning("utility not measured: %s", reason)
         return {"target": target, "skipped": reason}
-    if (
-        task == "regression"
-    ):  # R2 does not depend on the scale; a scale near float64's limits overflows its squares
+    # R2 does not depend on the scale; a scale near float64's limits overflows its squares
+    if task == "regression":
         scale = float(np.max(np.abs(sides["real"][1]))) or 1.0
         y_test = y_test / scale
         sides = {k: (x, y / scale) for k, (x, y) in sides.items()}
@@ -885,9 +899,8 @@ def utility(
         proba = model.predict_proba(x_test)
         classes = list(model.classes_)
         known = np.isin(y_test, classes)
-        present = [
-            c for c in classes if c in set(y_test[known])
-        ]  # classes the model knows that the test rows hold
+        # classes the model knows that the test rows hold
+        present = [c for c in classes if c in set(y_test[known])]
         p = proba[known][:, [classes.index(c) for c in present]]
         p = p / np.maximum(p.sum(1, keepdims=True), 1e-12)
         if len(present) < 2:
@@ -916,14 +929,15 @@ def utility(
     }
 
 
-# ----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The privacy gate
 
 
 def privacy_gate(
     privacy_result: dict[str, Any] | None, gate: dict[str, float] | None
 ) -> dict[str, Any]:
-    """Check privacy figures against limits. Keys: max_exact_copy_share, min_dcr_ratio, max_closer_to_train_share.
+    """Check privacy figures against limits. Keys: max_exact_copy_share, min_dcr_ratio,
+    max_closer_to_train_share.
 
     `max_exact_copy_share` may be "natural": no more copies than real holdout rows have (the natural
     duplicate rate of the data).

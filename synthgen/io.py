@@ -1,8 +1,9 @@
-"""Reading tables (CSV, Parquet file or folder, JSON Lines, DataFrame) and writing Parquet atomically.
+"""Reading tables (CSV, Parquet file or folder, JSON Lines, DataFrame) and writing Parquet
+atomically.
 
-Every reader goes through pyarrow (multi-threaded C++ parsers, no row-by-row Python). Every writer writes
-to a temporary name beside the target and renames it at the end, so a failed or killed run never leaves a
-half-written file where a finished one is expected.
+Every reader goes through pyarrow (multi-threaded C++ parsers, no row-by-row Python). Every writer
+writes to a temporary name beside the target and renames it at the end, so a failed or killed run
+never leaves a half-written file where a finished one is expected.
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz")
 SUPPORTED = CSV_SUFFIXES + PARQUET_SUFFIXES + JSONL_SUFFIXES
 
 TableSource = str | os.PathLike | pd.DataFrame
-# Text encodings tried in order when a CSV does not say (a BOM) and none is given: the first that decodes every
-# byte wins. Windows-1252 leaves five bytes undefined, so a file using them falls through to Latin-1, which
-# decodes anything.
+# Text encodings tried in order when a CSV does not say (a BOM) and none is given: the first that
+# decodes every byte wins. Windows-1252 leaves five bytes undefined, so a file using them falls
+# through to Latin-1, which decodes anything.
 DETECTED_ENCODINGS = ("utf-8", "cp1252", "latin-1")
 BOMS = (
     (codecs.BOM_UTF8, "utf-8"),
@@ -48,7 +49,8 @@ BOMS = (
 
 
 def table_format(path: Path) -> str:
-    """'csv', 'parquet' or 'jsonl', from the file name (a folder is a Parquet dataset of part files)."""
+    """'csv', 'parquet' or 'jsonl', from the file name (a folder is a Parquet dataset of part
+    files)."""
     if path.is_dir():
         return "parquet"
     name = path.name.lower()
@@ -59,18 +61,20 @@ def table_format(path: Path) -> str:
     if name.endswith(JSONL_SUFFIXES):
         return "jsonl"
     raise UserError(
-        f"{path}: unknown file type (expected one of {', '.join(SUPPORTED)}, or a folder of Parquet files)"
+        f"{path}: unknown file type (expected one of {', '.join(SUPPORTED)}, "
+        "or a folder of Parquet files)"
     )
 
 
 def read_table(
     source: TableSource, *, columns: list[str] | None = None, encoding: str | None = None
 ) -> pd.DataFrame:
-    """Read a table from a path or take a DataFrame, and check that it is a table synthgen can learn.
+    """Read a table from a path or take a DataFrame, and check that it is a table synthgen can
+    learn.
 
-    `encoding` is a CSV's text encoding; None detects UTF-8 (with or without a BOM), UTF-16 with a BOM,
-    Windows-1252 and Latin-1. Raises UserError, with the file named, for a missing, unreadable or empty table,
-    duplicate columns and column names that are not text.
+    `encoding` is a CSV's text encoding; None detects UTF-8 (with or without a BOM), UTF-16 with a
+    BOM, Windows-1252 and Latin-1. Raises UserError, with the file named, for a missing, unreadable
+    or empty table, duplicate columns and column names that are not text.
     """
     if isinstance(source, pd.DataFrame):
         df = source if columns is None else source[columns]
@@ -85,8 +89,8 @@ def read_table(
             table = _read_parquet(path, columns)
         elif fmt == "csv":
             delimiter = "\t" if path.name.lower().endswith(".tsv") else ","
-            # empty cells (and NA, null, ...) are missing in text columns too, as pandas reads them; quoted
-            # fields may hold line breaks
+            # empty cells (and NA, null, ...) are missing in text columns too, as pandas reads them;
+            # quoted fields may hold line breaks
             table = pa_csv.read_csv(
                 path,
                 read_options=pa_csv.ReadOptions(encoding=text_encoding(path, encoding)),
@@ -114,8 +118,8 @@ def read_table(
 
 
 def text_encoding(path: Path, given: str | None = None) -> str:
-    """The text encoding to read a CSV with: `given` (checked against the whole file), its BOM's, or the first of
-    DETECTED_ENCODINGS that decodes the whole file."""
+    """The text encoding to read a CSV with: `given` (checked against the whole file), its BOM's, or
+    the first of DETECTED_ENCODINGS that decodes the whole file."""
     if given:
         try:
             name = codecs.lookup(given).name
@@ -191,7 +195,8 @@ def _check_names(names: list, where: str) -> None:
     not_text = [n for n in names if not isinstance(n, str)]
     if not_text:
         raise UserError(
-            f"{where}: column names must be text, got {not_text[0]!r} ({type(not_text[0]).__name__}); "
+            f"{where}: column names must be text, "
+            f"got {not_text[0]!r} ({type(not_text[0]).__name__}); "
             "rename them, e.g. df.columns = df.columns.astype(str)"
         )
     seen: set[str] = set()
@@ -209,13 +214,13 @@ def _check_table(df: pd.DataFrame, where: str) -> None:
 
 
 def source_fingerprint(source: TableSource) -> str:
-    """SHA-256 of a table's content: the file's bytes, a folder's part files in order, or a DataFrame's rows."""
+    """SHA-256 of a table's content: the file's bytes, a folder's part files in order, or a
+    DataFrame's rows."""
     h = hashlib.sha256()
     if isinstance(source, pd.DataFrame):
         h.update(",".join(map(str, source.columns)).encode())
-        for name in (
-            source.columns
-        ):  # column by column: cells that cannot be hashed (lists, dicts) by their repr
+        # column by column: cells that cannot be hashed (lists, dicts) by their repr
+        for name in source.columns:
             column = source[name]
             try:
                 hashed = pd.util.hash_pandas_object(column, index=False)
@@ -233,7 +238,7 @@ def source_fingerprint(source: TableSource) -> str:
     return h.hexdigest()
 
 
-# ----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Atomic writing
 
 
@@ -244,9 +249,8 @@ def _temp_sibling(target: Path, is_dir: bool = False) -> Path:
     os.umask(umask)
     if is_dir:
         path = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
-        path.chmod(
-            0o777 & ~umask
-        )  # mkdtemp makes it private; the published folder follows the umask
+        # mkdtemp makes it private; the published folder follows the umask
+        path.chmod(0o777 & ~umask)
         return path
     fd, name = tempfile.mkstemp(prefix=prefix, dir=target.parent)
     os.close(fd)
@@ -267,7 +271,8 @@ def _replace(tmp: Path, target: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; on success it replaces `target`, on error it is removed."""
+    """Yield a temporary path beside `target`; on success it replaces `target`, on error it is
+    removed."""
     target = Path(target)
     tmp = _temp_sibling(target, is_dir=is_dir)
     try:
@@ -291,11 +296,12 @@ def write_parquet(
 
 
 class ParquetStreamWriter:
-    """Append DataFrames batch by batch as row groups of one Parquet file, renamed into place on close.
+    """Append DataFrames batch by batch as row groups of one Parquet file, renamed into place on
+    close.
 
-    Memory stays at one batch however many rows are written. The Arrow schema is fixed by the first batch
-    (or given), and later batches are cast to it, so a column that happens to be all-missing in one batch
-    keeps its type.
+    Memory stays at one batch however many rows are written. The Arrow schema is fixed by the first
+    batch (or given), and later batches are cast to it, so a column that happens to be all-missing
+    in one batch keeps its type.
     """
 
     def __init__(
@@ -309,9 +315,8 @@ class ParquetStreamWriter:
     ) -> None:
         self.path = Path(path)
         self.schema = schema
-        self.field_types = (
-            field_types or {}
-        )  # types that the first batch cannot tell (a decimal's precision)
+        # types that the first batch cannot tell (a decimal's precision)
+        self.field_types = field_types or {}
         self.row_group_rows = row_group_rows
         self.compression = compression
         self.rows = 0
@@ -352,7 +357,8 @@ class ParquetStreamWriter:
 
 
 def _concrete_schema(schema: pa.Schema) -> pa.Schema:
-    # An object column that is all-missing in the first batch comes out as Arrow's null type: make it text.
+    # An object column that is all-missing in the first batch comes out as Arrow's null type: make
+    # it text.
     fields = [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in schema]
     return pa.schema(fields, metadata=schema.metadata)
 

@@ -1,15 +1,18 @@
 """Memory planned before the work starts, from the schema and the encoded layout.
 
-A fit holds the encoded table, the network with its gradients and optimizer state, a batch's activations, the
-calibration's draws and, later, sampling's blocks of rows. Each is estimated here from the widths alone, so that
-a table nobody tested is scaled to fit, or refused with one line, before any of it is allocated:
+A fit holds the encoded table, the network with its gradients and optimizer state, a batch's
+activations, the calibration's draws and, later, sampling's blocks of rows. Each is estimated here
+from the widths alone, so that a table nobody tested is scaled to fit, or refused with one line,
+before any of it is allocated:
 
-- categories: when the encoded input would be wider than MAX_INPUT_WIDTH, the most frequent `max_categories`
-  values of each wide column are kept and the rest share an "other" class (lowered until the width fits);
+- categories: when the encoded input would be wider than MAX_INPUT_WIDTH, the most frequent
+  `max_categories` values of each wide column are kept and the rest share an "other" class (lowered
+  until the width fits);
 - the batch: smaller when one batch's activations would pass ACTIVATION_BUDGET;
 - the calibration: fewer drawn rows (at least MIN_CALIBRATION_ROWS) within CALIBRATION_BUDGET;
 - sampling: fewer rows per block (a power of two, at least MIN_BLOCK_ROWS) within BLOCK_BUDGET;
-- what is left over the memory limit (SYNTHGEN_MEMORY_LIMIT, else 80% of what the machine has free) is refused.
+- what is left over the memory limit (SYNTHGEN_MEMORY_LIMIT,
+  else 80% of what the machine has free) is refused.
 
 Tables of a few hundred columns or fewer plan exactly as before: every cap is far above them.
 """
@@ -60,10 +63,12 @@ class Plan:
     def describe(self) -> str:
         b = self.bytes
         return (
-            f"memory plan: input {self.input_width:,} wide, output {self.output_width:,}, {self.parameters:,} "
-            f"parameters; training ~{_mb(b['training'])} (model {_mb(b['model'])}, batch {self.batch_size}), "
-            f"calibration ~{_mb(b['calibration'])} on {self.calibration_rows:,} rows, sampling ~{_mb(b['sampling'])} "
-            f"in blocks of {self.block_rows:,} rows; limit {_mb(self.limit)}"
+            f"memory plan: input {self.input_width:,} wide, output {self.output_width:,}, "
+            f"{self.parameters:,} parameters; training ~{_mb(b['training'])} "
+            f"(model {_mb(b['model'])}, batch {self.batch_size}), "
+            f"calibration ~{_mb(b['calibration'])} on {self.calibration_rows:,} rows, "
+            f"sampling ~{_mb(b['sampling'])} in blocks of {self.block_rows:,} rows; "
+            f"limit {_mb(self.limit)}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,8 +80,8 @@ def _mb(n: int) -> str:
 
 
 def memory_limit() -> int:
-    """Bytes a fit may plan for: SYNTHGEN_MEMORY_LIMIT (like "3GB", "512MB"), else 80% of the memory available now
-    (/proc/meminfo, or a cgroup's limit when lower), else 8 GB."""
+    """Bytes a fit may plan for: SYNTHGEN_MEMORY_LIMIT (like "3GB", "512MB"), else 80% of the memory
+    available now (/proc/meminfo, or a cgroup's limit when lower), else 8 GB."""
     given = os.environ.get("SYNTHGEN_MEMORY_LIMIT")
     if given:
         match = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]?)i?B?\s*", given, re.IGNORECASE)
@@ -107,8 +112,9 @@ def memory_limit() -> int:
 
 
 def category_cap(schema: Schema, max_categories: int | None) -> int | None:
-    """The `max_categories` to encode with: the setting, lowered until the categorical columns' one-hot width fits
-    MAX_INPUT_WIDTH (each column also has up to three classes of its own: rare, other, missing)."""
+    """The `max_categories` to encode with: the setting, lowered until the categorical columns'
+    one-hot width fits MAX_INPUT_WIDTH (each column also has up to three classes of its own: rare,
+    other, missing)."""
     counts = [c.n_categories or 0 for c in schema.columns if c.kind in ("categorical", "text")]
 
     def width(cap: int | None) -> int:
@@ -120,8 +126,8 @@ def category_cap(schema: Schema, max_categories: int | None) -> int | None:
     while cap > MIN_CATEGORIES and width(cap) > MAX_INPUT_WIDTH:
         cap = max(MIN_CATEGORIES, int(cap * 0.8))
     log.warning(
-        "%d categorical columns would encode %s classes: keeping the %d most frequent values of each "
-        "(the rest share an 'other' class) so the model's input stays near %d",
+        "%d categorical columns would encode %s classes: keeping the %d most frequent values "
+        "of each (the rest share an 'other' class) so the model's input stays near %d",
         len(counts),
         f"{width(max_categories):,}",
         cap,
@@ -141,7 +147,8 @@ def plan_fit(
     variational: bool,
     where: str = "the table",
 ) -> Plan:
-    """The memory a fit on this layout will hold, scaled to the budgets above; refuses (UserError) what cannot fit."""
+    """The memory a fit on this layout will hold, scaled to
+    the budgets above; refuses (UserError) what cannot fit."""
     n_slots = len(layout.continuous)
     in_w = layout.onehot_width
     out_w = layout.out_width + (n_slots if variational else 0)
@@ -150,16 +157,13 @@ def plan_fit(
     params = sum((a + 1) * b for a, b in zip(widths, widths[1:], strict=False)) + sum(
         (a + 1) * b for a, b in zip(dec, dec[1:], strict=False)
     )
-    model = (
-        params * FLOAT * 6
-    )  # weights, gradients, two optimizer moments, the best epoch's copy, a checkpoint's
-    per_example = (
-        FLOAT * 8 * (in_w + out_w + 2 * sum(hidden))
-    )  # forward and backward, one-hot and softmax
+    # weights, gradients, two optimizer moments, the best epoch's copy, a checkpoint's
+    model = params * FLOAT * 6
+    # forward and backward, one-hot and softmax
+    per_example = FLOAT * 8 * (in_w + out_w + 2 * sum(hidden))
     batch = max(16, min(batch_size, ACTIVATION_BUDGET // per_example))
-    matrix = (
-        n_rows * layout.n_inputs * FLOAT * 3
-    )  # the encoded table: NumPy, torch, the train/validation copies
+    # the encoded table: NumPy, torch, the train/validation copies
+    matrix = n_rows * layout.n_inputs * FLOAT * 3
     training = model + matrix + batch * per_example
 
     per_draw, per_sampled = _row_bytes(layout, n_columns, latent_dim, variational)
@@ -168,9 +172,8 @@ def plan_fit(
     )
     blocks = block_rows(layout, n_columns, latent_dim, variational)
     threads = 2
-    sampling = (
-        model // 6 + (threads + 5) * blocks * per_sampled
-    )  # blocks in flight and the writer's batch
+    # blocks in flight and the writer's batch
+    sampling = model // 6 + (threads + 5) * blocks * per_sampled
     plan = Plan(
         in_w,
         out_w,
@@ -196,17 +199,18 @@ def plan_fit(
         )
     if plan.peak > plan.limit:
         raise UserError(
-            f"{where} needs about {_mb(plan.peak)} to train ({n_columns:,} columns encode to {in_w:,} model inputs, "
-            f"{params:,} parameters; {n_rows:,} rows), more than the {_mb(plan.limit)} available: lower "
-            "max_categories, drop wide columns, set max_train_rows, or raise SYNTHGEN_MEMORY_LIMIT"
+            f"{where} needs about {_mb(plan.peak)} to train ({n_columns:,} columns encode to "
+            f"{in_w:,} model inputs, {params:,} parameters; {n_rows:,} rows), more than the "
+            f"{_mb(plan.limit)} available: lower max_categories, drop wide columns, set "
+            "max_train_rows, or raise SYNTHGEN_MEMORY_LIMIT"
         )
     log.info(plan.describe())
     return plan
 
 
 def block_rows(layout: Any, n_columns: int, latent_dim: int, variational: bool) -> int:
-    """Rows per sampled block: the most (a power of two up to MAX_BLOCK_ROWS) within BLOCK_BUDGET. A function of
-    the layout alone, so that a loaded model draws the same stream of rows."""
+    """Rows per sampled block: the most (a power of two up to MAX_BLOCK_ROWS) within BLOCK_BUDGET. A
+    function of the layout alone, so that a loaded model draws the same stream of rows."""
     rows = MAX_BLOCK_ROWS
     while (
         rows > MIN_BLOCK_ROWS
@@ -217,8 +221,8 @@ def block_rows(layout: Any, n_columns: int, latent_dim: int, variational: bool) 
 
 
 def _row_bytes(layout: Any, n_columns: int, latent_dim: int, variational: bool) -> tuple[int, int]:
-    """Bytes per drawn row (matrix, logits, noise, z) and per sampled row (that, plus the decoded columns and a
-    share of the decoder's chunk buffer)."""
+    """Bytes per drawn row (matrix, logits, noise, z) and per sampled row (that, plus the decoded
+    columns and a share of the decoder's chunk buffer)."""
     n_slots = len(layout.continuous)
     per_draw = FLOAT * (
         2 * layout.n_inputs

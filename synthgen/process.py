@@ -1,13 +1,16 @@
-"""What a command does around its work: a log file that keeps everything (tracebacks included), a console that
-gets one line per message and never a traceback, and stop signals that end the process within seconds.
+"""What a command does around its work: a log file that keeps everything (tracebacks included), a
+console that gets one line per message and never a traceback, and stop signals that end the process
+within seconds.
 
-- `log_file()`: the command's log file, under SYNTHGEN_LOG_DIR (default ~/.local/state/synthgen/logs); the
-  newest LOG_FILES_KEPT are kept.
-- `OneLineFormatter`: wraps a console handler's formatter so that it prints a message's first line only.
-- `arm_stop_signals()`: the first SIGTERM or SIGINT raises `StopRequested` in the main thread, so the run unwinds
-  (a run publishes nothing it has not finished); if it has not ended STOP_GRACE_S later, or at a second signal,
-  the process kills its child processes (Prefect's temporary server, Dask workers) and exits at once. Staging
-  folders it leaves are removed by the next run, as after a kill.
+- `log_file()`: the command's log file, under SYNTHGEN_LOG_DIR (default
+  ~/.local/state/synthgen/logs); the newest LOG_FILES_KEPT are kept.
+- `OneLineFormatter`: wraps a console handler's formatter so that it prints a message's first
+  line only.
+- `arm_stop_signals()`: the first SIGTERM or SIGINT raises `StopRequested` in the main thread, so
+  the run unwinds (a run publishes nothing it has not finished); if it has not ended STOP_GRACE_S
+  later, or at a second signal, the process kills its child processes (Prefect's temporary server,
+  Dask workers) and exits at once. Staging folders it leaves are removed by the next run, as after
+  a kill.
 """
 
 from __future__ import annotations
@@ -33,14 +36,15 @@ _stopping: int | None = None
 
 
 class StopRequested(BaseException):
-    """A stop signal arrived: whatever runs unwinds (BaseException, so no `except Exception` swallows it)."""
+    """A stop signal arrived: whatever runs unwinds
+    (BaseException, so no `except Exception` swallows it)."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(f"stopped by {signal.Signals(signum).name}")
         self.signum = signum
 
 
-# ----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Logs
 
 
@@ -58,7 +62,8 @@ def log_file() -> Path | None:
 
 
 class OneLineFormatter(logging.Formatter):
-    """Formats a copy of each record with its first line only and no traceback (the log file keeps both)."""
+    """Formats a copy of each record with its first line only and no traceback
+    (the log file keeps both)."""
 
     def __init__(self, inner: logging.Formatter | None) -> None:
         super().__init__()
@@ -93,8 +98,9 @@ def one_line_console(logger: logging.Logger) -> None:
 
 
 def start_log_file(command: str) -> Path | None:
-    """Open this command's log file and send to it every record of synthgen, Prefect and warnings (DEBUG and up for
-    synthgen, whatever Prefect logs). Returns its path, or None when no log folder can be written."""
+    """Open this command's log file and send to it every record of synthgen, Prefect and warnings
+    (DEBUG and up for synthgen, whatever Prefect logs). Returns its path, or None when no log folder
+    can be written."""
     global _log_path
     folder = log_dir()
     try:
@@ -126,8 +132,9 @@ def _file_handler() -> logging.Handler | None:
 
 
 def capture_root_logs() -> None:
-    """Send what reaches the root logger (Prefect's run logs, other libraries' warnings) to the log file too, and
-    print it on the console one line per message. Call it after a library (Prefect) set up its own handlers."""
+    """Send what reaches the root logger (Prefect's run logs, other libraries' warnings) to the log
+    file too, and print it on the console one line per message. Call it after a library (Prefect)
+    set up its own handlers."""
     root = logging.getLogger()
     handler = _file_handler()
     if handler is not None and handler not in root.handlers:
@@ -159,7 +166,7 @@ def failure_line(exc: BaseException) -> str:
     return f"error: {detail}{where}"
 
 
-# ----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Stop signals
 
 
@@ -179,8 +186,9 @@ def arm_stop_signals() -> None:
 
 
 def rearm_stop_signals() -> None:
-    """Inside a flow run that a synthgen command started: put the stop handler back over the one Prefect installs
-    for the run. Elsewhere (a deployment served by Prefect) Prefect's own handling is left alone."""
+    """Inside a flow run that a synthgen command started: put the stop handler back over the one
+    Prefect installs for the run. Elsewhere (a deployment served by Prefect) Prefect's own handling
+    is left alone."""
     if _armed:
         arm_stop_signals()
 
@@ -209,7 +217,8 @@ def run_cleanups() -> None:
         cleanup = _cleanups.pop()
         try:
             cleanup()
-        except Exception:  # noqa: BLE001 - the process is ending: nothing else to do
+        except Exception:
+            # the process is ending: nothing else to do
             pass
     kill_descendants()
 
@@ -222,7 +231,7 @@ def hard_exit(signum: int) -> None:
             file=sys.stderr,
             flush=True,
         )
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
     run_cleanups()
     os._exit(128 + signum)
@@ -250,7 +259,8 @@ def descendants(pid: int) -> list[int]:
 
 
 def kill_descendants() -> None:
-    """SIGKILL every process below this one (on Linux; elsewhere only the registered cleanups run)."""
+    """SIGKILL every process below this one
+    (on Linux; elsewhere only the registered cleanups run)."""
     for pid in descendants(os.getpid()):
         try:
             os.kill(pid, signal.SIGKILL)

@@ -1,4 +1,5 @@
-"""Quality reports: report.json (every figure), report.html (one self-contained page), report.md (summary).
+"""Quality reports: report.json (every figure), report.html (one self-contained page), report.md
+(summary).
 
 The HTML page draws its figures as inline SVG (no JavaScript, no external file): it opens offline
 from a file, stays small (tens to hundreds of kB) and can be mailed. Everything on it is rebuilt
@@ -23,8 +24,8 @@ PRIOR_NAMES = {"standard": "N(0, I)", "fitted": "a fitted Gaussian"}
 
 
 def variant_of(name: str, entry: dict[str, Any] | None) -> str | None:
-    """The model a scored variant samples, or None for a model's own rows (reports before variants were general
-    had one variant, "ae-standard")."""
+    """The model a scored variant samples, or None for a model's own rows (reports before variants
+    were general had one variant, "ae-standard")."""
     entry = entry or {}
     return entry.get("variant_of") or (
         "ae" if name == "ae-standard" and entry.get("published") is False else None
@@ -32,7 +33,8 @@ def variant_of(name: str, entry: dict[str, Any] | None) -> str | None:
 
 
 def model_label(name: str | None, entry: dict[str, Any] | None = None) -> str:
-    """A model's name for people: VAE, AE (baseline), or a scored variant such as "AE, z ~ N(0, I)"."""
+    """A model's name for people: VAE, AE (baseline), or a scored variant such as
+    "AE, z ~ N(0, I)"."""
     base = variant_of(name or "", entry)
     if base is None:
         return MODEL_NAMES.get(name, name or "")
@@ -44,7 +46,7 @@ def model_color(name: str, entry: dict[str, Any] | None = None) -> str:
     return COLORS["variant"] if variant_of(name, entry) else COLORS.get(name, "#2e9d5b")
 
 
-# ----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Verdict
 
 
@@ -79,7 +81,7 @@ def verdict(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# ----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Writing
 
 
@@ -142,7 +144,7 @@ def load_report(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
-# ----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Markdown summary
 
 
@@ -155,8 +157,8 @@ def _f(value: Any, digits: int = 3) -> str:
 
 
 def scores_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row of headline figures per model: what the summary table, the flows' table artifact and the
-    run index show."""
+    """One row of headline figures per model: what the summary table, the flows' table artifact and
+    the run index show."""
     rows = []
     for name, model in report["models"].items():
         ev = model["evaluation"]
@@ -190,16 +192,21 @@ def render_markdown(report: dict[str, Any], html_name: str = "report.html") -> s
     lines = [
         f"# synthgen quality report: {report.get('dataset', '')}",
         "",
-        f"**Verdict**: quality **{v['quality']}** ({_f(v['quality_score'])} overall, {model_label(v['primary_model'], report['models'].get(v['primary_model']))}); "
+        f"**Verdict**: quality **{v['quality']}** ({_f(v['quality_score'])} overall, "
+        f"{model_label(v['primary_model'], report['models'].get(v['primary_model']))}); "
         f"privacy gate **{v['privacy_gate']}**.",
         "",
-        "| model | overall | column shapes | pair trends | all pairs | detection | utility | DCR ratio | exact copies | privacy gate |",
+        (
+            "| model | overall | column shapes | pair trends | all pairs | detection | utility "
+            "| DCR ratio | exact copies | privacy gate |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in scores_rows(report):
         lines.append(
             f"| {r['label']} | {_f(r['overall'])} | {_f(r['column_shapes'])} | "
-            f"{_f(r['pair_trends'])} | {_f(r['pair_trends_all'])} | {_f(r['detection'])} | {_f(r['utility_ratio'])} | "
+            f"{_f(r['pair_trends'])} | {_f(r['pair_trends_all'])} | {_f(r['detection'])} | "
+            f"{_f(r['utility_ratio'])} | "
             f"{_f(r['dcr_ratio'], 2)} | {_f(r['exact_copies'], 4)} | {r['privacy_gate']} |"
         )
     inp = report.get("input") or {}
@@ -207,8 +214,10 @@ def render_markdown(report: dict[str, Any], html_name: str = "report.html") -> s
         "",
         _sampling_note(report),
         "",
-        f"Input: `{inp.get('path', '')}` ({inp.get('rows', '?')} rows, sha256 `{str(inp.get('sha256', ''))[:12]}`). "
-        f"Scores: SDMetrics {report.get('versions', {}).get('sdmetrics', '')} against the training rows.",
+        f"Input: `{inp.get('path', '')}` ({inp.get('rows', '?')} rows, "
+        f"sha256 `{str(inp.get('sha256', ''))[:12]}`). "
+        f"Scores: SDMetrics {report.get('versions', {}).get('sdmetrics', '')} "
+        "against the training rows.",
         "",
         f"Full report: [{html_name}]({html_name})",
         "",
@@ -216,19 +225,24 @@ def render_markdown(report: dict[str, Any], html_name: str = "report.html") -> s
     return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # HTML page
 
+# a backslash at the end of a line continues it on the next (no line break in the string)
 CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;color:#1d2330;background:#f5f6f8}
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;\
+color:#1d2330;background:#f5f6f8}
 main{max-width:1200px;margin:0 auto;padding:24px}
-h1{font-size:26px;margin:0 0 4px} h2{font-size:20px;margin:32px 0 8px;border-bottom:2px solid #dde1e7;padding-bottom:4px}
+h1{font-size:26px;margin:0 0 4px} \
+h2{font-size:20px;margin:32px 0 8px;border-bottom:2px solid #dde1e7;padding-bottom:4px}
 .sub{color:#5b6474;margin-bottom:16px}
 .banner{display:flex;gap:16px;flex-wrap:wrap;margin:16px 0}
-.card{flex:1;min-width:220px;border-radius:10px;padding:14px 18px;background:#fff;box-shadow:0 1px 3px rgba(0,0,0,.08)}
+.card{flex:1;min-width:220px;border-radius:10px;padding:14px 18px;background:#fff;\
+box-shadow:0 1px 3px rgba(0,0,0,.08)}
 .card .label{font-size:13px;color:#5b6474;text-transform:uppercase;letter-spacing:.04em}
 .card .value{font-size:28px;font-weight:600;margin-top:4px}
-.good{border-left:6px solid #2e9d5b}.fair{border-left:6px solid #e0a526}.poor,.failed{border-left:6px solid #d64545}
+.good{border-left:6px solid #2e9d5b}.fair{border-left:6px solid #e0a526}\
+.poor,.failed{border-left:6px solid #d64545}
 .passed{border-left:6px solid #2e9d5b}.unknown,.notset{border-left:6px solid #8a94a6}
 table{border-collapse:collapse;width:100%;background:#fff;font-size:14px;margin:8px 0}
 th,td{padding:6px 10px;border-bottom:1px solid #e6e9ee;text-align:right} th{background:#eef1f5}
@@ -257,17 +271,21 @@ def render_html(report: dict[str, Any]) -> str:
     esc = html.escape
     parts = [
         f"<h1>synthgen quality report: {esc(str(report.get('dataset', '')))}</h1>",
-        f'<div class="sub">run {esc(str(report.get("run_id", "")))} · {esc(str(report.get("created", "")))} · '
+        f'<div class="sub">run {esc(str(report.get("run_id", "")))} · '
+        f"{esc(str(report.get('created', '')))} · "
         f"{esc(str((report.get('input') or {}).get('path', '')))}</div>",
     ]
     # -- verdict banner
     gate_class = {"passed": "passed", "failed": "failed"}.get(v["privacy_gate"], "notset")
     parts.append(
         '<div class="banner" id="verdict">'
-        f'<div class="card {v["quality"]}"><div class="label">Quality ({esc(model_label(primary, models.get(primary)))})</div>'
+        f'<div class="card {v["quality"]}">'
+        f'<div class="label">Quality ({esc(model_label(primary, models.get(primary)))})</div>'
         f'<div class="value">{esc(v["quality"])} · {_f(v["quality_score"])}</div></div>'
-        f'<div class="card {gate_class}"><div class="label">Privacy gate</div><div class="value">{esc(v["privacy_gate"])}</div></div>'
-        f'<div class="card notset"><div class="label">Training rows → synthetic rows per model</div><div class="value">'
+        f'<div class="card {gate_class}"><div class="label">Privacy gate</div>'
+        f'<div class="value">{esc(v["privacy_gate"])}</div></div>'
+        '<div class="card notset">'
+        '<div class="label">Training rows → synthetic rows per model</div><div class="value">'
         f"{_rows_text(report)}</div></div></div>"
     )
     # -- models side by side
@@ -275,11 +293,12 @@ def render_html(report: dict[str, Any]) -> str:
     parts.append("<h2>Models side by side</h2>")
     parts.append(
         f'<p class="note">{esc(_sampling_note(report))} '
-        "Overall = mean of Column Shapes and Column Pair Trends (SDMetrics, official: pairs with a real trend); "
-        "all pairs = Column Pair Trends over every pair; detection: 1 = a gradient-boosted classifier cannot tell "
-        "synthetic from real; utility = score of a model trained on synthetic / trained on real, on real holdout "
-        "rows; DCR ratio = median distance of synthetic rows to their closest training row / the same for real "
-        "holdout rows (below 1: closer to the training rows than fresh real data is).</p>"
+        "Overall = mean of Column Shapes and Column Pair Trends (SDMetrics, official: pairs with a "
+        "real trend); all pairs = Column Pair Trends over every pair; "
+        "detection: 1 = a gradient-boosted classifier cannot tell synthetic from real; "
+        "utility = score of a model trained on synthetic / trained on real, on real holdout rows; "
+        "DCR ratio = median distance of synthetic rows to their closest training row / the same "
+        "for real holdout rows (below 1: closer to the training rows than fresh real data is).</p>"
     )
     parts.append(
         _table(
@@ -393,13 +412,14 @@ def render_html(report: dict[str, Any]) -> str:
     )
     parts.append("<h2>Columns, worst first</h2>")
     parts.append(
-        f'<p class="note">Real vs synthetic shares per column; the score is SDMetrics Column Shapes for the '
-        f"{esc(model_label(primary, models.get(primary)))} (KS complement for numbers and dates, TV complement for categories).</p>"
+        '<p class="note">Real vs synthetic shares per column; the score is SDMetrics Column Shapes '
+        f"for the {esc(model_label(primary, models.get(primary)))} "
+        "(KS complement for numbers and dates, TV complement for categories).</p>"
     )
     if len(order) > MAX_COLUMN_FIGURES:
         parts.append(
-            f'<p class="note">The {MAX_COLUMN_FIGURES} weakest of {len(order)} columns; every column\'s score '
-            "is in report.json.</p>"
+            f'<p class="note">The {MAX_COLUMN_FIGURES} weakest of {len(order)} columns; '
+            "every column's score is in report.json.</p>"
         )
     cells = []
     for name in order[:MAX_COLUMN_FIGURES]:
@@ -410,8 +430,9 @@ def render_html(report: dict[str, Any]) -> str:
     if assoc and assoc["real"]["columns"]:
         parts.append("<h2>Pair trends</h2>")
         parts.append(
-            '<p class="note">Association of every pair of columns: Pearson correlation for two numbers, Cramér\'s V '
-            "otherwise (numbers cut at the real data's deciles). Left: real; middle: synthetic; right: absolute difference.</p>"
+            '<p class="note">Association of every pair of columns: Pearson correlation for two '
+            "numbers, Cramér's V otherwise (numbers cut at the real data's deciles). Left: real; "
+            "middle: synthetic; right: absolute difference.</p>"
         )
         total = assoc["real"].get("columns_total", len(assoc["real"]["columns"]))
         if total > len(assoc["real"]["columns"]):
@@ -421,8 +442,10 @@ def render_html(report: dict[str, Any]) -> str:
         quality_ = ev.get("quality") or {}
         if quality_.get("pairs_scored", quality_.get("pairs_total")) != quality_.get("pairs_total"):
             parts.append(
-                f'<p class="note">Column Pair Trends scored a seeded sample of {quality_["pairs_scored"]:,} '
-                f"of the {quality_['pairs_total']:,} column pairs (SDMetrics' own metrics on each pair).</p>"
+                '<p class="note">Column Pair Trends scored a seeded sample of '
+                f"{quality_['pairs_scored']:,} "
+                f"of the {quality_['pairs_total']:,} column pairs "
+                "(SDMetrics' own metrics on each pair).</p>"
             )
         parts.append(fig_html(_heatmaps(assoc)))
         parts.append(_pairs_table(ev.get("quality") or {}))
@@ -445,8 +468,8 @@ def render_html(report: dict[str, Any]) -> str:
     parts.append("<h2>Utility</h2>")
     if util_rows:
         parts.append(
-            '<p class="note">A gradient-boosted model trained on synthetic rows and on real training rows, both '
-            "tested on real holdout rows.</p>"
+            '<p class="note">A gradient-boosted model trained on synthetic rows and on real '
+            "training rows, both tested on real holdout rows.</p>"
         )
         parts.append(
             _table(
@@ -456,7 +479,8 @@ def render_html(report: dict[str, Any]) -> str:
         )
     else:
         parts.append(
-            '<p class="note">No target column was given (--target), so utility was not measured.</p>'
+            '<p class="note">No target column was given (--target), '
+            "so utility was not measured.</p>"
         )
     # -- lineage
     parts.append("<h2>Data lineage</h2>")
@@ -465,14 +489,15 @@ def render_html(report: dict[str, Any]) -> str:
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>synthgen report: '
         f'{esc(str(report.get("dataset", "")))}</title><link rel="icon" href="data:,">'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style>'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<style>{CSS}</style>"
         f"</head><body><main>{body}</main></body></html>"
     )
 
 
 def _sampling_note(report: dict[str, Any]) -> str:
-    """Where each model's z came from, read from the settings each model ran with (the run config for reports
-    written before models recorded their settings)."""
+    """Where each model's z came from, read from the settings each model ran with (the run config
+    for reports written before models recorded their settings)."""
     models = report["models"]
 
     def recorded(name: str) -> dict[str, Any]:
@@ -488,25 +513,27 @@ def _sampling_note(report: dict[str, Any]) -> str:
     notes = []
     if "vae" in models:
         notes.append(
-            "The VAE draws z from a Gaussian fitted to its aggregate posterior (model setting prior: fitted), not "
-            "from its N(0, I) prior."
+            "The VAE draws z from a Gaussian fitted to its aggregate posterior (model setting "
+            "prior: fitted), not from its N(0, I) prior."
             if prior("vae") == "fitted"
             else "The VAE draws z from its N(0, I) prior."
         )
     if "ae" in models:
         if prior("ae") == "standard":
             notes.append(
-                "The plain AE has no prior; this run samples it from N(0, I) (model setting prior: standard), "
-                "which shows why an AE alone is no generator."
+                "The plain AE has no prior; this run samples it from N(0, I) (model setting prior: "
+                "standard), which shows why an AE alone is no generator."
             )
         elif any(variant_of(k, m) == "ae" and prior(k) == "standard" for k, m in models.items()):
             notes.append(
-                "The plain AE has no prior: it is sampled from a Gaussian fitted to its training codes, and in "
-                'the row "AE, z ~ N(0, I)" from N(0, I), which shows why an AE alone is no generator.'
+                "The plain AE has no prior: it is sampled from a Gaussian fitted to its training "
+                'codes, and in the row "AE, z ~ N(0, I)" from N(0, I), which shows why an AE alone '
+                "is no generator."
             )
         else:
             notes.append(
-                "The plain AE has no prior: it is sampled from a Gaussian fitted to its training codes."
+                "The plain AE has no prior: "
+                "it is sampled from a Gaussian fitted to its training codes."
             )
     calibrated = [
         model_label(name, models.get(name))
@@ -521,10 +548,11 @@ def _sampling_note(report: dict[str, Any]) -> str:
         )
     if calibrated:
         notes.append(
-            f"The columns of the {' and the '.join(calibrated)} are calibrated to the distributions of the "
-            "training columns on draws of the model itself: continuous values pass through a monotone map "
-            "(every draw keeps its rank), and each category's logit is shifted by one constant (on every row "
-            "alike), so the dependence between columns is the model's (model setting calibrate_marginals)."
+            f"The columns of the {' and the '.join(calibrated)} are calibrated to the "
+            "distributions of the training columns on draws of the model itself: continuous values "
+            "pass through a monotone map (every draw keeps its rank), and each category's logit is "
+            "shifted by one constant (on every row alike), so the dependence between columns is "
+            "the model's (model setting calibrate_marginals)."
         )
     return " ".join(notes)
 
@@ -669,8 +697,8 @@ def _heatmaps(assoc: dict) -> str:
     out.append(
         '<g class="hm-rows">'
         + "".join(
-            f'<text x="{_n(xs[0] - 4)}" y="{_n(top + (i + 0.5) * cell)}" dy=".35em" text-anchor="end" '
-            f'style="font-size:{size}px">{_esc(s)}</text>'
+            f'<text x="{_n(xs[0] - 4)}" y="{_n(top + (i + 0.5) * cell)}" dy=".35em" '
+            f'text-anchor="end" style="font-size:{size}px">{_esc(s)}</text>'
             for i, s in enumerate(labels)
         )
         + "</g>"
@@ -682,11 +710,11 @@ def _heatmaps(assoc: dict) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# SVG figures, drawn here rather than by a chart library: the page needs no JavaScript (an inlined
-# plotly.js weighed 4.8 MB), and every figure shows wherever HTML does, offline and in mail viewers.
+# SVG figures, drawn here rather than by a chart library: the page needs no JavaScript (a library
+# inlined for offline use would weigh megabytes), and every figure shows offline and in mail.
 
 FIG_W, WIDE_W = 380, 1140  # viewBox widths of a grid cell and of the page; each SVG scales to fit
-# colorbrewer RdBu from -1 (blue) to 1 (red) and Reds from 0 to 1, the scales the plotly figures had
+# colorbrewer RdBu from -1 (blue) to 1 (red), and Reds from 0 to 1
 RDBU = [
     (5, 48, 97),
     (33, 102, 172),
@@ -1134,8 +1162,8 @@ def _pairs_table(quality: dict) -> str:
     if not worst:
         return ""
     return (
-        '<p class="note">The ten weakest pairs (SDMetrics, all pairs; "aligned" bins numbers with the real data\'s '
-        "edges on both sides; counted = part of the official score):</p>"
+        '<p class="note">The ten weakest pairs (SDMetrics, all pairs; "aligned" bins numbers with '
+        "the real data's edges on both sides; counted = part of the official score):</p>"
         + _table(
             ["pair", "metric", "score", "aligned", "real corr.", "synthetic corr.", "counted"],
             [
@@ -1220,10 +1248,12 @@ def _privacy_html(models: dict, fig_html) -> str:
         "privacy"
     ]
     out = (
-        '<p class="note">Distance to the closest record (DCR) over every training row (nearest-neighbour index; '
-        f"{html.escape(first['distance'])}). Real holdout rows, never seen in training, are the yardstick: synthetic rows "
-        "should sit no closer to the training rows than they do. "
-        "Closer-to-train share: against a training subset as large as the holdout, 0.5 means no preference.</p>"
+        '<p class="note">Distance to the closest record (DCR) over every training row '
+        f"(nearest-neighbour index; {html.escape(first['distance'])}). "
+        "Real holdout rows, never seen in training, are the yardstick: synthetic rows should sit "
+        "no closer to the training rows than they do. "
+        "Closer-to-train share: against a training subset as large as the holdout, "
+        "0.5 means no preference.</p>"
     )
     out += _table(
         [
@@ -1292,7 +1322,10 @@ def _lineage_html(report: dict[str, Any]) -> str:
             ],
         )
     if report.get("config"):
-        out += f'<p class="note">Configuration</p><pre>{html.escape(json.dumps(report["config"], indent=2, default=str))}</pre>'
+        out += (
+            '<p class="note">Configuration</p>'
+            f"<pre>{html.escape(json.dumps(report['config'], indent=2, default=str))}</pre>"
+        )
     return out
 
 
@@ -1300,12 +1333,13 @@ def _first_eval(report: dict[str, Any]) -> dict[str, Any]:
     return next(iter(report["models"].values()))["evaluation"] if report["models"] else {}
 
 
-# ----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The index of published runs
 
 
 def write_index(reports_root: str | Path) -> Path:
-    """reports/index.html: every published run (dataset, time, models, quality, privacy), newest first."""
+    """reports/index.html: every published run (dataset, time, models, quality, privacy), newest
+    first."""
     root = Path(reports_root)
     entries = []
     for path in sorted(root.glob("*/*/report.json")):
@@ -1328,16 +1362,21 @@ def write_index(reports_root: str | Path) -> Path:
     entries.sort(key=lambda e: e[0], reverse=True)
     esc = html.escape
     rows = "".join(
-        f'<tr><td>{esc(str(created))}</td><td>{esc(str(dataset))}</td><td><a href="{esc(link)}">{esc(str(run_id))}</a></td>'
+        f"<tr><td>{esc(str(created))}</td><td>{esc(str(dataset))}</td>"
+        f'<td><a href="{esc(link)}">{esc(str(run_id))}</a></td>'
         f"<td>{esc(', '.join(f'{m} {_f(s)}' for m, s in scores.items()))}</td>"
-        f'<td class="{esc(v.get("quality", "unknown"))}">{esc(v.get("quality", "?"))}</td><td>{esc(v.get("privacy_gate", "?"))}</td></tr>'
+        f'<td class="{esc(v.get("quality", "unknown"))}">{esc(v.get("quality", "?"))}</td>'
+        f"<td>{esc(v.get('privacy_gate', '?'))}</td></tr>"
         for created, dataset, run_id, scores, v, link in entries
     )
     page = (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>synthgen runs</title>'
-        f'<link rel="icon" href="data:,"><style>{CSS}</style></head><body><main><h1>synthgen runs</h1>'
-        f'<div class="sub">{len(entries)} published runs, newest first. Overall = SDMetrics quality score per model.</div>'
-        "<table><thead><tr><th>time</th><th>dataset</th><th>run</th><th>overall per model</th><th>quality</th>"
+        f'<link rel="icon" href="data:,"><style>{CSS}</style></head><body><main>'
+        "<h1>synthgen runs</h1>"
+        f'<div class="sub">{len(entries)} published runs, newest first. '
+        "Overall = SDMetrics quality score per model.</div>"
+        "<table><thead><tr><th>time</th><th>dataset</th><th>run</th><th>overall per model</th>"
+        "<th>quality</th>"
         f"<th>privacy gate</th></tr></thead><tbody>{rows}</tbody></table></main></body></html>"
     )
     index = root / "index.html"

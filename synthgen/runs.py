@@ -1,13 +1,14 @@
-"""A generation run's lifecycle: checks before any work, where outputs go, the seeded split, and publishing
-so that a failed or killed run leaves nothing partial.
+"""A generation run's lifecycle: checks before any work, where outputs go, the seeded split,
+and publishing so that a failed or killed run leaves nothing partial.
 
-A run writes everything under `<base>/.synthgen-staging/<run-id>/` and, only when every step succeeded,
-renames its two folders into place:
+A run writes everything under `<base>/.synthgen-staging/<run-id>/` and,
+only when every step succeeded, renames its two folders into place:
 
     <base>/data/synthetic/<dataset>/<run-id>/<model>.parquet + manifest.json
     <base>/reports/<dataset>/<run-id>/report.{html,json,md}
 
-then rebuilds `<base>/reports/index.html`. Staging folders of runs that died are removed by the next run.
+then rebuilds `<base>/reports/index.html`.
+Staging folders of runs that died are removed by the next run.
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ STAGING = ".synthgen-staging"
 
 
 def preflight(cfg: RunConfig) -> tuple[dict[str, Any], Schema]:
-    """Every check a user's input can fail, before any work starts: the input reads as a table, the metadata
-    fits it, there is something to learn, the target is a column. Returns what it learned about the input
-    (path, sha256, rows, columns) and the schema it inferred."""
+    """Every check a user's input can fail, before any work starts: the input reads as a table, the
+    metadata fits it, there is something to learn, the target is a column. Returns what it learned
+    about the input (path, sha256, rows, columns) and the schema it inferred."""
     df = read_table(cfg.input, encoding=cfg.encoding)
     schema = infer_schema(df, load_metadata(cfg.metadata))
     if cfg.target is not None:
@@ -50,7 +51,8 @@ def preflight(cfg: RunConfig) -> tuple[dict[str, Any], Schema]:
             )
         if not any(c.modelled and c.name != cfg.target for c in schema.columns):
             raise UserError(
-                f"target column {cfg.target!r} is the only column learned: nothing to predict it from"
+                f"target column {cfg.target!r} is the only column learned: "
+                "nothing to predict it from"
             )
     if cfg.holdout_fraction > 0 and len(df) < 10:
         raise UserError(
@@ -154,7 +156,8 @@ def _alive(pid: int) -> bool:
 def split_train_holdout(
     input_path: str, work: Path, fraction: float, seed: int, encoding: str | None = None
 ) -> dict[str, Any]:
-    """Seeded split of the input into train and holdout Parquet files; returns their paths and sizes."""
+    """Seeded split of the input into train and holdout Parquet files;
+    returns their paths and sizes."""
     df = read_table(input_path, encoding=encoding)
     kept, held = split_rows(len(df), fraction, seed, min_rows=10)
     train = df.iloc[kept].reset_index(drop=True)
@@ -170,7 +173,8 @@ def split_train_holdout(
 
 
 def publish(paths: RunPaths, manifest: dict[str, Any]) -> dict[str, str]:
-    """Move the staged run into place (report first, then the data with its manifest) and rebuild the index.
+    """Move the staged run into place
+    (report first, then the data with its manifest) and rebuild the index.
 
     If the second move fails the first is undone, so a run is either fully published or not at all.
     """
@@ -218,7 +222,7 @@ def read_manifest(data_dir: str | Path) -> dict[str, Any]:
     return json.loads((Path(data_dir) / "manifest.json").read_text())
 
 
-# ----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # What a run records: pure functions the flow calls, so that it only orchestrates
 
 
@@ -245,8 +249,8 @@ def training_record(
 def scored_variants(
     cfg: RunConfig, trained: dict[str, dict[str, Any]]
 ) -> list[tuple[Any, dict[str, Any]]]:
-    """The configured variants to score, each with its trained model: those whose model ran and that sample
-    differently from it."""
+    """The configured variants to score, each with its trained model:
+    those whose model ran and that sample differently from it."""
     return [
         (v, trained[v.model])
         for v in cfg.scored_variants
@@ -266,8 +270,8 @@ def build_report(
     models: dict[str, dict[str, Any]],
     seconds: float,
 ) -> dict[str, Any]:
-    """The report of a run (report.json) from what its steps returned. `models[name]`: trained, sampled and
-    evaluation, plus variant (a ScoredVariant) for a scored variant."""
+    """The report of a run (report.json) from what its steps returned. `models[name]`: trained,
+    sampled and evaluation, plus variant (a ScoredVariant) for a scored variant."""
     entries, timings = {}, {}
     for name, m in models.items():
         variant = m.get("variant")
@@ -321,8 +325,8 @@ def build_report(
 
 
 def withhold_failed(report: dict[str, Any], paths: RunPaths) -> list[str]:
-    """Delete the staged rows of every model whose privacy gate failed (the report says why) and point each
-    published model's sample at where its rows will be. Returns the models withheld."""
+    """Delete the staged rows of every model whose privacy gate failed (the report says why) and
+    point each published model's sample at where its rows will be. Returns the models withheld."""
     withheld = list(verdict(report)["failed_gates"])
     for model in withheld:
         staged = paths.staged_data / f"{model}.parquet"

@@ -12,13 +12,14 @@ from torch import nn
 
 from synthgen.errors import UserError
 
-# Below this many parameters a CPU training step is a few hundred small ops, too small to split across threads
-# (docs/design.md, "Threads on a CPU").
+# Below this many parameters a CPU training step is a few hundred small ops, too small to split
+# across threads (docs/design.md, "Threads on a CPU").
 ONE_THREAD_PARAMS = 1_000_000
 
 
 def resolve_device(name: str) -> torch.device:
-    """auto (CUDA when available), cpu or cuda; asking for CUDA where there is none is the user's error."""
+    """auto (CUDA when available), cpu or cuda; asking for
+    CUDA where there is none is the user's error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -27,8 +28,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def training_threads(model: nn.Module, cpu_threads: int | None, device: torch.device) -> int | None:
-    """Torch threads for training on the CPU: `cpu_threads`, else 1 for models under ONE_THREAD_PARAMS
-    parameters; None leaves torch's setting (CUDA, large models)."""
+    """Torch threads for training on the CPU: `cpu_threads`, else 1 for models under
+    ONE_THREAD_PARAMS parameters; None leaves torch's setting (CUDA, large models)."""
     if device.type != "cpu":
         return None
     if cpu_threads:
@@ -38,11 +39,13 @@ def training_threads(model: nn.Module, cpu_threads: int | None, device: torch.de
 
 @functools.cache
 def fast_bf16(device_type: str) -> bool:
-    """Whether bf16 pays off here: on CUDA, and on CPUs with bf16 units (AVX512-BF16 / AMX), where a bf16 matrix
-    product is several times faster than a float32 one. SYNTHGEN_PRECISION=fp32 or bf16 decides.
+    """Whether bf16 pays off here: on CUDA, and on CPUs with bf16 units (AVX512-BF16 / AMX), where a
+    bf16 matrix product is several times faster than a float32 one. SYNTHGEN_PRECISION=fp32 or bf16
+    decides.
 
-    The CPU flags decide where the OS lists them, so a seeded run trains the same model however busy the
-    machine is; elsewhere a short timing probe decides, with its own generator (the global RNG is seeded).
+    The CPU flags decide where the OS lists them, so a seeded run trains the same model however busy
+    the machine is; elsewhere a short timing probe decides, with its own generator (the global RNG
+    is seeded).
     """
     choice = os.environ.get("SYNTHGEN_PRECISION", "auto")
     if choice in ("fp32", "bf16"):
@@ -67,8 +70,8 @@ def fast_bf16(device_type: str) -> bool:
 
 @contextlib.contextmanager
 def torch_threads(n: int | None):
-    """Torch's thread count set to `n` (None: left alone) for the block, then put back. It is one setting for
-    the whole process."""
+    """Torch's thread count set to `n` (None: left alone) for the block, then put back. It is one
+    setting for the whole process."""
     before = torch.get_num_threads()
     if n and n != before:
         torch.set_num_threads(n)

@@ -1,9 +1,9 @@
 """Drawing rows from a trained model, block by block, so any number of rows fits in flat memory.
 
-Rows form one seeded stream cut into fixed blocks of `block_rows` (BLOCK_ROWS, fewer for wide tables:
-synthgen.plan.block_rows); block b uses seeds derived from (seed, b) and numbers its ids from b * block_rows.
-So rows [a, b) are the same whether drawn in one call, in batches, or in shards on other workers (shards start
-on a block boundary), and whichever thread draws them.
+Rows form one seeded stream cut into fixed blocks of `block_rows` (BLOCK_ROWS, fewer for wide
+tables: synthgen.plan.block_rows); block b uses seeds derived from (seed, b) and numbers its ids
+from b * block_rows. So rows [a, b) are the same whether drawn in one call, in batches, or in shards
+on other workers (shards start on a block boundary), and whichever thread draws them.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from synthgen.transform import TableTransformer
 log = logging.getLogger("synthgen")
 
 BLOCK_ROWS = 65_536
-# On a CPU, blocks are drawn by as many threads as torch may use (at most this many), each running torch at one
-# thread: a block's products are too small to split across cores, whole blocks in parallel are not.
+# On a CPU, blocks are drawn by as many threads as torch may use (at most this many), each running
+# torch at one thread: a block's products are too small to split across cores, whole blocks in
+# parallel are not.
 MAX_SAMPLING_THREADS = 8
 
 
@@ -50,9 +51,10 @@ def iter_blocks(
 ) -> Iterator[pd.DataFrame]:
     """Rows [start_row, start_row + n_rows) of the seeded stream, one DataFrame per block, in order.
 
-    `precision` is the model's setting (auto, fp32, bf16): the decoder runs as the model was trained.
-    `threads`: blocks drawn at once on a CPU (None: torch's thread count, at most MAX_SAMPLING_THREADS); at most
-    that many blocks are held beyond the one yielded, so memory stays flat."""
+    `precision` is the model's setting (auto, fp32, bf16): the decoder runs as it was trained.
+    `threads`: blocks drawn at once on a CPU (None: torch's thread count, at most
+    MAX_SAMPLING_THREADS); at most that many blocks are held beyond the one yielded, so memory stays
+    flat."""
     if start_row % block_rows:
         raise ValueError(f"start_row must be a multiple of {block_rows}")
     model.eval()
@@ -84,8 +86,9 @@ def iter_blocks(
 
 
 def _in_order(fn, items, threads: int) -> Iterator:
-    """fn(item) for each item, in order, computed by `threads` threads with at most `threads` results held ahead
-    (ThreadPoolExecutor.map would submit every item at once and hold all results a slow consumer has not read)."""
+    """fn(item) for each item, in order, computed by `threads` threads with at most `threads`
+    results held ahead (ThreadPoolExecutor.map would submit every item at once and hold all results
+    a slow consumer has not read)."""
     if threads == 1:
         yield from map(fn, items)
         return

@@ -1,18 +1,21 @@
-"""Decide what every column is (and say why), in a form that reads and writes SDV's single-table metadata.
+"""Decide what every column is (and say why), in a form that reads and writes SDV's single-table
+metadata.
 
 Kinds:
 - numerical: numbers to model as a distribution (min/max, integer flag and decimal places recorded).
 - categorical: strings, booleans, pandas categories and low-cardinality integers such as 0/1 flags.
-- datetime: datetime dtypes, and text that parses as dates (the text format is kept to write them back).
+- datetime: datetime dtypes, and text that parses as dates (the text format is kept to write them
+  back).
 - id: unique per row; never learned, regenerated in the same format.
-- text: high-cardinality free text (names, titles); only values common enough to be safe are learned.
+- text: high-cardinality free text (names, titles); only values common enough to be safe are
+  learned.
 - empty: every cell missing; not learned, written back as an all-missing column of the same dtype.
 - unsupported: values synthgen cannot model (lists, structs, maps, bytes); not learned, written back
   all-missing, with a warning.
 
-Numbers: infinities are point masses of their own (see transform.NumericalEncoder); min, max and decimal
-places describe the finite values. Decimal objects (Parquet decimal columns) are numbers written back as
-Decimals with the same scale.
+Numbers: infinities are point masses of their own (see transform.NumericalEncoder); min, max and
+decimal places describe the finite values. Decimal objects (Parquet decimal columns) are numbers
+written back as Decimals with the same scale.
 """
 
 from __future__ import annotations
@@ -34,11 +37,8 @@ from synthgen.errors import UserError
 log = logging.getLogger("synthgen")
 
 KINDS = ("numerical", "categorical", "datetime", "id", "text", "empty", "unsupported")
-NOT_MODELLED = (
-    "id",
-    "empty",
-    "unsupported",
-)  # kinds no model learns: regenerated, or written back all-missing
+# kinds no model learns: regenerated, or written back all-missing
+NOT_MODELLED = ("id", "empty", "unsupported")
 NESTED_TYPES = (list, tuple, dict, set, np.ndarray, bytes, bytearray)
 # sdtype (SDV metadata) -> synthgen kind. `text` and `unknown` are accepted for free-text columns.
 SDTYPE_TO_KIND = {
@@ -52,12 +52,10 @@ SDTYPE_TO_KIND = {
 }
 METADATA_SPEC_VERSION = "SINGLE_TABLE_V1"
 
-FLAG_MAX_LEVELS = (
-    5  # integer columns with at most this many values are categories (0/1 flags, 1-5 codes)
-)
-TEXT_UNIQUE_SHARE = (
-    0.5  # string columns where over half the rows hold distinct values are free text
-)
+# integer columns with at most this many values are categories (0/1 flags, 1-5 codes)
+FLAG_MAX_LEVELS = 5
+# string columns where over half the rows hold distinct values are free text
+TEXT_UNIQUE_SHARE = 0.5
 ID_NAME = re.compile(r"(^|[_\W])(id|key|uuid|guid)$|^id[_\W]|Id$|ID$", re.IGNORECASE)
 UUID_RE = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -75,9 +73,8 @@ class ColumnSchema:
     sdtype: str | None = None
     # numerical / datetime
     integer: bool = False
-    decimals: int | None = (
-        None  # decimal places the data was written with (None: full float precision)
-    )
+    # decimal places the data was written with (None: full float precision)
+    decimals: int | None = None
     min: float | None = None
     max: float | None = None
     # categorical / text
@@ -87,7 +84,8 @@ class ColumnSchema:
     timezone: str | None = None
     # id
     id_format: dict[str, Any] | None = None
-    # what the values of an object column are when not text: "decimal" (decimal.Decimal), "date" (datetime.date)
+    # what the values of an object column are when not text:
+    # "decimal" (decimal.Decimal), "date" (datetime.date)
     object_values: str | None = None
 
     def __post_init__(self) -> None:
@@ -155,7 +153,8 @@ class Schema:
         return meta
 
     def describe(self) -> dict[str, Any]:
-        """What `synthgen schema` prints: SDV metadata (usable as --metadata) and every decision in full."""
+        """What `synthgen schema` prints: SDV metadata (usable as --metadata) and every decision in
+        full."""
         return {
             "metadata": self.to_metadata(),
             "rows": self.n_rows,
@@ -167,7 +166,8 @@ class Schema:
         }
 
     def summary(self, most: int = 12) -> str:
-        """One line for logs: the count of each kind, and the columns of each kind when there are few."""
+        """One line for logs: the count of each kind, and the columns of each kind when there are
+        few."""
         by_kind: dict[str, list[str]] = {}
         for c in self.columns:
             by_kind.setdefault(c.kind, []).append(c.name)
@@ -185,7 +185,14 @@ class Schema:
         for c in self.columns:
             details = ""
             if c.kind == "numerical":
-                details = f"{'integer' if c.integer else f'{c.decimals} decimals' if c.decimals is not None else 'float'}, [{_fmt(c.min)}, {_fmt(c.max)}]"
+                number = (
+                    "integer"
+                    if c.integer
+                    else f"{c.decimals} decimals"
+                    if c.decimals is not None
+                    else "float"
+                )
+                details = f"{number}, [{_fmt(c.min)}, {_fmt(c.max)}]"
             elif c.kind in ("categorical", "text"):
                 details = f"{c.n_categories} values"
             elif c.kind == "datetime":
@@ -218,12 +225,13 @@ def _kind_to_sdtype(kind: str, dtype: str) -> str:
     return {"empty": "unknown", "unsupported": "unknown"}.get(kind, kind)
 
 
-# ----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Inference
 
 
 def infer_schema(df: pd.DataFrame, metadata: dict[str, Any] | None = None) -> Schema:
-    """Infer a kind for every column; `metadata` (SDV single-table format) overrides column by column."""
+    """Infer a kind for every column; `metadata` (SDV single-table format) overrides column by
+    column."""
     overrides, primary_key = _parse_metadata(metadata, df) if metadata else ({}, None)
     columns = []
     for name in df.columns:
@@ -246,7 +254,8 @@ def infer_schema(df: pd.DataFrame, metadata: dict[str, Any] | None = None) -> Sc
     schema = Schema(columns=columns, primary_key=primary_key, n_rows=len(df))
     if not any(c.modelled for c in columns):
         raise UserError(
-            "nothing to learn: every column is an id, entirely empty or of values synthgen cannot model"
+            "nothing to learn: every column is an id, entirely empty or of values "
+            "synthgen cannot model"
         )
     return schema
 
@@ -277,7 +286,8 @@ def _infer_column(s: pd.Series) -> ColumnSchema:
         return _base(
             s,
             "unsupported",
-            f"values that cannot be compared ({', '.join(sorted(t.__name__ for t in value_types))})",
+            "values that cannot be compared "
+            f"({', '.join(sorted(t.__name__ for t in value_types))})",
         )
     if ptypes.is_bool_dtype(s.dtype):
         return _categorical(s, "boolean values")
@@ -354,9 +364,8 @@ def _numerical(s: pd.Series, reason: str) -> ColumnSchema:
     integral = ptypes.is_integer_dtype(s.dtype) or _integral(values)
     if decimals is None:
         decimals = 0 if integral else decimal_places(finite)
-    if ptypes.is_integer_dtype(s.dtype) and len(
-        present
-    ):  # exact: int64 values near its limits are not floats
+    # exact: int64 values near its limits are not floats
+    if ptypes.is_integer_dtype(s.dtype) and len(present):
         lo, hi = int(present.min()), int(present.max())
     else:
         lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (None, None)
@@ -394,29 +403,25 @@ def _datetime(
 
 
 def parse_datetimes(s: pd.Series, fmt: str | None) -> pd.Series:
-    """Parse text (or date objects) to datetimes with `fmt` (or pandas' inference); what does not parse
-    becomes NaT. Text with differing UTC offsets is read as UTC instants."""
+    """Parse text (or date objects) to datetimes with `fmt` (or pandas' inference); what does not
+    parse becomes NaT. Text with differing UTC offsets is read as UTC instants."""
     if ptypes.is_datetime64_any_dtype(s.dtype):
         return s
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             parsed = pd.to_datetime(s, format=fmt, errors="coerce")
-        except (
-            ValueError,
-            TypeError,
-            OverflowError,
-        ):  # mixed offsets or time zones, with this pandas
-            parsed = None
-        if parsed is None or not ptypes.is_datetime64_any_dtype(
-            parsed.dtype
-        ):  # mixed offsets: object dtype
+        except (ValueError, TypeError, OverflowError):
+            parsed = None  # mixed offsets or time zones, with this pandas
+        # mixed offsets: object dtype
+        if parsed is None or not ptypes.is_datetime64_any_dtype(parsed.dtype):
             parsed = pd.to_datetime(s, format=fmt, errors="coerce", utc=True)
     return parsed
 
 
 def _datetime_text_format(strings: pd.Series, sample: int = 2000) -> str | None:
-    """The strftime format that reads *and writes back* every value, or None if the text is not dates."""
+    """The strftime format that reads *and writes back* every value, or None if the text is not
+    dates."""
     head = strings.iloc[: min(sample, len(strings))]
     first = head.iloc[0]
     if (
@@ -427,18 +432,15 @@ def _datetime_text_format(strings: pd.Series, sample: int = 2000) -> str | None:
         return None
     from pandas.tseries.api import guess_datetime_format
 
-    for dayfirst in (
-        False,
-        True,
-    ):  # 01/02/2024 reads either way: keep the one every value agrees with
+    # 01/02/2024 reads either way: keep the one every value agrees with
+    for dayfirst in (False, True):
         fmt = guess_datetime_format(first, dayfirst=dayfirst)
         if fmt is None:
             continue
         if "%z" in fmt and first.endswith("Z"):
             fmt = fmt.replace("%z", "Z")  # a literal Z writes back as Z, where %z would write +0000
-        if all(
-            _reads_and_writes_back(chunk, fmt) for chunk in (head, strings)
-        ):  # cheap check first
+        # cheap check first
+        if all(_reads_and_writes_back(chunk, fmt) for chunk in (head, strings)):
             return fmt
         if "%z" in fmt and not parse_datetimes(strings, fmt).isna().any():
             return fmt  # differing UTC offsets: read as UTC instants, written back with +0000
@@ -455,7 +457,8 @@ def _id(s: pd.Series, reason: str) -> ColumnSchema:
 
 
 def id_template(values: pd.Series) -> dict[str, Any]:
-    """A format that new unique ids are written in: integers, UUIDs, or fixed character classes by position."""
+    """A format that new unique ids are written in: integers, UUIDs, or fixed character classes by
+    position."""
     if ptypes.is_integer_dtype(values.dtype) or ptypes.is_float_dtype(values.dtype):
         return {"type": "integer", "start": int(values.min()), "regex": r"\d+"}
     strings = values.astype(str)
@@ -468,7 +471,8 @@ def id_template(values: pd.Series) -> dict[str, Any]:
     if lengths.nunique() == 1:
         chars = np.array([list(v) for v in strings.iloc[:100_000]])  # (rows, length)
         seen_at = [set(chars[:, pos]) for pos in range(chars.shape[1])]
-        # A run of digit positions is one number: its constant leading zeros are digits too (C00012, C00197).
+        # A run of digit positions is one number: its constant leading zeros are digits too
+        # (C00012, C00197).
         is_digit = [all(ch.isdigit() for ch in seen) for seen in seen_at]
         varies = [False] * len(seen_at)
         start = 0
@@ -522,7 +526,7 @@ def _common_prefix(strings: pd.Series) -> str:
     return lo[:i]
 
 
-# ----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # User metadata (SDV single-table format)
 
 

@@ -1,4 +1,5 @@
-"""The public API, in the style SDV users know: Synthesizer(...).fit(df).sample(n), save(dir), load(dir)."""
+"""The public API, in the style SDV users know:
+Synthesizer(...).fit(df).sample(n), save(dir), load(dir)."""
 
 from __future__ import annotations
 
@@ -41,12 +42,7 @@ log = logging.getLogger("synthgen")
 
 FORMAT = "synthgen-model"
 FORMAT_VERSION = 1
-# Bumped whenever a code change alters what training produces for the same input and settings, so that cached
-# models (and checkpoints) from before it are trained again; unlike FORMAT_VERSION it leaves saved models loadable.
-# 2: a VAE's fitted prior matches the aggregate posterior (5c09c37), not only the posterior means.
-# 3: the marginal calibration also shifts the categories' logits (a cached model would load without the shifts).
-# 4: tables of a few batches train fewer epochs by default (train.EPOCHS_PER_BATCH).
-# 5: a point mass needs rare_threshold rows (small tables), infinities are point masses, big integers exact.
+# Bumped when a code change alters what training produces: cached models and checkpoints retrain.
 TRAINING_REVISION = 5
 WEIGHTS, MANIFEST = "model.safetensors", "synthgen.json"
 MIN_ROWS = 10  # fewer rows are refused: nothing to learn a distribution from
@@ -58,12 +54,18 @@ class Synthesizer:
 
     >>> synth = Synthesizer("vae", epochs=50).fit(df)
     >>> synthetic = synth.sample(10_000, seed=1)
+
+    Settings are keywords (or one `ModelSettings`); each, with its default:
+
+    {settings}
     """
 
-    def __init__(self, model: str = "vae", **settings: Any) -> None:
-        self.settings: ModelSettings = validated(
-            ModelSettings, {"model": model, **settings}, "model settings"
-        )
+    def __init__(
+        self, model: str = "vae", settings: ModelSettings | None = None, **keywords: Any
+    ) -> None:
+        given = settings.model_dump(exclude_unset=True) if settings else {}
+        values = {**given, "model": model, **keywords}
+        self.settings: ModelSettings = validated(ModelSettings, values, "model settings")
         self.transformer: TableTransformer | None = None
         self.net: torch.nn.Module | None = None
         self.training: TrainResult | None = None
@@ -74,7 +76,7 @@ class Synthesizer:
         self._require_fitted()
         return self.transformer.schema
 
-    # ------------------------------------------------------------------------------------------------------
+    # ----------------------------------------------------------------------------------------------
     def fit(
         self,
         data: TableSource,
@@ -84,36 +86,33 @@ class Synthesizer:
         progress: bool | None = None,
         encoding: str | None = None,
     ) -> Synthesizer:
-        """Infer the schema, encode the table and train. `checkpoint_dir` makes a killed fit resumable; `encoding`
-        is a CSV's text encoding (default: detected)."""
+        """Infer the schema, encode the table (`preprocess`) and train (`fit_processed_data`).
+        `checkpoint_dir` makes a killed fit resumable; `encoding` is a CSV's text encoding."""
+        matrix = self.preprocess(data, metadata, encoding=encoding)
+        return self.fit_processed_data(matrix, checkpoint_dir=checkpoint_dir, progress=progress)
+
+    def preprocess(
+        self,
+        data: TableSource,
+        metadata: dict | str | os.PathLike | None = None,
+        *,
+        encoding: str | None = None,
+    ) -> np.ndarray:
+        """Read the table, infer its schema, fit the encoders and return the encoded training
+        matrix (float32, one row per training row)."""
         st = self.settings
-        log.info(
-            "device: %s", resolve_device(st.device)
-        )  # a wrong device is an error before any work
+        # a wrong device is an error before any work
+        log.info("device: %s", resolve_device(st.device))
         df = read_table(data, encoding=encoding)
         if len(df) < MIN_ROWS:
             raise UserError(
-                f"{_name(data)} has {len(df)} rows: synthgen needs at least {MIN_ROWS} to learn from"
+                f"{_name(data)} has {len(df)} rows: "
+                f"synthgen needs at least {MIN_ROWS} to learn from"
             )
         input_hash = source_fingerprint(data)
         meta = _metadata(metadata)
         schema = infer_schema(df, meta)
-        log.info("schema: %s", schema.summary())
-        for kind, what in (
-            ("id", "not learned, regenerated unique"),
-            ("empty", "not learned, written back all-missing"),
-            ("text", "free text: only values seen often enough are learned"),
-        ):
-            names = [c.name for c in schema.columns if c.kind == kind]
-            if names:
-                log.info(
-                    "%d %s column%s (%s): %s",
-                    len(names),
-                    kind,
-                    "s" * (len(names) > 1),
-                    ", ".join(map(str, names[:12])) + (", ..." if len(names) > 12 else ""),
-                    what,
-                )
+        _log_schema(schema)
         train_df = df
         if st.max_train_rows and len(df) > st.max_train_rows:
             train_df = df.sample(n=st.max_train_rows, random_state=st.seed)
@@ -129,21 +128,7 @@ class Synthesizer:
             max_categories=max_categories,
             point_mass_share=st.point_mass_share,
         ).fit(train_df, schema)
-        pooled_columns = self.transformer.pooling_summary()
-        for name, pooled in list(pooled_columns.items())[:MAX_COLUMNS_LOGGED]:
-            log.info(
-                "column %r: %d rare values (%d rows) pooled as '(rare)', %d values beyond the %s most frequent pooled as 'other'",
-                name,
-                pooled["rare_values"],
-                pooled["rare_rows"],
-                pooled["overflow_values"],
-                max_categories,
-            )
-        if len(pooled_columns) > MAX_COLUMNS_LOGGED:
-            log.info(
-                "... and %d more columns with pooled values",
-                len(pooled_columns) - MAX_COLUMNS_LOGGED,
-            )
+        _log_pooling(self.transformer.pooling_summary(), max_categories)
         matrix = self.transformer.transform(train_df)
         encode_s = time.perf_counter() - t0
         layout = self.transformer.layout
@@ -154,19 +139,40 @@ class Synthesizer:
             layout.onehot_width,
             layout.out_width,
         )
+        self.info = {
+            "input_sha256": input_hash,
+            "fingerprint": _fingerprint(input_hash, st, meta),
+            "rows": len(df),
+            "train_rows_used": len(train_df),
+            "encode_seconds": encode_s,
+        }
+        self._source = _name(data)
+        return matrix
+
+    def fit_processed_data(
+        self,
+        matrix: np.ndarray,
+        *,
+        checkpoint_dir: str | os.PathLike | None = None,
+        progress: bool | None = None,
+    ) -> Synthesizer:
+        """Train on a matrix from `preprocess`: plan the memory, train the network, calibrate the
+        marginals. `checkpoint_dir` makes a killed fit resumable."""
+        if self.transformer is None:
+            raise UserError("preprocess a table first: fit() does both")
+        st, layout = self.settings, self.transformer.layout
         memory = plan.plan_fit(
             layout,
             len(matrix),
-            len(schema.columns),
+            len(self.transformer.schema.columns),
             hidden=st.hidden,
             latent_dim=st.latent_dim,
             batch_size=st.batch_size,
             variational=st.model == "vae",
-            where=_name(data),
+            where=getattr(self, "_source", "the table"),
         )
         torch.manual_seed(st.seed)
         self.net = MODELS[st.model](layout, st)
-        fingerprint = _fingerprint(input_hash, st, meta)
         trained_with = (
             st
             if memory.batch_size == st.batch_size
@@ -177,7 +183,7 @@ class Synthesizer:
             matrix,
             trained_with,
             checkpoint_dir=checkpoint_dir,
-            fingerprint=fingerprint,
+            fingerprint=self.info.get("fingerprint", ""),
             progress=progress,
         )
         if st.calibrate_marginals:
@@ -189,25 +195,19 @@ class Synthesizer:
                 rows=memory.calibration_rows,
             )
             log.info(
-                "calibrated the marginals of %d category blocks and %d continuous values to the training "
-                "columns' on %d drawn rows",
+                "calibrated the marginals of %d category blocks and %d continuous values to the "
+                "training columns' on %d drawn rows",
                 blocks,
                 values,
                 memory.calibration_rows,
             )
-        self.info = {
-            "input_sha256": input_hash,
-            "fingerprint": fingerprint,
-            "rows": len(df),
-            "train_rows_used": len(train_df),
-            "encode_seconds": encode_s,
-            "plan": memory.to_dict(),
-        }
+        self.info["plan"] = memory.to_dict()
         return self
 
     @property
     def block_rows(self) -> int:
-        """Rows per sampled block (synthgen.plan): the stream of rows for a seed is cut into blocks of this many."""
+        """Rows per sampled block (synthgen.plan): the stream
+        of rows for a seed is cut into blocks of this many."""
         self._require_fitted()
         return plan.block_rows(
             self.transformer.layout,
@@ -216,10 +216,11 @@ class Synthesizer:
             self.settings.model == "vae",
         )
 
-    # ------------------------------------------------------------------------------------------------------
+    # ----------------------------------------------------------------------------------------------
     def sample(self, n: int, seed: int | None = None, *, prior: str | None = None) -> pd.DataFrame:
-        """`n` new rows as a DataFrame with the training table's columns and dtypes. `prior` ("standard" or
-        "fitted") draws z from another prior than the model's own (for contrasts such as an AE from N(0, I))."""
+        """`n` new rows as a DataFrame with the training table's columns and dtypes. `prior`
+        ("standard" or "fitted") draws z from another prior than the model's own (for contrasts such
+        as an AE from N(0, I))."""
         self._require_fitted()
         seed = self._seed(seed)
         n = _check_rows(n)
@@ -244,10 +245,11 @@ class Synthesizer:
         shards: int = 1,
         prior: str | None = None,
     ) -> Path:
-        """Stream `n` rows into one Parquet file, a row group per batch: memory stays flat for any `n`.
+        """Stream `n` rows to one Parquet file, a row group per batch: flat memory for any `n`.
 
-        With `shards` > 1, `path` is a folder of part files (part-00000.parquet, ...), one Parquet dataset,
-        renamed into place once every part is written. The rows are the same whatever the sharding.
+        With `shards` > 1, `path` is a folder of part files (part-00000.parquet, ...), one Parquet
+        dataset, renamed into place once every part is written. The rows are the same whatever the
+        sharding.
         """
         self._require_fitted()
         seed = self._seed(seed)
@@ -280,7 +282,8 @@ class Synthesizer:
     ) -> Path:
         """Write shard `shard` of `shards` of the `n`-row stream for `seed` to one part file.
 
-        Shards cut the stream on block boundaries, so they can run on different workers, in any order."""
+        Shards cut the stream on block boundaries, so they
+        can run on different workers, in any order."""
         self._require_fitted()
         start, rows = shard_range(_check_rows(n), shard, shards, self.block_rows)
         return self._write_rows(Path(path), rows, int(seed), start, batch_rows, prior)
@@ -337,9 +340,9 @@ class Synthesizer:
         self.last_seed = int(seed)
         return int(seed)
 
-    # ------------------------------------------------------------------------------------------------------
+    # ----------------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Weights as safetensors, everything else as JSON; written to a temporary folder, then renamed."""
+        """Weights as safetensors, the rest as JSON; written to a temporary folder, then renamed."""
         self._require_fitted()
         path = Path(path)
         with atomic_path(path, is_dir=True) as tmp:
@@ -376,7 +379,8 @@ class Synthesizer:
             raise UserError(f"{manifest_path}: not valid JSON") from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise UserError(
-                f"{path}: not a synthgen model (format is {manifest.get('format') if isinstance(manifest, dict) else None!r})"
+                f"{path}: not a synthgen model (format is "
+                f"{manifest.get('format') if isinstance(manifest, dict) else None!r})"
             )
         if manifest.get("format_version") != FORMAT_VERSION:
             raise UserError(
@@ -385,19 +389,20 @@ class Synthesizer:
             )
         if source_fingerprint(weights_path) != manifest.get("weights_sha256"):
             raise UserError(
-                f"{weights_path}: weights do not match the checksum in {MANIFEST} (modified or corrupt)"
+                f"{weights_path}: weights do not match the checksum in {MANIFEST} "
+                "(modified or corrupt)"
             )
         settings = dict(manifest["settings"], device=device)
-        settings.setdefault(
-            "calibrate_marginals", False
-        )  # saved before the setting existed: no calibration weights
+        # saved before the setting existed: no calibration weights
+        settings.setdefault("calibrate_marginals", False)
         synth = cls(**settings)
         synth.transformer = TableTransformer.from_state(manifest["transformer"])
         synth.net = MODELS[synth.settings.model](synth.transformer.layout, synth.settings)
         try:
             weights = load_file(str(weights_path))
-            # saved before categories were calibrated: no logit shifts (nor, for a table without continuous values,
-            # any calibration), which the unfitted calibration, the identity, stands in for
+            # saved before categories were calibrated: no logit shifts (nor, for a table without
+            # continuous values, any calibration), which the unfitted calibration, the identity,
+            # stands in for
             identity = {
                 k: v
                 for k, v in synth.net.state_dict().items()
@@ -416,6 +421,38 @@ class Synthesizer:
     def _require_fitted(self) -> None:
         if self.net is None or self.transformer is None:
             raise UserError("the synthesizer is not fitted: call fit() or Synthesizer.load() first")
+
+
+def _log_schema(schema: Schema) -> None:
+    log.info("schema: %s", schema.summary())
+    for kind, what in (
+        ("id", "not learned, regenerated unique"),
+        ("empty", "not learned, written back all-missing"),
+        ("text", "free text: only values seen often enough are learned"),
+    ):
+        names = [c.name for c in schema.columns if c.kind == kind]
+        if names:
+            shown = ", ".join(map(str, names[:12])) + (", ..." if len(names) > 12 else "")
+            log.info(
+                "%d %s column%s (%s): %s", len(names), kind, "s" * (len(names) > 1), shown, what
+            )
+
+
+def _log_pooling(pooled_columns: dict[str, dict[str, int]], max_categories: int | None) -> None:
+    for name, pooled in list(pooled_columns.items())[:MAX_COLUMNS_LOGGED]:
+        log.info(
+            "column %r: %d rare values (%d rows) pooled as '(rare)', "
+            "%d values beyond the %s most frequent pooled as 'other'",
+            name,
+            pooled["rare_values"],
+            pooled["rare_rows"],
+            pooled["overflow_values"],
+            max_categories,
+        )
+    if len(pooled_columns) > MAX_COLUMNS_LOGGED:
+        log.info(
+            "... and %d more columns with pooled values", len(pooled_columns) - MAX_COLUMNS_LOGGED
+        )
 
 
 def _name(data: TableSource) -> str:
@@ -452,8 +489,9 @@ def _fingerprint(input_hash: str, settings: ModelSettings, metadata: dict | None
 def model_cache_key(
     input_hash: str, settings: ModelSettings, metadata: dict | str | os.PathLike | None = None
 ) -> str:
-    """Key of a trained model: input content hash + the settings that change the weights + the metadata that
-    overrides column kinds (its content) + the training code's revision (TRAINING_REVISION)."""
+    """Key of a trained model: input content hash + the settings that change the weights + the
+    metadata that overrides column kinds (its content) + the training code's revision
+    (TRAINING_REVISION)."""
     return _fingerprint(input_hash, settings, _metadata(metadata))[:24]
 
 
@@ -467,8 +505,9 @@ def fit_or_reuse(
     reuse: bool = True,
     progress: bool | None = False,
 ) -> tuple[Synthesizer, Path, bool]:
-    """A trained model for (`cache_key_input`, settings): loaded from the cache when one exists, else trained
-    (resumable: its checkpoints sit beside the cache entry) and saved there. Returns (model, folder, reused)."""
+    """A trained model for (`cache_key_input`, settings): loaded from the cache when one exists,
+    else trained (resumable: its checkpoints sit beside the cache entry) and saved there. Returns
+    (model, folder, reused)."""
     cache_dir = Path(cache_dir)
     model_dir = (
         cache_dir / f"{settings.model}-{model_cache_key(cache_key_input, settings, metadata)}"
@@ -496,3 +535,8 @@ def fit_or_reuse(
     synth.save(model_dir)
     shutil.rmtree(checkpoints, ignore_errors=True)
     return synth, model_dir, False
+
+
+Synthesizer.__doc__ = Synthesizer.__doc__.replace(
+    "{settings}", ModelSettings.describe().replace("\n", "\n    ")
+)

@@ -1,9 +1,9 @@
 """Training loop shared by both models: AdamW, KL warm-up, early stopping, checkpoints that resume.
 
-The encoded table is one tensor (on the GPU when training there); batches are shuffled index slices of it,
-not a per-row DataLoader. The forward pass runs under bf16 autocast on CUDA, and on CPUs whose bf16 matrix
-products are faster than float32 ones (AVX512-BF16/AMX; measured 1.7x per epoch on diamonds, same scores).
-On CUDA each step is replayed from a captured CUDA graph (`_TrainStep`).
+The encoded table is one tensor (on the GPU when training there); batches are shuffled index slices
+of it, not a per-row DataLoader. The forward pass runs under bf16 autocast on CUDA, and on CPUs
+whose bf16 matrix products are faster than float32 ones (AVX512-BF16/AMX). On CUDA each step is
+replayed from a captured CUDA graph (`_TrainStep`).
 """
 
 from __future__ import annotations
@@ -32,17 +32,14 @@ from synthgen.split import split_rows
 
 log = logging.getLogger("synthgen")
 
-# Default training length: about ROW_VISITS rows seen, within [30, MAX_EPOCHS] epochs, and at least MIN_STEPS
-# optimizer steps (up to 300 epochs) so that a table of a few batches still gets enough updates. With lr 3e-3,
-# 180 epochs scored as well as 300 did at 2e-3 on telco_churn and cps1988 (benchmarks/compare.py's split, seeds
-# 0-2), in 60% of the time; a 1,000-row sample of adult (one step an epoch) needed the 300.
+# Default training length: about ROW_VISITS rows seen, within [30, MAX_EPOCHS] epochs, and at least
+# MIN_STEPS optimizer steps (up to 300 epochs) so that a table of a few batches still gets enough
+# updates.
 ROW_VISITS = 5_500_000
 MAX_EPOCHS = 180
 MIN_STEPS = 600
-# A table of a few batches needs fewer epochs: at most EPOCHS_PER_BATCH per batch in an epoch. telco_churn (5
-# batches) trains 120 epochs, which scored as its 180 did in two thirds of the time (2026-12-02, seeds 0-3; README
-# "Training length"); from 8 batches (about 8,000 rows) on, MAX_EPOCHS is the cap that binds. Not lower for the
-# larger tables: diamonds' trends were lower at 120 epochs than at its 142 (6 seeds), adult's and cps1988's the same.
+# A table of a few batches needs fewer epochs: at most EPOCHS_PER_BATCH per batch in an epoch (from
+# 8 batches on, MAX_EPOCHS is the cap that binds). docs/design.md, "Learning rate"
 EPOCHS_PER_BATCH = 24
 
 
@@ -69,7 +66,7 @@ class TrainResult:
 
 
 def epoch_rows(n_rows: int, batch: int) -> int:
-    """Rows an epoch trains on: all of them, less a last partial batch under half a batch (a noisy step)."""
+    """Rows an epoch trains on: all but a last partial batch under half a batch (a noisy step)."""
     rest = n_rows % batch
     return n_rows - rest if rest < batch // 2 and n_rows > batch else n_rows
 
@@ -98,7 +95,8 @@ def train(
     fingerprint: str = "",
     progress: bool | None = None,
 ) -> TrainResult:
-    """Fit `model` on the encoded table `matrix`; returns what happened. Restores the best epoch's weights."""
+    """Fit `model` on the encoded table `matrix`; returns what happened. Restores the best
+    epoch's weights."""
     device = resolve_device(settings.device)
     threads = training_threads(model, settings.cpu_threads, device)
     with torch_threads(threads):
@@ -152,7 +150,8 @@ def _train(
         else str(device)
     )
     log.info(
-        "training %s on %s (%s): %d rows (%d for validation), up to %d epochs, batch %d, %d parameters",
+        "training %s on %s (%s): %d rows (%d for validation), up to %d epochs, batch %d, "
+        "%d parameters",
         type(model).__name__,
         where,
         "bf16 mixed precision" if mixed else "float32",
@@ -218,9 +217,8 @@ def _train(
                     state.column_val_loss = dict(
                         zip(model.likelihood.columns, val_parts, strict=False)
                     )
-            elif (
-                epoch > settings.kl_warmup_epochs
-            ):  # the objective moves during warm-up: do not count it
+            # the objective moves during warm-up: do not count it
+            elif epoch > settings.kl_warmup_epochs:
                 state.bad_epochs += 1
             bar.update(row)
             if epoch % log_every == 0 or epoch == epochs:
@@ -244,7 +242,8 @@ def _train(
                     ckpt.save(model, optimizer, state)
             if len(x_val) and state.bad_epochs >= settings.patience:
                 log.info(
-                    "early stop at epoch %d: validation loss has not improved for %d epochs (best %.3f at epoch %d)",
+                    "early stop at epoch %d: validation loss has not improved for %d epochs "
+                    "(best %.3f at epoch %d)",
                     epoch,
                     settings.patience,
                     state.best_val,
@@ -296,9 +295,9 @@ def _train(
 
 
 def _adamw(params: list[nn.Parameter], settings: ModelSettings) -> torch.optim.AdamW:
-    """AdamW with the fused kernel where this torch has one for the device (CPU since torch 2.4): one op per
-    step instead of about ten per tensor, 0.5-0.9 ms of a 9-15 ms CPU step on these tables. On CUDA it is
-    also capturable (its step count lives on the GPU), so that a CUDA graph can hold the whole step."""
+    """AdamW with the fused kernel where this torch has one for the device (CPU since torch 2.4):
+    one op per step instead of about ten per tensor. On CUDA it is also capturable (its step count
+    lives on the GPU), so that a CUDA graph can hold the whole step."""
     cuda = bool(params) and params[0].device.type == "cuda"
     try:
         return torch.optim.AdamW(
@@ -311,17 +310,18 @@ def _adamw(params: list[nn.Parameter], settings: ModelSettings) -> torch.optim.A
 
 
 class _TrainStep:
-    """One optimizer step on the training rows `rows`; it adds the batch's (loss, reconstruction, kl) to `sums`.
+    """One optimizer step on the training rows `rows`; adds (loss, reconstruction, kl) to `sums`.
 
-    On CUDA a full-size step is captured once as a CUDA graph and then replayed. These models are small,
-    so an eager step there is launch overhead, not arithmetic: about 6 ms for some 400 small kernels
-    (measured on an H200: a diamonds epoch took 0.30 s eager, 0.032 s replayed, with bit-identical weights).
-    The learning rate and the KL weight are constants inside the graph, so it is captured again whenever
-    either changes (the KL warm-up epochs, a cosine schedule): one capture costs about one eager step.
-    SYNTHGEN_CUDA_GRAPH=0 turns this off; a capture that fails falls back to eager steps with a warning.
+    On CUDA a full-size step is captured once as a CUDA graph and then replayed, with bit-identical
+    weights. These models are small, so an eager step there is launch overhead for some 400 small
+    kernels, not arithmetic. The learning rate and the KL weight are constants inside the graph, so
+    it is captured again whenever either changes (the KL warm-up epochs, a cosine schedule): one
+    capture costs about one eager step. SYNTHGEN_CUDA_GRAPH=0 turns this off; a capture that fails
+    falls back to eager steps with a warning.
     """
 
-    WARMUP_STEPS = 3  # eager steps before the first capture: the optimizer's state and cuBLAS set themselves up
+    # eager steps before the first capture: the optimizer's state and cuBLAS set themselves up
+    WARMUP_STEPS = 3
 
     def __init__(
         self,
@@ -338,9 +338,8 @@ class _TrainStep:
             autocast,
         )
         self.cuda = x_train.device.type == "cuda"
-        self.sums = torch.zeros(
-            3, device=x_train.device
-        )  # loss, reconstruction, kl: summed over the epoch's steps
+        # loss, reconstruction, kl: summed over the epoch's steps
+        self.sums = torch.zeros(3, device=x_train.device)
         self.use_graph = self.cuda and os.environ.get("SYNTHGEN_CUDA_GRAPH", "1") != "0"
         self.static_x = x_train.new_empty(batch, x_train.shape[1]) if self.use_graph else None
         self.graph: torch.cuda.CUDAGraph | None = None
@@ -369,10 +368,8 @@ class _TrainStep:
         if not self.cuda:
             self._step(self.x_train[rows], beta)
             return
-        with (
-            _CUDA_RNG,
-            torch.cuda.device(self.x_train.device),
-        ):  # streams and captures belong to the table's GPU
+        # streams and captures belong to the table's GPU
+        with _CUDA_RNG, torch.cuda.device(self.x_train.device):
             if self.use_graph and len(rows) == len(self.static_x):
                 self._graph_step(rows, beta)
             else:  # graphs off, or the epoch's odd-sized last batch
@@ -405,15 +402,16 @@ class _TrainStep:
         self.release()  # the previous graph, and its gradients: the capture must start without any
         graph, stream = torch.cuda.CUDAGraph(), torch.cuda.current_stream()
         try:
-            # thread_local: another thread (flows run tasks in threads) may use the GPU while this one
-            # captures, each thread on a capture stream of its own
+            # thread_local: another thread (flows run tasks in threads) may use the GPU while this
+            # one captures, each thread on a capture stream of its own
             with torch.cuda.graph(graph, stream=self._stream(), capture_error_mode="thread_local"):
-                self._step(
-                    self.static_x, beta
-                )  # recorded, not run: zero_grad inside leaves fresh gradients
-        except Exception as exc:  # noqa: BLE001 - any capture failure: keep training, eagerly
+                # recorded, not run: zero_grad inside leaves fresh gradients
+                self._step(self.static_x, beta)
+        except Exception as exc:
+            # any capture failure: keep training, eagerly
             log.warning(
-                "could not capture the training step as a CUDA graph (%s); training with eager steps",
+                "could not capture the training step as a CUDA graph (%s); "
+                "training with eager steps",
                 str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
             )
             torch.cuda.set_stream(stream)  # a failed capture leaves its stream current
@@ -432,14 +430,16 @@ class _TrainStep:
         self.optimizer.zero_grad(set_to_none=True)
 
 
-# While a graph is being captured, torch marks the default CUDA generator as capturing, and any draw from it
-# elsewhere (another fit's shuffle, noise or graph replay) raises. Fits in threads take turns through this.
+# While a graph is being captured, torch marks the default CUDA generator as capturing, and any draw
+# from it elsewhere (another fit's shuffle, noise or graph replay) raises. Fits in threads take
+# turns through this.
 _CUDA_RNG = threading.RLock()
 
 
 def _end_generator_capture() -> None:
-    """After a failed capture the default CUDA generator still thinks it is capturing, and every later draw
-    from it raises: give it a fresh copy of its own state (same seed and offset) that is not."""
+    """After a failed capture the default CUDA generator still thinks it is capturing, and every
+    later draw from it raises: give it a fresh copy of its own state (same seed and offset) that is
+    not."""
     gen = torch.cuda.default_generators[torch.cuda.current_device()]
     try:
         gen.graphsafe_set_state(gen.clone_state())
@@ -449,9 +449,9 @@ def _end_generator_capture() -> None:
 
 @functools.cache
 def _thread_stream(device: torch.device, thread: int) -> torch.cuda.Stream:
-    """The stream a thread warms up and captures on, one per device and thread for the whole process: cuBLAS
-    keeps a workspace (64 MiB on an H200) for every stream it has run on, so a new stream per fit grew GPU
-    memory by 195 MiB a fit (measured)."""
+    """The stream a thread warms up and captures on, one per device and thread for the whole
+    process: cuBLAS keeps a workspace for every stream it has run on, so a new stream per fit grew
+    GPU memory with every fit."""
     return torch.cuda.Stream(device)
 
 
@@ -508,7 +508,7 @@ class _TrainState:
 
 
 class _Checkpoint:
-    """Weights, optimizer and RNG state as safetensors, counters as JSON; both written atomically."""
+    """Weights, optimizer and RNG state as safetensors, counters as JSON, written atomically."""
 
     def __init__(self, directory: Path, fingerprint: str) -> None:
         self.dir = directory
@@ -572,9 +572,8 @@ class _Checkpoint:
                     value.to(device) if name != "step" else value
                 )
         groups = meta.pop("param_groups")
-        for saved, current in zip(
-            groups, optimizer.param_groups, strict=False
-        ):  # a checkpoint resumes on another device
+        # a checkpoint resumes on another device
+        for saved, current in zip(groups, optimizer.param_groups, strict=False):
             saved.update(
                 {k: current[k] for k in ("fused", "capturable", "foreach") if k in current}
             )

@@ -1,6 +1,7 @@
-"""No traceback reaches a user: failures end with one `error:` line (exit 2 for the user's input, exit 1 otherwise,
-with the traceback in a log file), a stop signal ends a run within seconds and leaves no process behind, and
-Prefect's temporary API server that does not come up is one clear line."""
+"""No traceback reaches a user: failures end with one `error:` line (exit 2 for the user's
+input, exit 1 otherwise, with the traceback in a log file), a stop signal ends a run within
+seconds and leaves no process behind, and Prefect's temporary API server that does not come up
+is one clear line."""
 
 import os
 import signal
@@ -32,7 +33,8 @@ def cli(
 
 
 def _command(args, tmp_path, inject, env):
-    """The CLI in a fresh process; `inject` is Python run at its start-up (sitecustomize) to plant a failure."""
+    """The CLI in a fresh process; `inject` is Python run at its start-up
+    (sitecustomize) to plant a failure."""
     environ = dict(
         os.environ,
         SYNTHGEN_LOG_DIR=str(tmp_path / "logs"),

@@ -1,6 +1,7 @@
-"""The CUDA path: training steps replayed from a captured CUDA graph, checkpoints across devices, and a model
-trained on the GPU sampled on the CPU. Skipped without CUDA (CI has none); `benchmarks/gpu_check.sh` runs it
-on a GPU machine. Imports nothing beyond the core packages, so it runs where sdmetrics is not installed."""
+"""The CUDA path: training steps replayed from a captured CUDA graph, checkpoints across devices,
+and a model trained on the GPU sampled on the CPU. Skipped without CUDA (CI has none);
+`benchmarks/gpu_check.sh` runs it on a GPU machine. Imports nothing beyond the core packages, so it
+runs where sdmetrics is not installed."""
 
 import gc
 import json

@@ -67,8 +67,8 @@ def test_independent_fresh_rows_are_private_and_useful(table):
         schema=infer_schema(train),
         gate={"max_exact_copy_share": "natural", "min_dcr_ratio": 0.8},
     )
-    # An ideal generator: marginals and aligned pair trends near 1. The official pair score is not: SDMetrics
-    # bins each table on its own min/max, so fresh rows from the very same process score ~0.72-0.82 on x x group.
+    # An ideal generator: marginals and aligned pair trends near 1. The official pair score is not:
+    # SDMetrics bins each table on its own min/max.
     assert (
         ev["quality"]["column_shapes"] > 0.95 and ev["quality"]["column_pair_trends_aligned"] > 0.95
     )
@@ -214,7 +214,7 @@ def test_report_is_complete_for_mixed_tables(table, tmp_path):
         "<script src=" not in page and '<link rel="stylesheet"' not in page
     )  # self-contained: opens offline
     assert "<script" not in page and page.count("<svg") >= 10  # inline SVG figures, no JavaScript
-    assert len(page.encode()) < 400_000  # an inlined plotly.js made every page about 5 MB
+    assert len(page.encode()) < 400_000  # inline SVG figures, no script
     assert "report.html" in paths["md"].read_text()
     assert "The VAE draws z from its N(0, I) prior" in page
     fitted = render_html(
@@ -224,7 +224,8 @@ def test_report_is_complete_for_mixed_tables(table, tmp_path):
         "fitted to its aggregate posterior" in fitted
         and "The VAE draws z from its N(0, I) prior" not in fitted
     )
-    # each model's recorded settings win over the run config (a `vae:` section may differ from the shared settings)
+    # each model's recorded settings win over the run config
+    # (a `vae:` section may differ from the shared settings)
     both = {
         "vae": {"evaluation": ev, "settings": {"prior": "fitted"}},
         "ae": {"evaluation": ev, "settings": {"prior": "standard"}},

@@ -75,7 +75,8 @@ def test_run_publishes_parquet_manifest_report_and_artifacts(
         report["models"]["vae"]["settings"]["latent_dim"] == 8
         and report["models"]["ae"]["settings"]["latent_dim"] == 4
     )
-    # the AE is also drawn from N(0, I) and scored beside its fitted Gaussian, but those rows are not published
+    # the AE is also drawn from N(0, I) and scored beside its fitted Gaussian,
+    # but those rows are not published
     assert set(report["models"]) == {"vae", "ae", "ae-standard"} and set(manifest["outputs"]) == {
         "vae",
         "ae",

@@ -1,9 +1,11 @@
-"""Property-based fuzzing of the whole library path: generated tables of random column kinds, missing values,
-infinities, unicode, 1-300 rows and 1-200 columns go through fit, sample, save/load and evaluate. The only exception
-allowed out is UserError, and every sampled table has the input's columns and dtypes.
+"""Property-based fuzzing of the whole library path: generated tables of random column kinds,
+missing values, infinities, unicode, 1-300 rows and 1-200 columns go through fit, sample, save/load
+and evaluate. The only exception allowed out is UserError, and every sampled table has the input's
+columns and dtypes.
 
-Profiles (SYNTHGEN_FUZZ): "fast" (default, part of `make test`: seeded, 15 tables of at most 120 rows x 24 columns)
-and "long" (`SYNTHGEN_FUZZ=long pytest tests/test_fuzz.py`: 300 tables over the full ranges, random seeds).
+Profiles (SYNTHGEN_FUZZ): "fast" (default, part of `make test`: seeded, 15 tables of at most 120
+rows x 24 columns) and "long" (`SYNTHGEN_FUZZ=long pytest tests/test_fuzz.py`: 300 tables over the
+full ranges, random seeds).
 """
 
 import datetime as dt

@@ -1,5 +1,5 @@
-"""Every input class gets a deliberate answer: each table below goes through fit, sample, save/load and evaluate,
-and comes back with its columns, dtypes and the values its class promises."""
+"""Every input class gets a deliberate answer: each table below goes through fit, sample, save/load
+and evaluate, and comes back with its columns, dtypes and the values its class promises."""
 
 import datetime as dt
 import decimal
@@ -22,7 +22,8 @@ N = 240
 def roundtrip(
     source, tmp_path, rows: int = 500, **settings
 ) -> tuple[Synthesizer, pd.DataFrame, pd.DataFrame]:
-    """Fit, sample, save, load, sample again (the same rows), evaluate; return (model, real, synthetic)."""
+    """Fit, sample, save, load, sample again (the same rows), evaluate;
+    return (model, real, synthetic)."""
     real = read_table(source)
     synth = Synthesizer("vae", **{**FAST, **settings}).fit(source)
     out = synth.sample(rows, seed=3)

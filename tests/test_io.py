@@ -214,7 +214,8 @@ def test_run_config_model_sections_apply_to_one_model_only(tmp_path):
         cfg.model_settings("vae").prior == "standard"
         and cfg.model_settings("ae").prior == "standard"
     )
-    # an override (a CLI option, a flow parameter) merges into the file's section instead of replacing it
+    # an override (a CLI option, a flow parameter) merges into the file's section
+    # instead of replacing it
     path = tmp_path / "run.yaml"
     path.write_text("input: t.csv\nmodel:\n  epochs: 3\n  vae: {beta: 0.8}\n")
     cfg = load_run_config(str(path), model={"epochs": 4, "vae": {"prior": "fitted"}})

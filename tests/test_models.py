@@ -95,8 +95,9 @@ def test_vae_has_positive_kl_and_ae_has_none():
 
 
 def test_fitted_prior_of_a_vae_is_its_aggregate_posterior():
-    """prior="fitted" on a VAE matches the mean and covariance of z over all training rows, posterior noise
-    included (law of total covariance), not only the spread of the posterior means; standard stays N(0, I)."""
+    """prior="fitted" on a VAE matches the mean and covariance of z over all training rows,
+    posterior noise included (law of total covariance), not only the spread of the posterior means;
+    standard stays N(0, I)."""
     df = tiny_table(400)
     synth = Synthesizer(
         "vae",
@@ -272,8 +273,9 @@ def test_batches_and_blocks_do_not_change_rows(fitted_vae, tmp_path):
 
 
 def test_blocks_drawn_by_parallel_threads_are_the_rows_of_one_thread(fitted_vae):
-    """On a CPU, blocks are drawn by several threads at once. The rows and their order must not depend on how
-    many, a consumer that stops early must not wait for the rest, and torch's thread setting comes back."""
+    """On a CPU, blocks are drawn by several threads at once. The rows and their order must not
+    depend on how many, a consumer that stops early must not wait for the rest, and torch's thread
+    setting comes back."""
     from synthgen.sample import BLOCK_ROWS, iter_blocks
 
     _, synth = fitted_vae
@@ -293,8 +295,8 @@ def test_blocks_drawn_by_parallel_threads_are_the_rows_of_one_thread(fitted_vae)
 
 
 def test_chunked_decoding_and_drawing_do_not_change_rows(fitted_vae, monkeypatch):
-    """The CPU path decodes and draws in cache-sized chunks; the randomness is drawn per block, so the rows
-    must be those of one unchunked pass (as on a GPU), however odd the chunk sizes."""
+    """The CPU path decodes and draws in cache-sized chunks; the randomness is drawn per block,
+    so the rows must be those of one unchunked pass (as on a GPU), however odd the chunk sizes."""
     import synthgen.models.draw as sample_module
 
     _, synth = fitted_vae
@@ -347,8 +349,8 @@ def test_ae_baseline_fits_a_gaussian_to_its_codes():
     )
     assert torch.equal(standard.net.prior.chol, torch.eye(4))
     assert len(ae.sample(100, seed=0)) == 100
-    # the same weights (same seed), so the fitted AE drawn from N(0, I) is the AE trained with prior="standard"
-    # (uncalibrated: a calibration is fitted to the draws of the model's own prior)
+    # the same weights (same seed), so the fitted AE drawn from N(0, I) is the AE trained with
+    # prior="standard" (uncalibrated: a calibration is fitted to the draws of the model's own prior)
     ae, standard = (
         Synthesizer(
             "ae", prior=prior, calibrate_marginals=False, epochs=10, hidden=[32], latent_dim=4
@@ -547,7 +549,8 @@ def test_calibrated_marginals_match_the_training_column_with_the_model_s_ranks(t
             ks_plain,
             ks_calibrated,
         )
-        # the same weights and draws: the calibration only moved values along the column, keeping their order
+        # the same weights and draws: the calibration only moved values along the column,
+        # keeping their order
         assert stats.spearmanr(a[col], b[col]).statistic > 0.999
     shares = [
         s["color"].value_counts(normalize=True).reindex(df["color"].unique(), fill_value=0)

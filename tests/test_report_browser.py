@@ -23,7 +23,10 @@ DRIVER = shutil.which("chromedriver")
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     if not (CHROMIUM and DRIVER):
-        message = "headless Chromium and chromedriver are needed (Debian packages chromium, chromium-driver)"
+        message = (
+            "headless Chromium and chromedriver are needed "
+            "(Debian packages chromium, chromium-driver)"
+        )
         if os.environ.get("SYNTHGEN_REQUIRE_BROWSER") == "1":
             pytest.fail(message)
         pytest.skip(message)
@@ -116,7 +119,7 @@ def _load(driver, path):
 
 def test_report_renders_with_plots_and_no_console_errors(browser, report_dir):
     page = report_dir / "demo" / "run-1" / "report.html"
-    assert page.stat().st_size < 300_000  # figures are inline SVG: no 4.8 MB plotly.js
+    assert page.stat().st_size < 300_000  # figures are inline SVG
     _load(browser, page)
     assert _console_errors(browser) == []
     assert browser.execute_script("return document.scripts.length") == 0  # no JavaScript to fail

@@ -1,4 +1,5 @@
-"""Scheduled runs against a real Prefect server: serve with a cron schedule, check it, trigger one run."""
+"""Scheduled runs against a real Prefect server: serve with a cron schedule, check it,
+trigger one run."""
 
 import json
 import os
@@ -39,7 +40,8 @@ def wait_for(condition, timeout: float, what: str, proc: subprocess.Popen | None
             value = condition()
             if value:
                 return value
-        except Exception:  # noqa: BLE001 - not up yet
+        except Exception:
+            # not up yet
             pass
         if proc is not None and proc.poll() is not None:
             pytest.fail(f"{what}: the process exited: {proc.stdout.read().decode()[-3000:]}")
@@ -49,7 +51,8 @@ def wait_for(condition, timeout: float, what: str, proc: subprocess.Popen | None
 
 @pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory):
-    """`prefect server start` on a free loopback port with its own SQLite database; stopped afterwards."""
+    """`prefect server start` on a free loopback port with its own SQLite database;
+    stopped afterwards."""
     home = tmp_path_factory.mktemp("prefect-home")
     port = free_port()
     env = dict(
@@ -137,7 +140,8 @@ def test_serve_schedules_and_a_triggered_run_publishes(prefect_server, small_tab
         ]
         assert deployment["parameters"] == {"config_file": str(config.resolve())}
 
-        # trigger one run now, no waiting for cron (retried: a busy SQLite-backed server can answer 503)
+        # trigger one run now, no waiting for cron
+        # (retried: a busy SQLite-backed server can answer 503)
         run = wait_for(
             lambda: get_json(f"{api}/deployments/{deployment['id']}/create_flow_run", {}),
             60,

@@ -1,11 +1,13 @@
-"""The Prefect API a command's flow runs report to: the one PREFECT_API_URL names, or a temporary server of its own.
+"""The Prefect API a command's flow runs report to: the one PREFECT_API_URL names,
+or a temporary server of its own.
 
-Prefect starts its temporary server on first use and waits 20 s for it, which a busy 2-core machine can miss
-(measured here: 7 s on an idle one). `TemporaryAPI` starts the same server (uvicorn with Prefect's app factory)
-before anything else, so that it comes up while the command imports its libraries and checks its input, waits
-for it as long as a loaded machine needs (`PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`, default 120 s
-here), tries a second time on a fresh port, and says plainly what failed. Starting it here, rather than through
-Prefect's client, also spares the command importing Prefect's server code (about 2.5 s).
+Prefect starts its temporary server on first use and waits too briefly for a busy machine
+(docs/design.md, "A run's orchestration"). `TemporaryAPI` starts the same server (uvicorn with
+Prefect's app factory) before anything else, so that it comes up while the command imports its
+libraries and checks its input, waits as long as a loaded machine needs
+(`PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`, default DEFAULT_START_TIMEOUT_S), tries a
+second time on a fresh port, and says plainly what failed. Starting it here, rather than through
+Prefect's client, also spares the command importing Prefect's server code.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ def start_timeout() -> float:
 
 
 class TemporaryAPI:
-    """`start()` launches the server (unless PREFECT_API_URL is set) and points this process at it; `wait()` blocks
-    until it answers; `stop()` ends it. Use as a context manager around the flow run."""
+    """`start()` launches the server (unless PREFECT_API_URL is set) and points this process at
+    it; `wait()` blocks until it answers; `stop()` ends it. Use as a context manager around the
+    flow run."""
 
     def __init__(self) -> None:
         self.url = os.environ.get("PREFECT_API_URL") or None
@@ -91,7 +94,8 @@ class TemporaryAPI:
         )  # read by Prefect when it is imported, and by child processes
 
     def wait(self) -> str:
-        """Block until the API answers; returns its URL. Raises APIStartError after ATTEMPTS tries."""
+        """Block until the API answers; returns its URL.
+        Raises APIStartError after ATTEMPTS tries."""
         if not self.own:
             return self.url
         timeout = start_timeout()
@@ -103,9 +107,10 @@ class TemporaryAPI:
             if self.attempt >= ATTEMPTS:
                 os.environ.pop("PREFECT_API_URL", None)
                 raise APIStartError(
-                    f"Prefect's temporary API server did not start ({problem}; {ATTEMPTS} tries of up to "
-                    f"{timeout:.0f} s). Start one with `prefect server start` and set PREFECT_API_URL="
-                    "http://127.0.0.1:4200/api, or raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+                    f"Prefect's temporary API server did not start ({problem}; "
+                    f"{ATTEMPTS} tries of up to {timeout:.0f} s). Start one with "
+                    "`prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api, "
+                    "or raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
                 )
             self._launch()
 
@@ -177,8 +182,9 @@ def _free_port() -> int:
 
 
 def prefect_logs_to_file() -> None:
-    """Set up Prefect's logging now (it would on first use), then send what reaches the root logger to the command's
-    log file too, and make its console handlers print one line per message without tracebacks."""
+    """Set up Prefect's logging now (it would on first use), then send what reaches the root
+    logger to the command's log file too, and make its console handlers print one line per message
+    without tracebacks."""
     import logging
 
     from prefect.logging.configuration import PROCESS_LOGGING_CONFIG, setup_logging

@@ -1,35 +1,30 @@
-"""The generation pipeline as a Prefect flow. Orchestration only: every task calls a synthgen function.
+"""The generation pipeline as a Prefect flow. Orchestration only:
+every task calls a synthgen function.
 
-ingest (read, hash, infer and validate the schema) -> split (train/holdout, seeded) -> train each model
-(or reuse it) -> sample -> evaluate -> scored variants -> report -> publish. Tasks pass paths and hashes, never
-DataFrames.
+ingest (read, hash, infer and validate the schema) -> split (train/holdout, seeded) -> train each
+model (or reuse it) -> sample -> evaluate -> scored variants -> report -> publish. Tasks pass paths
+and hashes, never DataFrames.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import time
+from pathlib import Path
+from typing import Any
 
-os.environ.setdefault(
-    "PREFECT_LOGGING_EXTRA_LOGGERS", "synthgen"
-)  # synthgen's decisions land in the run logs
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, Failed
 
-import re  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-from prefect.states import Completed, Failed  # noqa: E402
-
-from synthgen import process  # noqa: E402
-from synthgen.config import RunConfig, load_run_config, run_overrides  # noqa: E402
-from synthgen.evaluate import evaluate  # noqa: E402
-from synthgen.io import read_table  # noqa: E402
-from synthgen.report import render_markdown, scores_rows, verdict, write_report  # noqa: E402
-from synthgen.runs import (  # noqa: E402
+from synthgen import process
+from synthgen.config import RunConfig, load_run_config, run_overrides
+from synthgen.evaluate import evaluate
+from synthgen.io import read_table
+from synthgen.report import render_markdown, scores_rows, verdict, write_report
+from synthgen.runs import (
     RunPaths,
     build_manifest,
     build_report,
@@ -45,9 +40,9 @@ from synthgen.runs import (  # noqa: E402
     training_record,
     withhold_failed,
 )
-from synthgen.sample import part_name  # noqa: E402
-from synthgen.schema import Schema  # noqa: E402
-from synthgen.synthesizer import Synthesizer, fit_or_reuse  # noqa: E402
+from synthgen.sample import part_name
+from synthgen.schema import Schema
+from synthgen.synthesizer import Synthesizer, fit_or_reuse
 
 MAX_COLUMNS_LOGGED = 40  # wider tables log their schema as one summary line
 
@@ -56,8 +51,8 @@ MAX_COLUMNS_LOGGED = 40  # wider tables log their schema as one summary line
 def ingest(
     cfg: RunConfig, checked: dict[str, Any] | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The input's size, hash and schema, checked against the settings: `checked` when the caller already read
-    the input (the CLI's preflight), else read here."""
+    """The input's size, hash and schema, checked against the settings:
+    `checked` when the caller already read the input (the CLI's preflight), else read here."""
     if checked is not None:
         info, schema = checked["input"], Schema.from_dict(checked["schema"])
     else:
@@ -144,7 +139,8 @@ def sample(
     device: str,
     prior: str | None = None,
 ) -> dict[str, Any]:
-    """`rows` rows of a trained model into `folder` (the staged data; a scored variant's go to the work folder)."""
+    """`rows` rows of a trained model into `folder`
+    (the staged data; a scored variant's go to the work folder)."""
     out = folder / f"{name}.parquet"
     t0 = time.perf_counter()
     Synthesizer.load(trained["model_dir"], device=device).sample_to_parquet(
@@ -177,8 +173,9 @@ def sample_shard(
 def sample_sharded(
     model: str, trained: dict, rows: int, seed: int, paths: RunPaths, cfg: RunConfig
 ) -> dict[str, Any]:
-    """Shards with independent seeds, on the flow's task runner (Dask workers when it has them), written as
-    part files of one Parquet dataset inside the run's staging folder: published with the run, or not at all."""
+    """Shards with independent seeds, on the flow's task runner (Dask workers when it has them),
+    written as part files of one Parquet dataset inside the run's staging folder: published with the
+    run, or not at all."""
     folder = paths.staged_data / f"{model}.parquet"
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -213,7 +210,8 @@ def sample_sharded(
 def score(
     cfg: RunConfig, parts: dict, sampled: dict, schema: dict, gated: bool = True
 ) -> dict[str, Any]:
-    """`gated`: apply the privacy gate (rows that will be published); a scored variant is only scored."""
+    """`gated`: apply the privacy gate (rows that will be published);
+    a scored variant is only scored."""
     holdout = read_table(parts["holdout"]) if parts["holdout"] else None
     return evaluate(
         read_table(parts["train"]),
@@ -229,7 +227,8 @@ def score(
 
 @task(name="publish", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def publish_run(report: dict, paths: RunPaths) -> tuple[dict[str, Any], dict[str, str]]:
-    """Withhold the rows of models that failed their privacy gate, write the report and the manifest, publish."""
+    """Withhold the rows of models that failed their privacy gate,
+    write the report and the manifest, publish."""
     withheld = withhold_failed(report, paths)
     report["verdict"] = verdict(report)
     manifest = build_manifest(report, paths, withheld)
@@ -252,9 +251,11 @@ def generate(
     settings: dict[str, Any] | None = None,
     checked: dict[str, Any] | None = None,
 ):
-    """Dataset in, synthetic Parquet and a quality report out. Settings: YAML file, then these parameters.
-    `checked`: the input's info and schema when the caller already read and checked it."""
-    process.rearm_stop_signals()  # under `synthgen generate`: a stop signal ends the run within seconds
+    """Dataset in, synthetic Parquet and a quality report out. Settings: YAML file, then these
+    parameters. `checked`: the input's info and schema when the caller already read and
+    checked it."""
+    # under `synthgen generate`: a stop signal ends the run within seconds
+    process.rearm_stop_signals()
     cfg = load_run_config(
         config_file,
         **run_overrides(
@@ -332,8 +333,8 @@ def generate(
     summary = run_summary(report, manifest, published)
     if manifest["withheld"]:
         return Failed(
-            message=f"privacy gate failed for {', '.join(manifest['withheld'])}: rows withheld, report "
-            "published",
+            message=f"privacy gate failed for {', '.join(manifest['withheld'])}: "
+            "rows withheld, report published",
             data=summary,
         )
     return Completed(message="published", data=summary)

@@ -1,41 +1,34 @@
 """Many datasets at once: one `generate` run per dataset, in parallel on Dask (prefect-dask).
 
-Locally on a LocalCluster by default, or on an existing cluster given its scheduler address. One dataset's
-failure does not stop the others; the summary lists every result.
+Locally on a LocalCluster by default, or on an existing cluster given its scheduler address.
+One dataset's failure does not stop the others; the summary lists every result.
 """
 
 from __future__ import annotations
 
-import os
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
-os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "synthgen")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault(
-    "DASK_LOGGING__DISTRIBUTED", "warning"
-)  # the cluster's chatter stays out of the run logs
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, Failed
 
-import contextlib  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.artifacts import create_table_artifact  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-from prefect.states import Completed, Failed  # noqa: E402
-
-from synthgen.config import load_run_config  # noqa: E402
-from synthgen.errors import UserError  # noqa: E402
-from synthgen.flows import RunFailed, flow_result  # noqa: E402
-from synthgen.flows.api import TemporaryAPI  # noqa: E402
-from synthgen.flows.generate import generate  # noqa: E402
-from synthgen.io import SUPPORTED  # noqa: E402
+from synthgen.config import load_run_config
+from synthgen.errors import UserError
+from synthgen.flows import RunFailed, flow_result
+from synthgen.flows.api import TemporaryAPI
+from synthgen.flows.generate import generate
+from synthgen.io import SUPPORTED
 
 
 @contextlib.contextmanager
 def shared_api() -> Iterator[None]:
-    """Every process this one starts (the Dask workers) talks to the same Prefect API as this one. With no
-    API configured, Prefect's temporary server is started once here; otherwise each worker would start its own."""
+    """Every process this one starts (the Dask workers) talks to the same Prefect API as this one.
+    With no API configured, Prefect's temporary server is started once here; otherwise each worker
+    would start its own."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with TemporaryAPI() as api, temporary_settings(updates={PREFECT_API_URL: api.url}):
@@ -43,7 +36,8 @@ def shared_api() -> Iterator[None]:
 
 
 def dask_runner(address: str | None = None, n_workers: int = 2, threads_per_worker: int = 1):
-    """A DaskTaskRunner on an existing cluster (`address`) or on a new LocalCluster of worker processes."""
+    """A DaskTaskRunner on an existing cluster (`address`) or on a new LocalCluster of
+    worker processes."""
     from prefect_dask import DaskTaskRunner
 
     if address:
@@ -59,7 +53,8 @@ def dask_runner(address: str | None = None, n_workers: int = 2, threads_per_work
 
 
 def dataset_inputs(datasets: list[str] | None = None, folder: str | None = None) -> list[str]:
-    """The tables to run: listed paths, and every table file (or Parquet folder) directly in `folder`."""
+    """The tables to run: listed paths, and every table file
+    (or Parquet folder) directly in `folder`."""
     inputs = list(datasets or [])
     if folder is not None:
         root = Path(folder)
@@ -90,7 +85,8 @@ def generate_many(
     folder: str | None = None,
     settings: dict[str, Any] | None = None,
 ):
-    """Run `generate` for every dataset; settings (YAML, then `settings`) apply to each, `input` excepted."""
+    """Run `generate` for every dataset; settings (YAML, then `settings`) apply to each,
+    `input` excepted."""
     base = load_run_config(config_file, **{"input": "-", **(settings or {})}).model_dump(
         exclude_unset=True
     )
@@ -117,7 +113,8 @@ def generate_many(
                     "overall": {r["model"]: r["overall"] for r in summary["scores"]},
                 }
             )
-        except Exception as exc:  # noqa: BLE001 - one dataset's failure is reported, not fatal to the others
+        except Exception as exc:
+            # one dataset's failure is reported, not fatal to the others
             logger.error("%s failed: %s", path, exc)
             message = (
                 str(exc)
@@ -157,7 +154,8 @@ def run_many(
     address: str | None = None,
     n_workers: int = 2,
 ):
-    """generate_many on Dask: an existing scheduler at `address`, or a LocalCluster of `n_workers`."""
+    """generate_many on Dask: an existing scheduler at `address`,
+    or a LocalCluster of `n_workers`."""
     with shared_api():
         return generate_many.with_options(task_runner=dask_runner(address, n_workers))(
             config_file=config_file,

@@ -1,7 +1,7 @@
 """Serve the generate flow on a cron schedule from a run config (Prefect's `flow.serve`).
 
-Schedules need a real Prefect server (or Prefect Cloud): the embedded temporary API that `make run` uses
-does not schedule. Start one with `prefect server start` and point PREFECT_API_URL at it.
+Schedules need a real Prefect server (or Prefect Cloud): the embedded temporary API that `make run`
+uses does not schedule. Start one with `prefect server start` and point PREFECT_API_URL at it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ def deployment_name(config_file: str) -> str:
 
 
 def serve(config_file: str, *, cron: str | None = None, name: str | None = None) -> None:
-    """Register a deployment of `generate` with the config's schedule and run its scheduled runs (blocks)."""
+    """Register a deployment of `generate` with the config's schedule and run its scheduled runs
+    (blocks)."""
     cfg = load_run_config(config_file)
     cron = cron or cfg.schedule
     if not cron:

@@ -1,4 +1,4 @@
-"""The two models: a VAE (the generator) and a plain AE (the baseline), built from the same parts."""
+"""The two models: a VAE (the generator) and a plain AE (the baseline), made of the same parts."""
 
 from synthgen.models.ae import AE
 from synthgen.models.vae import VAE

@@ -1,8 +1,9 @@
 """Plain autoencoder, the baseline: one deterministic code per row, reconstruction loss only.
 
-It has no prior, so by itself it cannot generate. To compare it with the VAE anyway, z is drawn from a Gaussian
-fitted to its training codes after training (prior="fitted"), or from N(0, I) (prior="standard"), which shows why
-a plain AE is no generator: nothing made its codes look like N(0, I).
+It has no prior, so by itself it cannot generate. To compare it with the VAE anyway, z is drawn from
+a Gaussian fitted to its training codes after training (prior="fitted"), or from N(0, I)
+(prior="standard"), which shows why a plain AE is no generator: nothing made its codes look like
+N(0, I).
 """
 
 from __future__ import annotations
@@ -23,10 +24,8 @@ class AE(TabularAutoencoder):
         self, x: torch.Tensor, beta: float = 1.0
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         reconstruction, parts = self.likelihood(self.decoder(self.encoder(x)), x)
-        return reconstruction, {
-            "reconstruction": reconstruction,
-            "parts": parts,
-        }  # no KL term: no prior
+        # no KL term: no prior
+        return reconstruction, {"reconstruction": reconstruction, "parts": parts}
 
     @torch.no_grad()
     def codes(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:

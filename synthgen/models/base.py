@@ -1,6 +1,7 @@
-"""What the VAE and the AE share: an encoder, a decoder, the column likelihood they are trained on, the marginal
-calibration fitted after training, and the prior that generation draws z from. They differ only in what the
-encoder gives (a distribution or a point) and in the loss (KL to the prior, or none)."""
+"""What the VAE and the AE share: an encoder, a decoder, the column likelihood they are trained on,
+the marginal calibration fitted after training, and the prior that generation draws z from. They
+differ only in what the encoder gives (a distribution or a point) and in the loss (KL to the prior,
+or none)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from synthgen.transform import Layout
 
 
 class TabularAutoencoder(nn.Module):
-    """`code_width`: numbers the encoder gives per row; `continuous`: the likelihood of continuous values."""
+    """`code_width`: numbers the encoder gives per row;
+    `continuous`: the likelihood of continuous values."""
 
     def __init__(
         self, layout: Layout, settings: ModelSettings, *, code_width: int, continuous: str

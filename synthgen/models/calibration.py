@@ -1,7 +1,7 @@
-"""Marginal calibration: after training, each column's marginal in the model's draws is brought to the training
-column's, fitted on the model's own draws. Continuous values get a monotone map (their ranks are kept, so the
-dependence between columns is still the model's); categories, and the modes of numbers, get one logit shift per
-class (so which rows lean to a class is still the model's)."""
+"""Marginal calibration: after training, each column's marginal in the model's draws is brought to
+the training column's, fitted on the model's own draws. Continuous values get a monotone map (their
+ranks are kept, so the dependence between columns is still the model's); categories, and the modes
+of numbers, get one logit shift per class (so which rows lean to a class is still the model's)."""
 
 from __future__ import annotations
 
@@ -16,39 +16,38 @@ from synthgen.models.likelihood import ColumnLikelihood, with_padding_row
 log = logging.getLogger("synthgen")
 
 CALIBRATION_KNOTS = 257  # per continuous value
-MIN_CALIBRATION_VALUES = (
-    1_000  # fewer drawn values leave a column uncalibrated: too few to place the tail knots
-)
+# fewer drawn values leave a column uncalibrated: too few to place the tail knots
+MIN_CALIBRATION_VALUES = 1_000
 CLASS_ROUNDS = 30  # rounds of the class-share fit: each round closes most of the remaining gap
-MAX_LOGIT_SHIFT = (
-    10.0  # a class absent from the training column is drawn with odds below e^-10, not never
-)
+# a class absent from the training column is drawn with odds below e^-10, not never
+MAX_LOGIT_SHIFT = 10.0
 
 
 class MarginalCalibration(nn.Module):
-    """Brings each column's marginal in the model's draws to the training column's, fitted to the model's own
-    draws after training. Identity until fitted.
+    """Brings each column's marginal in the model's draws to the training column's, fitted to the
+    model's own draws after training. Identity until fitted.
 
-    Continuous values: one monotone piecewise-linear map per value, from the drawn values to normal scores. In
-    the transformer's encoding a training column's continuous values are standard normal; the map (`fit`) sends
-    each draw to the normal score of its quantile among the draws, so the column's marginal, tails and range
-    included, becomes the training column's, while every draw keeps its rank within the column: the dependence
-    between columns is still the model's. The knots sit evenly spaced across the range of the draws (normal
-    scores, so a few units wide), which makes finding a value's segment one division rather than a search: it
-    runs on every sampled value.
+    Continuous values: one monotone piecewise-linear map per value, from the drawn values to normal
+    scores. In the transformer's encoding a training column's continuous values are standard normal;
+    the map (`fit`) sends each draw to the normal score of its quantile among the draws, so the
+    column's marginal, tails and range included, becomes the training column's, while every draw
+    keeps its rank within the column: the dependence between columns is still the model's. The knots
+    sit evenly spaced across the range of the draws (normal scores, so a few units wide), which
+    makes finding a value's segment one division rather than a search: it runs on every sampled
+    value.
 
-    Categories (and the modes of numbers): one shift per logit (`ColumnLikelihood.calibrate_classes`), so that
-    the mean of the softmax over the draws is the class's share of the training rows. A shift leaves every odds
-    ratio between two rows unchanged, so which rows lean to a class is still the model's.
+    Categories (and the modes of numbers): one shift per logit
+    (`ColumnLikelihood.calibrate_classes`), so that the mean of the softmax over the draws is the
+    class's share of the training rows. A shift leaves every odds ratio between two rows unchanged,
+    so which rows lean to a class is still the model's.
     """
 
     def __init__(self, n_slots: int, n_logits: int = 0) -> None:
         super().__init__()
         self.register_buffer("low", torch.empty(n_slots, 1))  # the lowest draw: the first knot
         self.register_buffer("step", torch.empty(n_slots, 1))  # distance between knots
-        self.register_buffer(
-            "target", torch.empty(n_slots, CALIBRATION_KNOTS)
-        )  # normal score at each knot
+        # normal score at each knot
+        self.register_buffer("target", torch.empty(n_slots, CALIBRATION_KNOTS))
         self.register_buffer("logit_shift", torch.empty(n_logits))  # added to the decoder's logits
         self.reset()
 
@@ -65,10 +64,10 @@ class MarginalCalibration(nn.Module):
 
     @torch.no_grad()
     def fit(self, values_t: torch.Tensor, used_t: torch.Tensor, chunk: int = 64) -> int:
-        """`values_t` (n_slots, N): the values drawn for every continuous slot; `used_t` (n_slots, N): on which rows
-        each slot's mode says "continuous". Returns how many slots were calibrated (a slot used on under
-        MIN_CALIBRATION_VALUES rows, or with one value only, keeps the identity). Slots are fitted `chunk` at a time,
-        sorted together."""
+        """`values_t` (n_slots, N): the values drawn for every continuous slot; `used_t`
+        (n_slots, N): on which rows each slot's mode says "continuous". Returns how many slots were
+        calibrated (a slot used on under MIN_CALIBRATION_VALUES rows, or with one value only, keeps
+        the identity). Slots are fitted `chunk` at a time, sorted together."""
         fitted = 0
         for a in range(0, len(values_t), chunk):
             v = (
@@ -115,9 +114,8 @@ class MarginalCalibration(nn.Module):
 
 def class_shares(likelihood: ColumnLikelihood, matrix: torch.Tensor) -> torch.Tensor:  # (n_logits,)
     """Each class's share of the rows of a compact matrix (N, n_inputs), in logit order."""
-    counts = torch.zeros(
-        likelihood.n_logits + 1, device=matrix.device
-    )  # the last slot: the groups' padding
+    # the last slot: the groups' padding
+    counts = torch.zeros(likelihood.n_logits + 1, device=matrix.device)
     for group in likelihood.groups:
         codes = matrix[:, group.input_cols].T.long()  # (n_blocks, N)
         counts.index_add_(
@@ -131,8 +129,9 @@ def class_shares(likelihood: ColumnLikelihood, matrix: torch.Tensor) -> torch.Te
 def expected_shares(
     likelihood: ColumnLikelihood, logits_t: torch.Tensor, chunk: int = 16_384
 ) -> torch.Tensor:
-    """Mean softmax probability of each class over the rows of transposed logits (n_logits, N), with the
-    calibration's shift; `chunk` rows at a time, fewer for wide tables (about 8M logits per chunk)."""
+    """Mean softmax probability of each class over the rows of transposed logits (n_logits, N), with
+    the calibration's shift; `chunk` rows at a time, fewer for wide tables (about 8M logits per
+    chunk)."""
     chunk = max(256, min(chunk, 8_000_000 // max(likelihood.n_logits, 1)))
     shift = (
         likelihood.calibration.logit_shift.unsqueeze(1)
@@ -153,10 +152,10 @@ def expected_shares(
 def calibrate_classes(
     likelihood: ColumnLikelihood, logits_t: torch.Tensor, target: torch.Tensor
 ) -> float:
-    """Fit the calibration's logit shifts so that the mean softmax over drawn logits (n_logits, N) is
-    `target`, the training rows' class shares (`class_shares`). Alternating the softmax with a per-class
-    correction is Sinkhorn's iteration, which converges. Returns the largest gap left between a class's
-    expected and target share."""
+    """Fit the calibration's logit shifts so that the mean softmax over drawn logits (n_logits, N)
+    is `target`, the training rows' class shares (`class_shares`). Alternating the softmax with a
+    per-class correction is Sinkhorn's iteration, which converges. Returns the largest gap left
+    between a class's expected and target share."""
     shift = likelihood.calibration.logit_shift
     shift.zero_()
     log_target = target.clamp_min(1e-12).log()
@@ -181,10 +180,10 @@ def calibrate_marginals(
     precision: str = "auto",
     rows: int = CALIBRATION_ROWS,
 ) -> tuple[int, int]:
-    """Fit the model's marginal calibration (models.losses.MarginalCalibration) to `rows` rows drawn
-    from it with `seed`: first the class shifts, to the class shares of `training_matrix` (the encoded training
-    table, (N, n_inputs)), then, on rows drawn with those shifts, the continuous maps. Returns how many softmax
-    blocks and continuous values were calibrated."""
+    """Fit the model's marginal calibration (models.calibration.MarginalCalibration) to `rows` rows
+    drawn from it with `seed`: first the class shifts, to the class shares of `training_matrix` (the
+    encoded training table, (N, n_inputs)), then, on rows drawn with those shifts, the continuous
+    maps. Returns how many softmax blocks and continuous values were calibrated."""
     likelihood = model.likelihood
     if likelihood.calibration is None:
         return 0, 0

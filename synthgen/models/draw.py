@@ -1,6 +1,6 @@
-"""The model as a generator of encoded rows: z from its prior, through the decoder, a draw from every column's
-distribution. Rows are drawn in chunks whose size depends only on the output's width; the randomness is drawn for
-all rows first, so the rows are the same however they are chunked."""
+"""The model as a generator of encoded rows: z from its prior, through the decoder, a draw from
+every column's distribution. Rows are drawn in chunks whose size depends only on the output's width;
+the randomness is drawn for all rows first, so the rows are the same however they are chunked."""
 
 from __future__ import annotations
 
@@ -12,13 +12,12 @@ from torch import nn
 
 from synthgen.runtime import fast_bf16
 
-# On a CPU, rows are drawn SAMPLE_CHUNK at a time and the decoder runs DECODER_CHUNK rows at a time, so their
-# intermediate tensors stay in cache (decoder 1.3-1.5x, category draws ~1.3x faster than whole blocks). The
-# randomness is drawn for the whole block first, so the rows are the same however they are chunked.
+# On a CPU, rows are drawn SAMPLE_CHUNK at a time and the decoder runs DECODER_CHUNK rows at a time,
+# so their intermediate tensors stay in cache. The randomness is drawn for the whole block first, so
+# the rows are the same however they are chunked.
 DECODER_CHUNK, SAMPLE_CHUNK = 4096, 16384
-CHUNK_VALUES = (
-    8_000_000  # a wide table's chunks hold at most this many decoder outputs (32 MB per temporary)
-)
+# a wide table's chunks hold at most this many decoder outputs (32 MB per temporary)
+CHUNK_VALUES = 8_000_000
 
 
 def sample_matrix(
@@ -28,7 +27,8 @@ def sample_matrix(
     precision: str = "auto",
     prior: str | None = None,
 ) -> np.ndarray:
-    """z from the model's prior -> decoder -> a draw from every column's distribution: (n, n_inputs)."""
+    """z from the model's prior -> decoder -> a draw from
+    every column's distribution: (n, n_inputs)."""
     return draw_matrix_t(model, n, generator, precision, prior).cpu().numpy().T  # column-major
 
 
@@ -40,8 +40,8 @@ def draw_matrix_t(
     precision: str = "auto",
     prior: str | None = None,
 ) -> torch.Tensor:
-    """What `sample_matrix` draws, transposed and on the model's device: (n_inputs, n). `prior` overrides where
-    z comes from ("standard" or "fitted")."""
+    """What `sample_matrix` draws, transposed and on the model's device: (n_inputs, n). `prior`
+    overrides where z comes from ("standard" or "fitted")."""
     z = model.prior.sample(n, generator, prior)  # (n, latent)
     uniforms, normals = model.likelihood.draw_noise(n, generator, z.device)
     matrix_t = torch.empty(model.likelihood.n_inputs, n, device=z.device)  # (n_inputs, n)
@@ -54,7 +54,8 @@ def draw_matrix_t(
 def prior_logits_t(
     model: nn.Module, n: int, generator: torch.Generator, precision: str
 ) -> torch.Tensor:
-    """The decoder's logits for n draws of z from the prior: (n_logits, n), on the model's device."""
+    """The decoder's logits for n draws of z from the prior:
+    (n_logits, n), on the model's device."""
     z = model.prior.sample(n, generator)  # (n, latent)
     logits_t = torch.empty(model.likelihood.n_logits, n, device=z.device)
     for a, b, out_t in decoded(model, z, precision):
@@ -65,8 +66,8 @@ def prior_logits_t(
 def decoded(
     model: nn.Module, z: torch.Tensor, precision: str
 ) -> Iterator[tuple[int, int, torch.Tensor]]:
-    """The decoder's transposed output for z, chunk by chunk: (a, b, (out_width, b - a)) for rows [a, b). The
-    output buffer is reused: read each chunk before asking for the next."""
+    """The decoder's transposed output for z, chunk by chunk: (a, b, (out_width, b - a)) for
+    rows [a, b). The output buffer is reused: read each chunk before asking for the next."""
     bf16 = precision == "bf16" or (precision == "auto" and fast_bf16(z.device.type))
     dtype = torch.bfloat16 if bf16 else None
     n = len(z)
@@ -75,9 +76,8 @@ def decoded(
     else:  # rows per chunk: fewer for wide outputs, so that each temporary stays small
         chunk = max(256, min(SAMPLE_CHUNK, CHUNK_VALUES // max(model.likelihood.out_width, 1)))
         decoder_chunk = min(DECODER_CHUNK, chunk)
-    out_t = torch.empty(
-        model.likelihood.out_width, min(chunk, n), device=z.device
-    )  # (out_width, chunk)
+    # (out_width, chunk)
+    out_t = torch.empty(model.likelihood.out_width, min(chunk, n), device=z.device)
     for a in range(0, n, chunk):
         b = min(a + chunk, n)
         model.decoder.forward_t(z[a:b], dtype, chunk=decoder_chunk, out=out_t[:, : b - a])

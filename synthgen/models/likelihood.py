@@ -1,10 +1,12 @@
-"""Per-column likelihood of a row, read from the transformer's layout, and sampling from the same distributions.
+"""Per-column likelihood of a row, read from the transformer's
+layout, and sampling from the same distributions.
 
-- softmax blocks (categories, and the point-mass / missing / continuous modes of numbers): cross-entropy;
-- continuous values: Gaussian negative log-likelihood with a learned scale ("gaussian", the VAE: the decoder
-  predicts a mean and a scale per row, so a confident reconstruction gets little noise and an uncertain
-  one more), or half the
-  squared error ("mse", the AE: a Gaussian with a fixed unit scale, nothing learned);
+- softmax blocks (categories, and the point-mass / missing / continuous modes of numbers):
+  cross-entropy;
+- continuous values: Gaussian negative log-likelihood with a learned scale ("gaussian", the VAE: the
+  decoder predicts a mean and a scale per row, so a confident reconstruction gets little noise and
+  an uncertain one more), or half the squared error ("mse", the AE: a Gaussian with a fixed unit
+  scale, nothing learned);
   a continuous value only counts on rows whose mode says "continuous".
 """
 
@@ -17,10 +19,8 @@ from torch import nn
 
 from synthgen.transform import Layout
 
-SIGMA_MIN, SIGMA_MAX = (
-    0.01,
-    1.0,
-)  # the targets are standard normal: a scale above 1 explains nothing
+# the targets are standard normal: a scale above 1 explains nothing
+SIGMA_MIN, SIGMA_MAX = 0.01, 1.0
 
 
 class ColumnLikelihood(nn.Module):
@@ -65,19 +65,21 @@ class ColumnLikelihood(nn.Module):
         self.register_buffer(
             "gated", torch.tensor([s.gate_col is not None for s in slots], dtype=torch.bool)
         )
-        # decoder output: the layout's logits and means, then (gaussian) one log-scale per continuous value
+        # decoder output: the layout's logits and means,
+        # then (gaussian) one log-scale per continuous value
         self.out_width = layout.out_width + (len(slots) if continuous == "gaussian" else 0)
         self.register_buffer(
             "scale_out", torch.arange(layout.out_width, self.out_width, dtype=torch.long)
         )
-        self.calibration: nn.Module | None = (
-            None  # models.calibration.MarginalCalibration, set by the model
-        )
+        # models.calibration.MarginalCalibration, set by the model
+        self.calibration: nn.Module | None = None
 
     def _padded_t(self, out: torch.Tensor) -> torch.Tensor:
-        """(layout.out_width + 1, B): the decoder output transposed, plus a -inf row the groups pad with.
+        """(layout.out_width + 1, B): the decoder output
+        transposed, plus a -inf row the groups pad with.
 
-        Softmax blocks are reduced over their classes along dim 0, so every op runs over contiguous rows.
+        Softmax blocks are reduced over their classes along
+        dim 0, so every op runs over contiguous rows.
         """
         return with_padding_row(out[:, : self.n_logits].T)
 
@@ -103,9 +105,8 @@ class ColumnLikelihood(nn.Module):
             else:
                 nll = 0.5 * (target - mean) ** 2
             sums.extend((nll * self._continuous_mask(x)).sum(0).unbind())
-        if (
-            not sums
-        ):  # every column is constant: nothing to reconstruct (the decoder's output is empty)
+        # every column is constant: nothing to reconstruct (the decoder's output is empty)
+        if not sums:
             return out.sum() * 0.0, out.new_zeros(0)
         per_part = torch.stack(sums) / x.shape[0]
         parts = torch.zeros(len(self.columns), device=x.device).index_add(0, self.part_of, per_part)
@@ -114,8 +115,9 @@ class ColumnLikelihood(nn.Module):
     def continuous_values_t(
         self, matrix_t: torch.Tensor, chunk: int = 64
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """From a transposed compact matrix (n_inputs, N): every continuous slot's values (n_slots, N), and on which
-        rows its mode uses them (n_slots, N); `chunk` slots at a time, so a wide table needs no (N, n_slots) copy."""
+        """From a transposed compact matrix (n_inputs, N): every continuous slot's values
+        (n_slots, N), and on which rows its mode uses them (n_slots, N); `chunk` slots at a time, so
+        a wide table needs no (N, n_slots) copy."""
         used = torch.empty(
             len(self.cont_cols), matrix_t.shape[1], dtype=torch.bool, device=matrix_t.device
         )
@@ -129,9 +131,9 @@ class ColumnLikelihood(nn.Module):
     def draw_noise(
         self, n: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
     ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
-        """The randomness of `sample` for n rows, drawn up front so that rows sampled in chunks are the same
-        as rows sampled at once: one uniform per softmax block (n_blocks, n) per group, and (gaussian) one
-        standard normal per continuous value (n_slots, n)."""
+        """The randomness of `sample` for n rows, drawn up front so that rows sampled in chunks are
+        the same as rows sampled at once: one uniform per softmax block (n_blocks, n) per group, and
+        (gaussian) one standard normal per continuous value (n_slots, n)."""
         uniforms = [
             torch.rand(len(g.input_cols), n, device=device, generator=generator)
             for g in self.groups
@@ -190,7 +192,7 @@ def with_padding_row(logits_t: torch.Tensor) -> torch.Tensor:  # (n_logits, B) -
 
 
 def _group_by_width(blocks) -> list[list]:
-    """Softmax blocks in a few groups of similar width, so that each group is one padded tensor op."""
+    """Softmax blocks in a few groups of similar width, so each group is one padded tensor op."""
     groups: dict[int, list] = {}
     for b in blocks:
         bucket = next(w for w in (2, 4, 8, 16, 64, 256, 1 << 30) if b.n_classes <= w)
@@ -199,7 +201,8 @@ def _group_by_width(blocks) -> list[list]:
 
 
 class _BlockGroup(nn.Module):
-    """Softmax blocks of similar width gathered into one (n_blocks, width, B) tensor, padded with -inf."""
+    """Softmax blocks of similar width gathered into one
+    (n_blocks, width, B) tensor, padded with -inf."""
 
     def __init__(self, blocks, pad: int) -> None:
         super().__init__()
@@ -215,15 +218,15 @@ class _BlockGroup(nn.Module):
             "last_class", torch.tensor([b.n_classes - 1 for b in blocks], dtype=torch.long)
         )
 
-    def nll(
-        self, out_t: torch.Tensor, x: torch.Tensor
-    ) -> torch.Tensor:  # (n_blocks, B) cross-entropy
+    def nll(self, out_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        # the (n_blocks, B) cross-entropy
         logp = torch.log_softmax(out_t[self.index], dim=1)  # (n_blocks, width, B)
         target = x[:, self.input_cols].T.long().unsqueeze(1)  # (n_blocks, 1, B)
         return -logp.gather(1, target).squeeze(1)
 
     def sample(self, out_t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:  # (n_blocks, B)
-        """Inverse-CDF draw: the class where the running sum of probabilities passes u ~ U(0, 1) (n_blocks, B)."""
+        """Inverse-CDF draw: the class where the running sum
+        of probabilities passes u ~ U(0, 1) (n_blocks, B)."""
         probs = torch.softmax(out_t[self.index], dim=1)  # (n_blocks, width, B)
         running, codes, passed = torch.zeros_like(u), torch.zeros_like(u), torch.empty_like(u)
         for k in range(probs.shape[1] - 1):  # over classes, each step a contiguous (n_blocks, B) op

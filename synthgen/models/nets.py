@@ -12,7 +12,8 @@ ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "leaky_relu": 
 
 
 def _activate_(layer: nn.Module, h: torch.Tensor) -> torch.Tensor:
-    """An activation module's function, in place where torch has an in-place form (inference only)."""
+    """An activation module's function, in place where torch
+    has an in-place form (inference only)."""
     if isinstance(layer, nn.ReLU):
         return h.relu_()
     if isinstance(layer, nn.SiLU):
@@ -73,7 +74,8 @@ def mlp(
 
 
 class Encoder(nn.Module):
-    """Row -> `d_out` numbers: (mean, log-variance) of q(z|x) for the VAE, the code itself for the AE."""
+    """Row -> `d_out` numbers: (mean, log-variance) of
+    q(z|x) for the VAE, the code itself for the AE."""
 
     def __init__(self, layout: Layout, hidden: list[int], d_out: int, **mlp_args) -> None:
         super().__init__()
@@ -85,7 +87,8 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """z -> the parameters of every column's distribution: logits of each softmax block, then means."""
+    """z -> the parameters of every column's distribution:
+    logits of each softmax block, then means."""
 
     def __init__(self, d_out: int, hidden: list[int], latent_dim: int, **mlp_args) -> None:
         super().__init__()
@@ -102,15 +105,15 @@ class Decoder(nn.Module):
         chunk: int | None = None,
         out: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Inference only: the same output, transposed, (B, latent) -> (out_width, B), float32, `chunk` rows
-        at a time (into `out` when given).
+        """Inference only: the same output, transposed, (B, latent) -> (out_width, B), float32,
+        `chunk` rows at a time (into `out` when given).
 
-        Every layer runs transposed (features, rows), so per-column sampling reads contiguous rows and each
-        bias broadcasts along rows: (B, features) + bias made addmm copy a broadcast bias into the output
-        first, a quarter of the decoder's time. With `dtype` (bf16) the products run in that precision with
-        in-place activations; on CPUs with bf16 units this is about 2x faster than float32 (autocast's
-        out-of-place casts give most of it back). The weights are cast once per call, and the bf16 result is
-        converted while it is written to `out`.
+        Every layer runs transposed (features, rows), so per-column sampling reads contiguous rows
+        and each bias broadcasts along rows (addmm on (B, features) would first copy a broadcast
+        bias into the output). With `dtype` (bf16) the products run in that precision with in-place
+        activations; on CPUs with bf16 units this is faster than float32, where autocast's
+        out-of-place casts would give most of the gain back. The weights are cast once per call, and
+        the bf16 result is converted while it is written to `out`.
         """
 
         def cast(t: torch.Tensor) -> torch.Tensor:
@@ -129,21 +132,19 @@ class Decoder(nn.Module):
             for layer in layers:
                 if isinstance(layer, tuple):
                     h = torch.addmm(*layer, h)  # (width, rows)
-                elif isinstance(
-                    layer, tuple(ACTIVATIONS.values())
-                ):  # elementwise: the layout does not matter
+                # elementwise: the layout does not matter
+                elif isinstance(layer, tuple(ACTIVATIONS.values())):
                     h = _activate_(layer, h)
-                elif not isinstance(
-                    layer, nn.Dropout
-                ):  # normalization: over features, so on (rows, width)
+                # normalization: over features, so on (rows, width)
+                elif not isinstance(layer, nn.Dropout):
                     h = layer(h.T.float()).to(h.dtype).T
             out[:, a : a + step] = torch.addmm(bias, weight, h)
         return out
 
 
 class LatentPrior(nn.Module):
-    """Where generation draws z from: N(0, I) ("standard"), or a Gaussian with the mean and full covariance
-    of the training codes ("fitted", set after training)."""
+    """Where generation draws z from: N(0, I) ("standard"), or a Gaussian with the mean and full
+    covariance of the training codes ("fitted", set after training)."""
 
     def __init__(self, latent_dim: int, kind: str) -> None:
         super().__init__()
@@ -153,8 +154,9 @@ class LatentPrior(nn.Module):
 
     @torch.no_grad()
     def fit(self, codes: torch.Tensor, variances: torch.Tensor | None = None) -> None:
-        """Match the first two moments of the codes (N, latent). `variances` (N, latent): each row's posterior
-        variance (VAE), so the Gaussian is the aggregate posterior's: Cov z = Cov E[z|x] + E[Var z|x]."""
+        """Match the first two moments of the codes (N, latent). `variances` (N, latent): each row's
+        posterior variance (VAE), so the Gaussian is the aggregate posterior's:
+        Cov z = Cov E[z|x] + E[Var z|x]."""
         codes = codes.double()
         cov = torch.cov(codes.T).reshape(codes.shape[1], codes.shape[1])
         if variances is not None:
@@ -167,6 +169,7 @@ class LatentPrior(nn.Module):
     def sample(
         self, n: int, generator: torch.Generator | None = None, kind: str | None = None
     ) -> torch.Tensor:
-        """n draws of z (n, latent), from this prior or, with `kind`, from "standard" or "fitted" instead."""
+        """n draws of z (n, latent), from this prior or,
+        with `kind`, from "standard" or "fitted" instead."""
         eps = torch.randn(n, self.mean.shape[0], generator=generator, device=self.mean.device)
         return eps if (kind or self.kind) == "standard" else self.mean + eps @ self.chol.T

@@ -1,7 +1,9 @@
-"""Variational autoencoder: q(z|x) = N(mu, diag(sigma^2)), loss = reconstruction + beta * KL(q || N(0, I)).
+"""Variational autoencoder: q(z|x) = N(mu, diag(sigma^2)),
+loss = reconstruction + beta * KL(q || N(0, I)).
 
-New rows: z ~ N(0, I) (the prior it was trained against), decode, then draw every column from the decoder's
-distribution. prior="fitted" draws z from a Gaussian with the aggregate posterior's mean and covariance instead.
+New rows: z ~ N(0, I) (the prior it was trained against), decode, then draw every column from the
+decoder's distribution. prior="fitted" draws z from a Gaussian with the aggregate posterior's mean
+and covariance instead.
 """
 
 from __future__ import annotations
