@@ -346,6 +346,7 @@ publish Parquet and a quality report."""
                 models=models,
                 epochs=epochs,
             ),
+            quiet,
         )
     finally:
         api.stop()
@@ -359,7 +360,7 @@ publish Parquet and a quality report."""
         raise typer.Exit(EXIT_FAILED)
 
 
-def _run_generate(api, config: Optional[Path], overrides: dict) -> dict:
+def _run_generate(api, config: Optional[Path], overrides: dict, quiet: bool = False) -> dict:
     """Check the input (one error line and exit 2 before any work), then run the flow;
     returns its summary."""
     from synthgen.config import load_run_config
@@ -371,7 +372,7 @@ def _run_generate(api, config: Optional[Path], overrides: dict) -> dict:
     from synthgen.flows.api import prefect_logs_to_file
     from synthgen.flows.generate import generate as generate_flow
 
-    prefect_logs_to_file()
+    prefect_logs_to_file(quiet)
     dask_api = contextlib.nullcontext()
     if cfg.executor == "dask":  # tasks (and sampling shards) on Dask workers
         from synthgen.flows.many import dask_runner, shared_api

@@ -131,15 +131,19 @@ def _file_handler() -> logging.Handler | None:
     )
 
 
-def capture_root_logs() -> None:
+def capture_root_logs(quiet: bool = False) -> None:
     """Send what reaches the root logger (Prefect's run logs, other libraries' warnings) to the log
-    file too, and print it on the console one line per message. Call it after a library (Prefect)
-    set up its own handlers."""
+    file too, and print it on the console one line per message (warnings and errors only when
+    `quiet`). Call it after a library (Prefect) set up its own handlers."""
     root = logging.getLogger()
     handler = _file_handler()
     if handler is not None and handler not in root.handlers:
         root.addHandler(handler)
     one_line_console(root)
+    if quiet:
+        for console in root.handlers:
+            if console is not handler and isinstance(console, logging.StreamHandler):
+                console.setLevel(logging.WARNING)
 
 
 def _prune(folder: Path) -> None:

@@ -181,15 +181,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def prefect_logs_to_file() -> None:
+def prefect_logs_to_file(quiet: bool = False) -> None:
     """Set up Prefect's logging now (it would on first use), then send what reaches the root
     logger to the command's log file too, and make its console handlers print one line per message
-    without tracebacks."""
+    without tracebacks (only warnings and errors when `quiet`)."""
     import logging
 
     from prefect.logging.configuration import PROCESS_LOGGING_CONFIG, setup_logging
 
     if not PROCESS_LOGGING_CONFIG:
         setup_logging()
-    process.capture_root_logs()
+    process.capture_root_logs(quiet)
     process.one_line_console(logging.getLogger("uvicorn"))
