@@ -367,7 +367,7 @@ def _run_generate(api, config: Optional[Path], overrides: dict, quiet: bool = Fa
     from synthgen.runs import preflight
 
     cfg = load_run_config(str(config) if config else None, **overrides)
-    info, schema = preflight(cfg)
+    info, _ = preflight(cfg)
     from synthgen.flows import RunFailed, flow_result
     from synthgen.flows.api import prefect_logs_to_file
     from synthgen.flows.generate import generate as generate_flow
@@ -385,14 +385,14 @@ def _run_generate(api, config: Optional[Path], overrides: dict, quiet: bool = Fa
         state = generate_flow(
             config_file=str(config) if config else None,
             settings=cfg.model_dump(exclude_unset=True),
-            checked={"input": info, "schema": schema.to_dict()},
+            checked=info,
             return_state=True,
         )
     try:
         return flow_result(state, "run_id")
     except RunFailed as exc:
         where = f"; the full traceback is in {process.log_file()}" if process.log_file() else ""
-        print(f"error: the run failed: {exc}{where}", file=sys.stderr)
+        print(f"error: the run failed: {process.shorten(str(exc))}{where}", file=sys.stderr)
         raise typer.Exit(EXIT_FAILED) from None
 
 
@@ -462,7 +462,7 @@ def generate_many(
     try:
         summary = flow_result(state, "datasets")
     except RunFailed as exc:
-        print(f"error: the run failed: {exc}", file=sys.stderr)
+        print(f"error: the run failed: {process.shorten(str(exc))}", file=sys.stderr)
         raise typer.Exit(EXIT_FAILED) from None
     for r in summary["datasets"]:
         scores = ", ".join(f"{m} {v:.3f}" for m, v in r["overall"].items() if isinstance(v, float))

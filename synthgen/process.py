@@ -61,6 +61,14 @@ def log_file() -> Path | None:
     return _log_path
 
 
+MAX_LINE = 400  # characters of a message on the console; the log file keeps all of it
+
+
+def shorten(line: str) -> str:
+    """`line`, cut to MAX_LINE characters (a server's reply can quote a megabyte of request)."""
+    return line if len(line) <= MAX_LINE else line[:MAX_LINE] + " [...]"
+
+
 class OneLineFormatter(logging.Formatter):
     """Formats a copy of each record with its first line only and no traceback
     (the log file keeps both)."""
@@ -73,7 +81,7 @@ class OneLineFormatter(logging.Formatter):
         copy = logging.makeLogRecord(record.__dict__)
         message = record.getMessage()
         lines = message.strip().splitlines() or [""]
-        first = lines[0].split("Traceback (most recent call last)")[0].rstrip()
+        first = shorten(lines[0].split("Traceback (most recent call last)")[0].rstrip())
         if len(lines) > 1 or record.exc_info or first != lines[0]:
             first += f" (details in {_log_path})" if _log_path else ""
         copy.msg, copy.args, copy.exc_info, copy.exc_text, copy.stack_info = (
@@ -165,7 +173,7 @@ def record_failure(exc: BaseException) -> None:
 def failure_line(exc: BaseException) -> str:
     """The one console line of an unexpected failure: what it was, and where the traceback is."""
     text = str(exc).strip().splitlines()
-    detail = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    detail = f"{type(exc).__name__}: {shorten(text[0])}" if text else type(exc).__name__
     where = f"; the full traceback is in {_log_path}" if _log_path else ""
     return f"error: {detail}{where}"
 

@@ -36,6 +36,16 @@ log = logging.getLogger("synthgen")
 STAGING = ".synthgen-staging"
 
 
+# preflight's schemas in this process, so that a run checked by the CLI does not infer it again
+# (not a flow parameter: Prefect caps those at 512 KB, less than a 3,000-column schema)
+_checked_schemas: dict[tuple[str, str], Schema] = {}
+
+
+def checked_schema(cfg: RunConfig, info: dict[str, Any]) -> Schema | None:
+    """The schema `preflight` inferred in this process for these settings and this input."""
+    return _checked_schemas.get((cfg.model_dump_json(), info["sha256"]))
+
+
 def preflight(cfg: RunConfig) -> tuple[dict[str, Any], Schema]:
     """Every check a user's input can fail, before any work starts: the input reads as a table, the
     metadata fits it, there is something to learn, the target is a column. Returns what it learned
@@ -65,6 +75,8 @@ def preflight(cfg: RunConfig) -> tuple[dict[str, Any], Schema]:
         "rows": len(df),
         "columns": df.shape[1],
     }
+    _checked_schemas.clear()  # one at a time: a long-lived process does not collect them
+    _checked_schemas[(cfg.model_dump_json(), info["sha256"])] = schema
     return info, schema
 
 

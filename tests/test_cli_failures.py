@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -190,3 +191,25 @@ def test_a_temporary_api_server_that_does_not_start_is_one_clear_line(tmp_path, 
     )
     assert "2 tries" in lines[0] and "PREFECT_API_URL" in lines[0]
     assert not (tmp_path / "out" / "data").exists()
+
+
+def test_a_table_whose_schema_outgrows_prefects_parameter_limit_runs(tmp_path):
+    # 40 columns with names of 16,000 characters: a schema of 650 KB, past Prefect's 512 KB cap
+    data = {"x": range(40), "y": [i % 3 for i in range(40)]}
+    data.update({f"c{j:03d}_" + "n" * 16_000: [1.5] * 40 for j in range(40)})
+    table = tmp_path / "wide.parquet"
+    pd.DataFrame(data).to_parquet(table)
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"input": str(table), "out": str(tmp_path / "out"), **FAST}))
+    run = cli(["generate", "--config", config, "-q"], tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert all(len(line) < 1000 for line in run.stderr.splitlines())
+    (part,) = (tmp_path / "out").glob("data/synthetic/wide/*/vae.parquet")
+    assert pd.read_parquet(part).shape[1] == 42
+
+
+def test_a_console_line_is_cut_short_and_the_log_keeps_it_whole():
+    long = "x" * 100_000
+    assert len(process.shorten(long)) < 500
+    assert process.failure_line(RuntimeError(long)).startswith("error: RuntimeError: xxx")
+    assert len(process.failure_line(RuntimeError(long))) < 1000

@@ -28,6 +28,7 @@ from synthgen.runs import (
     RunPaths,
     build_manifest,
     build_report,
+    checked_schema,
     dataset_name,
     discard,
     new_run_id,
@@ -51,10 +52,11 @@ MAX_COLUMNS_LOGGED = 40  # wider tables log their schema as one summary line
 def ingest(
     cfg: RunConfig, checked: dict[str, Any] | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The input's size, hash and schema, checked against the settings:
-    `checked` when the caller already read the input (the CLI's preflight), else read here."""
-    if checked is not None:
-        info, schema = checked["input"], Schema.from_dict(checked["schema"])
+    """The input's size, hash and schema, checked against the settings: what the caller's preflight
+    found when it ran in this process (`checked`: its input info), else read here."""
+    schema = checked_schema(cfg, checked) if checked is not None else None
+    if schema is not None:
+        info = checked
     else:
         info, schema = preflight(cfg)
     logger = get_run_logger()
@@ -252,8 +254,7 @@ def generate(
     checked: dict[str, Any] | None = None,
 ):
     """Dataset in, synthetic Parquet and a quality report out. Settings: YAML file, then these
-    parameters. `checked`: the input's info and schema when the caller already read and
-    checked it."""
+    parameters. `checked`: the input's info when the caller already read and checked it."""
     # under `synthgen generate`: a stop signal ends the run within seconds
     process.rearm_stop_signals()
     cfg = load_run_config(
