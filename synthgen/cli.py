@@ -215,6 +215,9 @@ def evaluate(
     gate_min_dcr_ratio: Optional[float] = typer.Option(
         None, help="Privacy gate: smallest DCR ratio (synthetic / holdout median)."
     ),
+    gate_max_mia_auc: Optional[float] = typer.Option(
+        None, help="Privacy gate: largest membership-inference attack AUC (0.5 = chance)."
+    ),
     encoding: Optional[str] = typer.Option(
         None, help="Text encoding of CSV inputs (default: detected)."
     ),
@@ -233,7 +236,7 @@ Exit 1 if a privacy gate fails."""
     from synthgen.schema import infer_schema, load_metadata
 
     _setup_logging(quiet)
-    gate = privacy_gate(gate_max_copies, gate_min_dcr_ratio).as_dict()
+    gate = privacy_gate(gate_max_copies, gate_min_dcr_ratio, gate_max_mia_auc).as_dict()
     real_df, synth_df = (
         read_table(real, encoding=encoding),
         read_table(synthetic, encoding=encoding),

@@ -66,7 +66,8 @@ class ModelSettings(BaseModel):
     rare_threshold: int = Field(
         5,
         ge=0,
-        description="categories and point masses held by fewer rows are never written out",
+        description="categories, point masses and values at a column's ends held by fewer rows "
+        "are never written out",
     )
     max_categories: int | None = Field(
         150, ge=1, description="categories kept per column; the rest share an 'other' class"
@@ -136,6 +137,12 @@ class PrivacyGate(BaseModel):
         None, gt=0, description="median DCR synthetic / holdout, at least"
     )
     max_closer_to_train_share: float | None = Field(None, gt=0, le=1)
+    max_mia_auc: float | None = Field(
+        None,
+        ge=0.5,
+        le=1,
+        description="largest AUC of the membership-inference attacks (distance, density)",
+    )
 
     def as_dict(self) -> dict[str, Any] | None:
         values = {k: v for k, v in self.model_dump().items() if v is not None}
@@ -293,9 +300,13 @@ def run_overrides(
     return values
 
 
-def privacy_gate(max_copies: str | None = None, min_dcr_ratio: float | None = None) -> PrivacyGate:
+def privacy_gate(
+    max_copies: str | None = None,
+    min_dcr_ratio: float | None = None,
+    max_mia_auc: float | None = None,
+) -> PrivacyGate:
     """A privacy gate from command-line text: max_copies is a share (0.01) or 'natural'."""
-    values: dict[str, Any] = {"min_dcr_ratio": min_dcr_ratio}
+    values: dict[str, Any] = {"min_dcr_ratio": min_dcr_ratio, "max_mia_auc": max_mia_auc}
     if max_copies is not None:
         try:
             values["max_exact_copy_share"] = (

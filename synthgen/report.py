@@ -175,6 +175,7 @@ def scores_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "utility_ratio": u.get("ratio"),
                 "dcr_ratio": p.get("dcr_ratio"),
                 "exact_copies": p.get("exact_copy_share"),
+                "mia_auc": (p.get("membership_inference") or {}).get("max_auc"),
                 "privacy_gate": (
                     "rows not published"
                     if model.get("published") is False
@@ -198,16 +199,17 @@ def render_markdown(report: dict[str, Any], html_name: str = "report.html") -> s
         "",
         (
             "| model | overall | column shapes | pair trends | all pairs | detection | utility "
-            "| DCR ratio | exact copies | privacy gate |"
+            "| DCR ratio | exact copies | MIA AUC | privacy gate |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in scores_rows(report):
         lines.append(
             f"| {r['label']} | {_f(r['overall'])} | {_f(r['column_shapes'])} | "
             f"{_f(r['pair_trends'])} | {_f(r['pair_trends_all'])} | {_f(r['detection'])} | "
             f"{_f(r['utility_ratio'])} | "
-            f"{_f(r['dcr_ratio'], 2)} | {_f(r['exact_copies'], 4)} | {r['privacy_gate']} |"
+            f"{_f(r['dcr_ratio'], 2)} | {_f(r['exact_copies'], 4)} | {_f(r['mia_auc'])} | "
+            f"{r['privacy_gate']} |"
         )
     inp = report.get("input") or {}
     lines += [
@@ -218,6 +220,8 @@ def render_markdown(report: dict[str, Any], html_name: str = "report.html") -> s
         f"sha256 `{str(inp.get('sha256', ''))[:12]}`). "
         f"Scores: SDMetrics {report.get('versions', {}).get('sdmetrics', '')} "
         "against the training rows.",
+        "",
+        f"Privacy: {NO_GUARANTEE} {_protection_note(report['models'])}",
         "",
         f"Full report: [{html_name}]({html_name})",
         "",
@@ -298,7 +302,8 @@ def render_html(report: dict[str, Any]) -> str:
         "detection: 1 = a gradient-boosted classifier cannot tell synthetic from real; "
         "utility = score of a model trained on synthetic / trained on real, on real holdout rows; "
         "DCR ratio = median distance of synthetic rows to their closest training row / the same "
-        "for real holdout rows (below 1: closer to the training rows than fresh real data is).</p>"
+        "for real holdout rows (below 1: closer to the training rows than fresh real data is); "
+        "MIA AUC = the stronger of two membership-inference attacks (0.5: chance).</p>"
     )
     parts.append(
         _table(
@@ -312,6 +317,7 @@ def render_html(report: dict[str, Any]) -> str:
                 "utility",
                 "DCR ratio",
                 "exact copies",
+                "MIA AUC",
                 "privacy gate",
             ],
             [
@@ -325,6 +331,7 @@ def render_html(report: dict[str, Any]) -> str:
                     _f(r["utility_ratio"]),
                     _f(r["dcr_ratio"], 2),
                     _f(r["exact_copies"], 4),
+                    _f(r["mia_auc"]),
                     r["privacy_gate"],
                 ]
                 for r in rows
@@ -1230,8 +1237,12 @@ def _privacy_html(models: dict, fig_html) -> str:
                 )
             )
         )
+    protection = _protection_html(models)
     if not rows:
-        return '<p class="note">No holdout rows were given, so privacy was not measured.</p>'
+        return (
+            protection
+            + '<p class="note">No holdout rows were given, so privacy was not measured.</p>'
+        )
     gate_rows = []
     for name, model in models.items():
         for check in (model["evaluation"].get("privacy_gate") or {}).get("checks", []):
@@ -1270,12 +1281,93 @@ def _privacy_html(models: dict, fig_html) -> str:
         ],
         rows,
     )
+    attack_rows = [
+        [
+            model_label(name, models.get(name)),
+            _f(mia["auc"]["distance"]),
+            _f(mia["auc"]["density"]),
+            f"{mia['members']} / {mia['non_members']}",
+        ]
+        for name, model in models.items()
+        for mia in [((model["evaluation"].get("privacy") or {}).get("membership_inference") or {})]
+        if "auc" in mia
+    ]
+    if attack_rows:
+        out += (
+            '<p class="note">Membership inference: an attacker holding the synthetic rows ranks '
+            "training rows (members) against real holdout rows the model never saw. Distance "
+            "attack: nearer to a synthetic row, likelier a member. Density attack (DOMIAS): "
+            "synthetic rows denser there than real reference rows (half of the holdout). AUC "
+            "0.5 = chance.</p>"
+        )
+        out += _table(
+            ["model", "distance AUC", "density AUC", "members / non-members"], attack_rows
+        )
     if gate_rows:
         out += _table(["model", "check", "value", "limit", "result"], gate_rows)
     sd = first.get("sdmetrics_dcr") or {}
     if sd:
         out += f'<p class="note">SDMetrics DCR metrics: {html.escape(json.dumps(sd))}</p>'
-    return out + f'<div class="grid">{"".join(figs)}</div>'
+    return protection + out + f'<div class="grid">{"".join(figs)}</div>'
+
+
+NO_GUARANTEE = (
+    "These rows carry no formal privacy guarantee (no differential privacy): value protection "
+    "and the distances below are measures, not a bound on what an attacker can learn."
+)
+
+
+def protection_rows(models: dict) -> tuple[int | None, list[list[str]]]:
+    """The rare-value threshold and, per column, what value protection kept from the output."""
+    for m in models.values():
+        training = m.get("training") or {}
+        if training.get("protection") is not None:
+            threshold = (m.get("settings") or {}).get("rare_threshold")
+            rows = [
+                [
+                    str(name),
+                    str(p.get("rare_categories", p.get("rare_end_values"))),
+                    str(p["rows"]),
+                    "rare categories pooled"
+                    if "rare_categories" in p
+                    else "rare values at the ends",
+                    f"{_f(p.get('lowest_written'))} – {_f(p.get('highest_written'))}"
+                    if "rare_end_values" in p
+                    else "–",
+                ]
+                for name, p in training["protection"].items()
+            ]
+            return threshold, rows
+    return None, []
+
+
+def _protection_note(models: dict) -> str:
+    threshold, rows = protection_rows(models)
+    if threshold is None:
+        return ""
+    return (
+        f"Value protection (fewer than {threshold} rows): {len(rows)} columns had rare values "
+        "kept out"
+        + (": " + ", ".join(f"`{r[0]}` ({r[1]})" for r in rows[:20]) if rows else "")
+        + ("..." if len(rows) > 20 else "")
+        + "."
+    )
+
+
+def _protection_html(models: dict) -> str:
+    threshold, rows = protection_rows(models)
+    out = f'<p class="note">{html.escape(NO_GUARANTEE)}</p>'
+    if threshold is None:
+        return out
+    out += (
+        '<p class="note">Value protection: no category, and no value among a number\'s or a '
+        f"date's 20 lowest and 20 highest, that fewer than {threshold} training rows hold is "
+        "written out. Rare categories share one pooled class; rare values at the ends are "
+        "replaced by the nearest value enough rows share (or the mean of a run of them).</p>"
+    )
+    if rows:
+        out += _table(["column", "values kept out", "rows", "how", "written range"], rows)
+    return out
 
 
 def _lineage_html(report: dict[str, Any]) -> str:

@@ -248,6 +248,7 @@ def training_record(
         "table_rows": synth.info.get("rows"),
         "rows_used": synth.info.get("train_rows_used"),
         "plan": synth.info.get("plan"),
+        "protection": synth.info.get("protection"),
     }
     return {
         "model_dir": str(model_dir),

@@ -43,7 +43,7 @@ log = logging.getLogger("synthgen")
 FORMAT = "synthgen-model"
 FORMAT_VERSION = 1
 # Bumped when a code change alters what training produces: cached models and checkpoints retrain.
-TRAINING_REVISION = 5
+TRAINING_REVISION = 6
 WEIGHTS, MANIFEST = "model.safetensors", "synthgen.json"
 MIN_ROWS = 10  # fewer rows are refused: nothing to learn a distribution from
 MAX_COLUMNS_LOGGED = 40  # per-column log lines of a wide table stop here
@@ -129,6 +129,8 @@ class Synthesizer:
             point_mass_share=st.point_mass_share,
         ).fit(train_df, schema)
         _log_pooling(self.transformer.pooling_summary(), max_categories)
+        protection = self.transformer.protection_summary()
+        _log_protection(protection, st.rare_threshold)
         matrix = self.transformer.transform(train_df)
         encode_s = time.perf_counter() - t0
         layout = self.transformer.layout
@@ -145,6 +147,7 @@ class Synthesizer:
             "rows": len(df),
             "train_rows_used": len(train_df),
             "encode_seconds": encode_s,
+            "protection": protection,
         }
         self._source = _name(data)
         return matrix
@@ -452,6 +455,20 @@ def _log_pooling(pooled_columns: dict[str, dict[str, int]], max_categories: int 
     if len(pooled_columns) > MAX_COLUMNS_LOGGED:
         log.info(
             "... and %d more columns with pooled values", len(pooled_columns) - MAX_COLUMNS_LOGGED
+        )
+
+
+def _log_protection(protection: dict[str, dict[str, Any]], k: int) -> None:
+    ends = {name: p for name, p in protection.items() if "rare_end_values" in p}
+    if ends:
+        log.info(
+            "value protection: %d numeric or date columns have values at their ends that fewer "
+            "than %d rows hold (%d values, %d rows); the nearest values enough rows share are "
+            "written instead",
+            len(ends),
+            k,
+            sum(p["rare_end_values"] for p in ends.values()),
+            sum(p["rows"] for p in ends.values()),
         )
 
 

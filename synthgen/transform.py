@@ -209,6 +209,23 @@ class TableTransformer:
                 types[col.name] = pa.decimal128(min(max(digits, scale + 1), 38), scale)
         return types
 
+    def protection_summary(self) -> dict[str, dict[str, Any]]:
+        """Per column: what value protection keeps from the output (rare categories pooled, rare
+        values at a number's ends replaced), for the report."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, enc in self.encoders.items():
+            pooled, ends = enc.pooling(), enc.protection()
+            if pooled and pooled["rare_values"]:
+                out[name] = {"rare_categories": pooled["rare_values"], "rows": pooled["rare_rows"]}
+            elif ends:
+                out[name] = {
+                    "rare_end_values": ends["values"],
+                    "rows": ends["rows"],
+                    "lowest_written": ends["lowest_written"],
+                    "highest_written": ends["highest_written"],
+                }
+        return out
+
     def pooling_summary(self) -> dict[str, dict[str, int]]:
         """Per categorical column: values and rows pooled as rare, values pooled as overflow."""
         pooled = {name: enc.pooling() for name, enc in self.encoders.items()}

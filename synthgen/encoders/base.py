@@ -99,6 +99,10 @@ class ColumnEncoder(ABC):
         """Values pooled for privacy or the category cap (None when the encoder pools nothing)."""
         return None
 
+    def protection(self) -> dict[str, Any] | None:
+        """Rare values at a number's or a date's ends that are never written out (None: none)."""
+        return None
+
 
 class SchemaOnlyEncoder(ColumnEncoder):
     """A column no model learns: no matrix columns, no state; `decode` needs only the schema."""

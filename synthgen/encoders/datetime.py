@@ -42,8 +42,18 @@ class DatetimeEncoder(ColumnEncoder):
         ns, missing = datetimes_to_ns(s, self.col.datetime_format)
         valid = ns[~missing]
         self.step_ns = next(st for st in self.STEPS_NS if np.all(valid % st == 0))
+        self.numeric.decimals = 0  # whole steps: a protected tail's representatives are too
         self.numeric.fit_values(self._steps(ns, missing))
         return self
+
+    def protection(self) -> dict[str, Any] | None:
+        summary = self.numeric.protection()
+        if summary is None:
+            return None
+        for end in ("lowest_written", "highest_written"):
+            if summary[end] is not None:
+                summary[end] = pd.Timestamp(int(round(summary[end])) * self.step_ns).isoformat()
+        return summary
 
     def _steps(self, ns: np.ndarray, missing: np.ndarray) -> np.ndarray:
         return np.where(missing, np.nan, (ns // self.step_ns).astype(np.float64))

@@ -29,6 +29,10 @@ from synthgen.encoders.base import (
 from synthgen.schema import ColumnSchema
 
 Z_CLIP = 5.0  # quantile-normal values are kept within +-5 sd
+# distinct values at each end of a column whose rare ones (held by fewer than rare_threshold rows)
+# are never written out: the most identifying values are a column's extremes
+PROTECTED_TAIL = 20
+MAX_GRID_TRIES = 64  # grid steps searched for a representative that no training row holds
 
 
 class NumericalEncoder(ColumnEncoder):
@@ -38,6 +42,13 @@ class NumericalEncoder(ColumnEncoder):
     so that a value only a few rows hold is never a class of its own that would be written out
     verbatim. Integers beyond 2**53 in magnitude are encoded relative to the column's minimum
     (`offset`), so that they stay exact.
+
+    Value protection (`min_mass_rows` > 1): in each tail's PROTECTED_TAIL most extreme distinct
+    values, those held by fewer than `min_mass_rows` rows are never written out. The tail's values
+    are replaced, in training and in every decoded value, by the nearest of its representatives:
+    a value that enough rows hold, or the mean of a run of at least `min_mass_rows` rare values
+    (rounded to the column's decimals, and only where no training row holds it). Every quantile
+    knot held by fewer rows is the mean of the `min_mass_rows` rows around its rank.
     """
 
     def __init__(
@@ -48,6 +59,13 @@ class NumericalEncoder(ColumnEncoder):
         self.n_quantiles = n_quantiles
         self.min_mass_rows = max(1, min_mass_rows)
         self.offset = 0
+        self.decimals = col.decimals  # the grid values are written on (0 for datetime steps)
+        # value protection: values at or below `tail_low` (at or above `tail_high`) become the
+        # nearest of `low_values` (`high_values`)
+        self.tail_low, self.tail_high = -np.inf, np.inf
+        self.low_values: list[float] = []
+        self.high_values: list[float] = []
+        self.protected = {"values": 0, "rows": 0}  # rare values at the ends, and their rows
 
     @classmethod
     def from_settings(cls, col: ColumnSchema, settings: Mapping[str, Any]) -> NumericalEncoder:
@@ -94,11 +112,78 @@ class NumericalEncoder(ColumnEncoder):
             len(rest_values) == 1 and not len(self.modes)
         )
         if self.has_continuous:
-            self.knots_x, self.knots_u = _quantile_knots(rest_values, rest_counts, self.n_quantiles)
+            self._fit_protection(rest_values, rest_counts)
+            mapped = self._protect(rest_values)
+            if not np.array_equal(mapped, rest_values):
+                rest_values, inverse = np.unique(mapped, return_inverse=True)
+                rest_counts = np.bincount(inverse, weights=rest_counts).astype(np.int64)
+            self.knots_x, self.knots_u = _quantile_knots(
+                rest_values, rest_counts, self.n_quantiles, self.min_mass_rows
+            )
         else:
             self.knots_x, self.knots_u = [], []
         self._build()
         return self
+
+    def _fit_protection(self, values: np.ndarray, counts: np.ndarray) -> None:
+        """Representatives for the rare values among each tail's PROTECTED_TAIL most extreme
+        distinct values (`values` sorted, finite, not point masses)."""
+        k = self.min_mass_rows
+        finite = np.isfinite(values)
+        values, counts = values[finite], counts[finite]
+        n = len(values)
+        if k <= 1 or n == 0 or (counts >= k).all():
+            return
+        decimals = self.decimals
+        if n <= 2 * PROTECTED_TAIL:  # the tails meet: the whole column is protected
+            self.low_values = _tail_representatives(values, counts, k, decimals, None)
+            self.tail_low = np.inf
+            rare = counts < k
+        else:
+            t = PROTECTED_TAIL
+            lows, highs = slice(0, t), slice(n - t, n)
+            self.low_values = _tail_representatives(
+                values[lows], counts[lows], k, decimals, values[t]
+            )
+            self.high_values = _tail_representatives(
+                values[highs][::-1], counts[highs][::-1], k, decimals, values[n - t - 1]
+            )
+            self.tail_low = float((values[t - 1] + values[t]) / 2)
+            self.tail_high = float((values[n - t - 1] + values[n - t]) / 2)
+            rare = (counts < k) & ((np.arange(n) < t) | (np.arange(n) >= n - t))
+        self.protected = {"values": int(rare.sum()), "rows": int(counts[rare].sum())}
+
+    def _protect(self, x: np.ndarray) -> np.ndarray:
+        """`x` with every value in a protected tail replaced by the tail's nearest
+        representative."""
+        if not (self.low_values or self.high_values):
+            return x
+        x = x.copy()
+        for cut, reps, beyond in (
+            (self.tail_low, self.low_values, np.less_equal),
+            (self.tail_high, self.high_values, np.greater_equal),
+        ):
+            if reps:
+                hit = beyond(x, cut)
+                x[hit] = _nearest(np.asarray(reps, dtype=np.float64), x[hit])
+        return x
+
+    def protection(self) -> dict[str, Any] | None:
+        """Rare values at the column's ends that are never written out (None when there are
+        none)."""
+        if not self.protected["values"]:
+            return None
+        return {
+            **self.protected,
+            "lowest_written": self._written(min),
+            "highest_written": self._written(max),
+        }
+
+    def _written(self, pick: Any) -> float | None:
+        """The lowest or highest value this column can write out (point masses aside)."""
+        if not len(self._kx):
+            return None
+        return float(pick(self._protect(self._kx[[0, -1]]))) + self.offset
 
     def _build(self) -> None:
         k = len(self.modes)
@@ -138,7 +223,7 @@ class NumericalEncoder(ColumnEncoder):
         if self.has_continuous:
             cont = (code < 0) & ~missing
             code[cont] = self.continuous_code
-            out[cont, -1] = self._to_normal(x[cont])
+            out[cont, -1] = self._to_normal(self._protect(x[cont]))
         elif ((code < 0) & ~missing).any():  # unseen, no continuous part: the nearest point mass
             rest = (code < 0) & ~missing
             distance = np.nan_to_num(np.abs(x[rest, None] - self._modes[None, :]), nan=np.inf)
@@ -169,7 +254,7 @@ class NumericalEncoder(ColumnEncoder):
             x[is_mode] = self._modes[code[is_mode]]
         if self.has_continuous:
             cont = code == self.continuous_code
-            x[cont] = self._from_normal(block[cont, -1].astype(np.float64), exact)
+            x[cont] = self._protect(self._from_normal(block[cont, -1].astype(np.float64), exact))
         return x
 
     def _to_normal(self, x: np.ndarray) -> np.ndarray:
@@ -199,6 +284,11 @@ class NumericalEncoder(ColumnEncoder):
             "knots_x": list(map(float, self.knots_x)),
             "knots_u": list(map(float, self.knots_u)),
             "offset": self.offset,
+            "tail_low": float(self.tail_low),
+            "tail_high": float(self.tail_high),
+            "low_values": list(map(float, self.low_values)),
+            "high_values": list(map(float, self.high_values)),
+            "protected": self.protected,
         }
 
     def load(self, state: dict[str, Any]) -> NumericalEncoder:
@@ -207,8 +297,75 @@ class NumericalEncoder(ColumnEncoder):
         return self
 
 
+def _tail_representatives(
+    values: np.ndarray,
+    counts: np.ndarray,
+    k: int,
+    decimals: int | None,
+    beyond: float | None,
+) -> list[float]:
+    """The values a tail may write out, walking from the extreme (`values[0]`) inward: each value
+    at least `k` rows hold, and the mean of each run of rare values that holds `k` rows (a run
+    whose mean would round onto one of its own values grows until it does not). `beyond`: the
+    first value past the tail, the fallback when no representative is found."""
+    reps: list[float] = []
+    run_values: list[float] = []
+    run_counts: list[int] = []
+    for value, count in zip(values.tolist(), counts.tolist(), strict=True):
+        if count >= k:
+            reps.append(value)
+            run_values, run_counts = [], []  # the run's rows go to the nearest representative
+            continue
+        run_values.append(value)
+        run_counts.append(count)
+        if sum(run_counts) >= k:
+            rep = _representative(np.asarray(run_values), np.asarray(run_counts), decimals)
+            if rep is not None:
+                reps.append(rep)
+                run_values, run_counts = [], []
+    if not reps:
+        if beyond is not None:
+            reps = [float(beyond)]
+        else:  # the whole column is one rare run: its mean, whatever it rounds to
+            mean = _mean(values, counts)
+            reps = [round(mean, decimals) if decimals is not None else mean]
+    return sorted(reps)
+
+
+def _representative(values: np.ndarray, counts: np.ndarray, decimals: int | None) -> float | None:
+    """The rows' mean, or the nearest value on the column's decimal grid within their range, that
+    none of `values` is (None when every grid value in range is one of them)."""
+    mean = _mean(values, counts)
+    if decimals is None:
+        return None if (values == mean).any() else mean
+    step = 10.0**-decimals
+    taken = set(np.round(values, decimals).tolist())
+    lo, hi = values.min(), values.max()
+    start = round(mean, decimals)
+    for i in range(MAX_GRID_TRIES):
+        for candidate in {round(start + i * step, decimals), round(start - i * step, decimals)}:
+            if lo <= candidate <= hi and candidate not in taken:
+                return candidate
+    return None
+
+
+def _mean(values: np.ndarray, counts: np.ndarray) -> float:
+    """The mean of `values` weighted by `counts`, without overflow near float64's limits."""
+    scale = max(1.0, float(np.abs(values).max()))
+    return float(np.average(values / scale, weights=counts)) * scale
+
+
+def _nearest(reps: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """For each of `x`, the nearest of the sorted `reps`."""
+    i = np.clip(np.searchsorted(reps, x), 1, max(len(reps) - 1, 1))
+    if len(reps) == 1:
+        return np.full(len(x), reps[0])
+    left, right = reps[i - 1], reps[i]
+    return np.where(np.abs(x - left) <= np.abs(right - x), left, right)
+
+
 def _quantile_knots(
-    values: np.ndarray, counts: np.ndarray, n_quantiles: int
+    values: np.ndarray, counts: np.ndarray, n_quantiles: int, k: int = 1
 ) -> tuple[list[float], list[float]]:
     """Knots of the empirical CDF of sorted distinct `values`: (x, u) with u at each value's
     mid-rank.
@@ -216,7 +373,9 @@ def _quantile_knots(
     With at most `n_quantiles` distinct values every one is a knot. Otherwise knots sit at evenly
     spaced ranks, plus every distinct value in the outer 1/n_quantiles of each tail (at most
     n_quantiles per tail): heavy tails have wide gaps between values, and only knots there decode
-    back to the exact value. u stays inside (0, 1), so z stays finite.
+    back to the exact value. u stays inside (0, 1), so z stays finite. A knot's value held by
+    fewer than `k` rows is replaced by the mean of the `k` rows around its rank, so that no knot
+    is one person's value.
     """
     cum = np.cumsum(counts)
     n = cum[-1]
@@ -228,10 +387,39 @@ def _quantile_knots(
         n_high = min(n_quantiles, len(values) - int(np.searchsorted(mid_u, 1 - 1 / n_quantiles)))
         low, high = np.arange(n_low), last - np.arange(n_high)
         pick = np.unique(np.concatenate([[0, last], even, low, high]))
-        values, mid_u = values[pick], mid_u[pick]
+    else:
+        pick = np.arange(len(values))
+    knots = values[pick]
+    if k > 1 and (counts[pick] < k).any():
+        rare = counts[pick] < k
+        knots = knots.copy()
+        knots[rare] = _window_means(values, counts, mid_u[pick][rare] * n, k)
+        knots = np.maximum.accumulate(knots)
+        _, keep = np.unique(knots, return_index=True)  # averaged knots may coincide
+        pick, knots = pick[keep], knots[keep]
+    values, mid_u = knots, mid_u[pick]
     if len(values) == 1:
         return [float(values[0])] * 2, [0.5 - 1e-9, 0.5 + 1e-9]
     return values.tolist(), mid_u.tolist()
+
+
+def _window_means(values: np.ndarray, counts: np.ndarray, ranks: np.ndarray, k: int) -> np.ndarray:
+    """The mean of the `k` sorted rows centred on each rank (rows as `values` repeated
+    `counts` times)."""
+    scale = max(1.0, float(np.abs(values).max()))  # sums stay finite near float64's limits
+    values = values / scale
+    cum = np.cumsum(counts)
+    n = int(cum[-1])
+    cum_sum = np.cumsum(counts * values)
+    width = min(k, n)
+    start = np.clip(np.round(ranks - width / 2), 0, n - width)
+
+    def head_sum(r: np.ndarray) -> np.ndarray:  # the sum of the first r rows
+        j = np.searchsorted(cum, r, side="left").clip(0, len(values) - 1)
+        before = np.where(j > 0, cum[j - 1], 0)
+        return np.where(j > 0, cum_sum[j - 1], 0.0) + (r - before) * values[j]
+
+    return (head_sum(start + width) - head_sum(start)) / width * scale
 
 
 def _restore_numeric(x: np.ndarray, col: ColumnSchema, offset: int = 0) -> pd.Series | np.ndarray:
