@@ -772,7 +772,7 @@ def privacy(
     }
     result["sdmetrics_dcr"] = _sdmetrics_dcr(train, synthetic, holdout, schema, seed)
     result["membership_inference"] = membership_inference(
-        train, synthetic, holdout, schema, seed=seed
+        train, synthetic, holdout, schema, seed=seed, feats=feats
     )
     return result
 
@@ -785,6 +785,7 @@ def membership_inference(
     *,
     rows: int = MIA_ROWS,
     seed: int = 0,
+    feats: _Features | None = None,
 ) -> dict[str, Any]:
     """Can an attacker who holds the synthetic rows tell training rows (members) from real rows the
     model never saw (non-members, from the holdout)? Two attacks, each scored by its AUC (0.5: no
@@ -804,7 +805,7 @@ def membership_inference(
     m = min(rows, len(outside), len(train))
     if m < MIA_MIN_ROWS or len(reference) < MIA_NEIGHBOURS:
         return {"skipped": f"{len(holdout)} holdout rows are too few to attack with"}
-    feats = _Features(train, schema, max_levels=DISTANCE_LEVELS)
+    feats = feats or _Features(train, schema, max_levels=DISTANCE_LEVELS)
     queries = feats.distance_space(
         pd.concat([_sample(train, m, seed + 6), _sample(outside, m, seed + 7)], ignore_index=True)
     )
