@@ -47,6 +47,8 @@ TARGETS = {
     "telco_churn": "churn",
     "credit": "Status",
     "flights": "arr_delay",
+    "attrition": "Attrition",
+    "caravan": "Purchase",
 }
 # Published on Adult (independent 2026 re-run, sdmetrics 0.24; ../shared/datasets/README.md)
 PUBLISHED_ADULT = {

@@ -37,7 +37,7 @@ from synthgen import Synthesizer  # noqa: E402
 from synthgen.evaluate import evaluate  # noqa: E402
 from synthgen.schema import infer_schema  # noqa: E402
 
-FIGURES = ("overall", "shapes", "trends", "aligned", "utility", "dcr_ratio", "fit_s")
+FIGURES = ("overall", "shapes", "trends", "aligned", "utility", "dcr_ratio", "mia_auc", "fit_s")
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -121,6 +121,9 @@ def main() -> None:
             "aligned": q["column_pair_trends_aligned"],
             "utility": ev["utility"]["ratio"],
             "dcr_ratio": ev["privacy"]["dcr_ratio"],
+            # the stronger of the two membership attacks (nan when the holdout is too small)
+            "mia_auc": ev["privacy"]["membership_inference"].get("max_auc", float("nan")),
+            "mia": ev["privacy"]["membership_inference"].get("auc"),
             "fit_s": fit_s,
         }
         rows.append(row)
