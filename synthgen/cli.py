@@ -119,6 +119,10 @@ def fit(
     epochs: Optional[int] = typer.Option(
         None, help="Training epochs (default: from the table size, early stopping)."
     ),
+    epsilon: Optional[float] = typer.Option(
+        None,
+        help="DP mode: train with DP-SGD within this total privacy budget (delta 1e-5).",
+    ),
     seed: int = typer.Option(0, help="Seed: the same seed gives the same model on CPU."),
     metadata: Optional[Path] = typer.Option(
         None, help="SDV single-table metadata JSON that overrides inference."
@@ -138,7 +142,7 @@ def fit(
     from synthgen.synthesizer import Synthesizer
 
     _setup_logging(quiet)
-    settings = {"epochs": epochs, "seed": seed, "device": device}
+    settings = {"epochs": epochs, "seed": seed, "device": device, "epsilon": epsilon}
     synth = Synthesizer(model, **settings)
     checkpoints = out.with_name(out.name + ".ckpt")
     synth.fit(
@@ -307,6 +311,10 @@ def generate(
     epochs: Optional[int] = typer.Option(
         None, help="Training epochs (default: from the table size)."
     ),
+    epsilon: Optional[float] = typer.Option(
+        None,
+        help="DP mode: train with DP-SGD within this total privacy budget (delta 1e-5).",
+    ),
     target: Optional[str] = typer.Option(None, help="Column to predict in the utility check."),
     seed: Optional[int] = typer.Option(
         None, help="Seed of the split and training (same seed: cached model reused)."
@@ -348,6 +356,7 @@ publish Parquet and a quality report."""
                 encoding=encoding,
                 models=models,
                 epochs=epochs,
+                epsilon=epsilon,
             ),
             quiet,
         )

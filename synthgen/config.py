@@ -12,6 +12,9 @@ from synthgen.errors import UserError
 MODEL_KINDS = ("vae", "ae")
 
 
+DP_HIDDEN = (128, 128)  # DP mode's default hidden widths
+
+
 class ModelSettings(BaseModel):
     """Everything that decides what a trained model is: a trained model's cache key hashes these.
     Why each default is what it is: docs/design.md, "Why the defaults are what they are"."""
@@ -27,7 +30,9 @@ class ModelSettings(BaseModel):
     batch_size: int = Field(1024, ge=2, description="rows per optimizer step")
     latent_dim: int = Field(32, ge=1, description="width of the latent code z")
     hidden: list[int] = Field(
-        default_factory=lambda: [256, 256], min_length=1, description="hidden layer widths"
+        default_factory=lambda: [256, 256],
+        min_length=1,
+        description="hidden layer widths (DP mode: [128, 128])",
     )
     activation: Literal["relu", "gelu", "silu", "leaky_relu"] = Field(
         "silu", description="activation of the hidden layers"
@@ -78,6 +83,15 @@ class ModelSettings(BaseModel):
     max_train_rows: int | None = Field(
         None, ge=100, description="train on a seeded sample of this many rows"
     )
+    epsilon: float | None = Field(
+        None,
+        gt=0,
+        description="DP mode: the total differential-privacy budget (DP-SGD plus the noisy "
+        "column statistics); None: no formal guarantee",
+    )
+    delta: float = Field(
+        1e-5, gt=0, lt=1, description="DP mode: the budget's delta; well under 1 / rows"
+    )
     seed: int = Field(0, description="seed of training: the same seed gives the same model on CPU")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available")
     precision: Literal["auto", "fp32", "bf16"] = Field(
@@ -92,6 +106,9 @@ class ModelSettings(BaseModel):
     def _default_prior(self) -> ModelSettings:
         if self.prior is None:
             object.__setattr__(self, "prior", "standard" if self.model == "vae" else "fitted")
+        # DP-SGD's noise grows with the parameters and its per-row gradients cost memory and time
+        if self.epsilon and "hidden" not in self.model_fields_set:
+            object.__setattr__(self, "hidden", list(DP_HIDDEN))
         return self
 
     def fingerprint_fields(self) -> dict[str, Any]:
@@ -119,6 +136,15 @@ def validated(model_cls: type[BaseModel], values: dict[str, Any], where: str = "
             msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
             problems.append(f"{loc}: {msg}")
         raise UserError(f"bad {where}: " + "; ".join(problems)) from None
+
+
+class DPSettings(BaseModel):
+    """DP mode: train with DP-SGD and release every other statistic of the rows with noise, within
+    a total (epsilon, delta) budget."""
+
+    model_config = ConfigDict(extra="forbid")
+    epsilon: float = Field(..., gt=0, description="the total privacy budget")
+    delta: float = Field(1e-5, gt=0, lt=1, description="well under 1 / rows")
 
 
 class PrivacyGate(BaseModel):
@@ -211,6 +237,9 @@ class RunConfig(BaseModel):
             "none); a variant whose model is not run, or that samples as the model does, is skipped"
         ),
     )
+    privacy: DPSettings | None = Field(
+        None, description="DP mode for every model: {epsilon: E, delta: D} (docs/design.md)"
+    )
     privacy_gate: PrivacyGate = Field(default_factory=PrivacyGate)
     max_eval_rows: int = Field(50_000, ge=100)
     out: str | None = Field(
@@ -271,6 +300,8 @@ class RunConfig(BaseModel):
                 f"{model} only, got {own!r}"
             )
         extra = {"max_train_rows": self.max_train_rows} if self.max_train_rows else {}
+        if self.privacy:
+            extra.update(self.privacy.model_dump())
         return validated(
             ModelSettings,
             {"seed": self.seed, **shared, **own, **extra, "model": model, "device": self.device},
@@ -283,6 +314,7 @@ def run_overrides(
     *,
     epochs: int | None = None,
     models: str | list | None = None,
+    epsilon: float | None = None,
     **given: Any,
 ) -> dict[str, Any]:
     """What a command line or a flow call sets over a config file: the values given (None: not
@@ -297,6 +329,8 @@ def run_overrides(
         values["models"] = models
     if epochs:
         values["model"] = _merged(values.get("model") or {}, {"epochs": epochs})
+    if epsilon is not None:
+        values["privacy"] = _merged(values.get("privacy") or {}, {"epsilon": epsilon})
     return values
 
 

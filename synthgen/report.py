@@ -221,7 +221,7 @@ def render_markdown(report: dict[str, Any], html_name: str = "report.html") -> s
         f"Scores: SDMetrics {report.get('versions', {}).get('sdmetrics', '')} "
         "against the training rows.",
         "",
-        f"Privacy: {NO_GUARANTEE} {_protection_note(report['models'])}",
+        f"Privacy: {guarantee(report['models'])} {_protection_note(report['models'])}",
         "",
         f"Full report: [{html_name}]({html_name})",
         "",
@@ -1317,6 +1317,50 @@ NO_GUARANTEE = (
 )
 
 
+def dp_accounts(models: dict) -> dict[str, dict]:
+    """Each DP-mode model's account (synthgen.dp.privacy_account), by model name."""
+    return {
+        name: m["training"]["differential_privacy"]
+        for name, m in models.items()
+        if (m.get("training") or {}).get("differential_privacy")
+    }
+
+
+def guarantee(models: dict) -> str:
+    """What the rows' privacy rests on, in a sentence or two."""
+    accounts = dp_accounts(models)
+    if not accounts:
+        return NO_GUARANTEE
+    spent = "; ".join(
+        f"{name}: epsilon {a['epsilon_spent']:.3g} of {a['epsilon']:g}, "
+        f"delta {a['delta_spent']:.2g}"
+        for name, a in accounts.items()
+    )
+    # a variant samples its model's weights another way: covered when its model is
+    plain = [
+        name
+        for name, m in models.items()
+        if name not in accounts and m.get("variant_of") not in accounts
+    ]
+    return (
+        f"Differentially private ({spent}; {next(iter(accounts.values()))['accountant']}; "
+        "neighbouring tables differ by one row). Public, not paid for: "
+        + "; ".join(next(iter(accounts.values()))["public"])
+        + ". The scores in this report are computed on the real rows and are not covered."
+        + (f" Models without DP mode ({', '.join(plain)}): no formal guarantee." if plain else "")
+    )
+
+
+def dp_rows(models: dict) -> list[list[str]]:
+    """One row per DP-mode model and part of the budget."""
+    rows = []
+    for name, a in dp_accounts(models).items():
+        for part, spend in a["parts"].items():
+            rows.append([name, part, f"{spend['epsilon']:.3g}", f"{spend['delta']:.2g}"])
+        rows.append([name, "total", f"{a['epsilon_spent']:.3g}", f"{a['delta_spent']:.2g}"])
+    return rows
+
+
 def protection_rows(models: dict) -> tuple[int | None, list[list[str]]]:
     """The rare-value threshold and, per column, what value protection kept from the output."""
     for m in models.values():
@@ -1356,7 +1400,9 @@ def _protection_note(models: dict) -> str:
 
 def _protection_html(models: dict) -> str:
     threshold, rows = protection_rows(models)
-    out = f'<p class="note">{html.escape(NO_GUARANTEE)}</p>'
+    out = f'<p class="note">{html.escape(guarantee(models))}</p>'
+    if dp_accounts(models):
+        out += _table(["model", "part of the budget", "epsilon", "delta"], dp_rows(models))
     if threshold is None:
         return out
     out += (

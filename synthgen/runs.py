@@ -249,6 +249,7 @@ def training_record(
         "rows_used": synth.info.get("train_rows_used"),
         "plan": synth.info.get("plan"),
         "protection": synth.info.get("protection"),
+        "differential_privacy": synth.info.get("privacy"),
     }
     return {
         "model_dir": str(model_dir),

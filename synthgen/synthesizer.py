@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from synthgen import __version__, plan
 from synthgen.config import ModelSettings, validated
+from synthgen.dp import privacy_account, private_stand_in, split_budget
 from synthgen.errors import UserError
 from synthgen.io import (
     ParquetStreamWriter,
@@ -122,16 +123,33 @@ class Synthesizer:
                 len(train_df),
             )
         t0 = time.perf_counter()
+        fit_df, self._public_matrix = train_df, None
+        if st.epsilon:
+            budget = split_budget(st.epsilon, st.delta, fitted_prior=st.prior == "fitted")
+            # the encoders never see the rows: they fit on a stand-in drawn from noisy histograms
+            fit_df, schema, marginals = private_stand_in(
+                train_df, schema, budget["marginals"], st.seed
+            )
+            self._budget = budget
+            self._dp_marginals = marginals
+            log.info(
+                "DP mode: epsilon %g, delta %g: %s",
+                st.epsilon,
+                st.delta,
+                ", ".join(f"{k} {v.epsilon:.3g}" for k, v in budget.items()),
+            )
         max_categories = plan.category_cap(schema, st.max_categories)
         self.transformer = TableTransformer(
             rare_threshold=st.rare_threshold,
             max_categories=max_categories,
             point_mass_share=st.point_mass_share,
-        ).fit(train_df, schema)
+        ).fit(fit_df, schema)
         _log_pooling(self.transformer.pooling_summary(), max_categories)
         protection = self.transformer.protection_summary()
         _log_protection(protection, st.rare_threshold)
         matrix = self.transformer.transform(train_df)
+        if st.epsilon:  # the class shares the calibration targets: the stand-in's
+            self._public_matrix = self.transformer.transform(fit_df)
         encode_s = time.perf_counter() - t0
         layout = self.transformer.layout
         log.info(
@@ -188,11 +206,17 @@ class Synthesizer:
             checkpoint_dir=checkpoint_dir,
             fingerprint=self.info.get("fingerprint", ""),
             progress=progress,
+            budget=self._budget if st.epsilon else None,
         )
+        if st.epsilon:
+            self.info["privacy"] = privacy_account(
+                st.epsilon, st.delta, self._budget, self._dp_marginals, self.training.privacy
+            )
         if st.calibrate_marginals:
+            public = self._public_matrix if st.epsilon else matrix
             blocks, values = calibrate_marginals(
                 self.net,
-                torch.from_numpy(matrix),
+                torch.from_numpy(public),
                 st.seed,
                 st.precision,
                 rows=memory.calibration_rows,

@@ -16,6 +16,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from synthgen.config import ModelSettings
+from synthgen.dp import Budget, private_gaussian
 from synthgen.io import atomic_path
 from synthgen.runtime import fast_bf16, resolve_device, torch_threads, training_threads
 from synthgen.split import split_rows
@@ -60,6 +62,7 @@ class TrainResult:
     cpu_threads: int | None = None  # torch threads the CPU training ran with
     column_val_loss: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
+    privacy: dict[str, Any] | None = None  # DP mode: what DP-SGD (and the prior) spent
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,12 +97,16 @@ def train(
     checkpoint_dir: str | Path | None = None,
     fingerprint: str = "",
     progress: bool | None = None,
+    budget: dict[str, Budget] | None = None,
 ) -> TrainResult:
     """Fit `model` on the encoded table `matrix`; returns what happened. Restores the best
-    epoch's weights."""
+    epoch's weights. With `budget` (DP mode, synthgen.dp.split_budget) it trains with DP-SGD
+    instead (`_train_private`)."""
     device = resolve_device(settings.device)
     threads = training_threads(model, settings.cpu_threads, device)
     with torch_threads(threads):
+        if budget is not None:
+            return _train_private(model, matrix, settings, device, budget, progress)
         return _train(
             model,
             matrix,
@@ -292,6 +299,205 @@ def _train(
         column_val_loss=state.column_val_loss,
         history=state.history,
     )
+
+
+# DP mode: each row's gradient is clipped to this L2 norm before the noise (Opacus' max_grad_norm)
+MAX_GRAD_NORM = 1.0
+DP_EPOCHS = 15  # DP mode's default training length: fewer steps, less noise in each
+DP_ACCOUNTANT = "rdp"
+
+
+def dp_epochs(settings: ModelSettings) -> int:
+    return settings.epochs or DP_EPOCHS
+
+
+def _train_private(
+    model: nn.Module,
+    matrix: np.ndarray,
+    settings: ModelSettings,
+    device: torch.device,
+    budget: dict[str, Budget],
+    progress: bool | None,
+) -> TrainResult:
+    """DP-SGD through Opacus: every row's gradient clipped to MAX_GRAD_NORM, Gaussian noise on their
+    sum, batches by Poisson sampling (each row in each batch with probability batch / rows). The
+    noise is the least that keeps the planned steps within budget["training"] under the RDP
+    accountant, and training stops at the last step the accountant allows. Every row trains: no
+    validation rows, no early stopping (choosing an epoch on rows would spend budget too), float32,
+    no checkpoints."""
+    from opacus import PrivacyEngine
+    from opacus.accountants.utils import get_noise_multiplier
+    from torch.utils.data import DataLoader, TensorDataset
+
+    spend = budget["training"]
+    torch.manual_seed(settings.seed)
+    x = torch.from_numpy(matrix)
+    batch = max(1, min(settings.batch_size, len(x) // 2))
+    sample_rate = batch / len(x)
+    epochs = dp_epochs(settings)
+    steps_per_epoch = max(1, round(1 / sample_rate))
+    planned = epochs * steps_per_epoch
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Opacus warns about its own secure-RNG default
+        noise = get_noise_multiplier(
+            target_epsilon=spend.epsilon,
+            target_delta=spend.delta,
+            sample_rate=sample_rate,
+            steps=planned,
+            accountant=DP_ACCOUNTANT,
+        )
+        allowed = _steps_within(spend, sample_rate, noise, planned)
+        model.to(device).train()
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+        )
+        engine = PrivacyEngine(accountant=DP_ACCOUNTANT)
+        private, optimizer, loader = engine.make_private(
+            module=model,
+            optimizer=optimizer,
+            data_loader=DataLoader(TensorDataset(x), batch_size=batch),
+            noise_multiplier=noise,
+            max_grad_norm=MAX_GRAD_NORM,
+            poisson_sampling=True,
+        )
+    log.info(
+        "training %s with DP-SGD on %s: %d rows, %d epochs of %d Poisson batches of about %d rows, "
+        "noise multiplier %.3f, clipping %.1f, budget epsilon %.3g delta %.2g (%s accountant)",
+        type(model).__name__,
+        device,
+        len(x),
+        epochs,
+        steps_per_epoch,
+        batch,
+        noise,
+        MAX_GRAD_NORM,
+        spend.epsilon,
+        spend.delta,
+        DP_ACCOUNTANT.upper(),
+    )
+    bar = _ProgressBar(epochs, enabled=sys.stderr.isatty() if progress is None else progress)
+    started, steps, history = time.perf_counter(), 0, []
+    with warnings.catch_warnings():
+        # Opacus' hooks on a first layer whose inputs need no gradient: expected, harmless
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        try:
+            for epoch in range(1, epochs + 1):
+                beta = (
+                    settings.beta * min(1.0, epoch / settings.kl_warmup_epochs)
+                    if settings.kl_warmup_epochs
+                    else settings.beta
+                )
+                sums, n_batches, t0 = torch.zeros(3), 0, time.perf_counter()
+                for (xb,) in loader:
+                    if steps >= allowed:
+                        break
+                    optimizer.zero_grad(set_to_none=True)
+                    if len(xb):
+                        loss, parts = private(xb.to(device), beta)
+                        loss.backward()
+                        sums += torch.tensor(
+                            [
+                                float(loss.detach()),
+                                float(parts["reconstruction"].detach()),
+                                float(parts["kl"].detach()) if "kl" in parts else 0.0,
+                            ]
+                        )
+                        n_batches += 1
+                    optimizer.step()  # an empty batch still takes its noisy step
+                    steps += 1
+                loss_, rec_, kl_ = (sums / max(n_batches, 1)).tolist()
+                if not math.isfinite(loss_):
+                    raise RuntimeError(f"training diverged at epoch {epoch}; try a lower lr")
+                row = {"epoch": epoch, "loss": loss_, "reconstruction": rec_, "kl": kl_}
+                row.update(beta=beta, rows_per_s=len(x) / (time.perf_counter() - t0))
+                history.append(row)
+                bar.update({**row, "val_loss": loss_})
+                if epoch % max(1, epochs // 10) == 0 or epoch == epochs:
+                    log.info(
+                        "epoch %d/%d  loss %.3f  reconstruction %.3f  kl %.3f  epsilon spent %.3f",
+                        epoch,
+                        epochs,
+                        loss_,
+                        rec_,
+                        kl_,
+                        engine.get_epsilon(spend.delta),
+                    )
+                if steps >= allowed:
+                    break
+        finally:
+            bar.close()
+            private._close()  # Opacus' hooks off the model
+    spent = float(engine.get_epsilon(spend.delta))
+    model.eval()
+    privacy = {
+        "mechanism": "DP-SGD (Opacus): per-row clipping, Poisson sampling, Gaussian noise",
+        "accountant": DP_ACCOUNTANT.upper(),
+        "noise_multiplier": noise,
+        "max_grad_norm": MAX_GRAD_NORM,
+        "sample_rate": sample_rate,
+        "steps": steps,
+        "epsilon": spent,
+        "delta": spend.delta,
+        "budget_epsilon": spend.epsilon,
+    }
+    log.info(
+        "DP-SGD spent epsilon %.3f of %.3f (delta %.2g) in %d steps",
+        spent,
+        spend.epsilon,
+        spend.delta,
+        steps,
+    )
+    if model.prior.kind == "fitted":
+        privacy["prior"] = _fit_private_prior(model, x.to(device), batch, budget["prior"], settings)
+    return TrainResult(
+        device=str(device),
+        epochs_planned=epochs,
+        epochs_run=len(history),
+        best_epoch=len(history),
+        stopped_early=steps < planned,
+        best_val_loss=None,
+        seconds=time.perf_counter() - started,
+        train_rows=len(x),
+        val_rows=0,
+        cpu_threads=torch.get_num_threads() if device.type == "cpu" else None,
+        history=history,
+        privacy=privacy,
+    )
+
+
+def _steps_within(spend: Budget, sample_rate: float, noise: float, planned: int) -> int:
+    """The most steps, up to `planned`, whose epsilon stays within the budget (RDP accountant)."""
+    from opacus.accountants import RDPAccountant
+
+    def epsilon(steps: int) -> float:
+        accountant = RDPAccountant()
+        accountant.history = [(noise, sample_rate, steps)]
+        return accountant.get_epsilon(spend.delta)
+
+    low, high = 0, planned
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if epsilon(mid) <= spend.epsilon else (low, mid - 1)
+    return low
+
+
+def _fit_private_prior(
+    model: nn.Module, x: torch.Tensor, batch: int, spend: Budget, settings: ModelSettings
+) -> dict[str, Any]:
+    """The fitted prior's mean and covariance, (epsilon, delta)-DP (synthgen.dp.private_gaussian).
+    A VAE's codes are one draw from each row's posterior, whose covariance is the aggregate
+    posterior's."""
+    means, variances = _codes(model, x, batch * 8, _null_context())
+    codes = means if variances is None else means + variances.sqrt() * torch.randn_like(means)
+    mean, cov, note = private_gaussian(codes.double().cpu().numpy(), spend, settings.seed)
+    model.prior.set(torch.from_numpy(mean), torch.from_numpy(cov))
+    log.info(
+        "generation draws z from a Gaussian fitted to the training codes with epsilon %.3g "
+        "(clip radius %g)",
+        spend.epsilon,
+        note["clip_radius"],
+    )
+    return note
 
 
 def _adamw(params: list[nn.Parameter], settings: ModelSettings) -> torch.optim.AdamW:

@@ -232,7 +232,8 @@ class NumericalEncoder(ColumnEncoder):
             code[missing] = self.missing_code
         elif missing.any():
             code[missing] = 0 if len(self._modes) else -1
-            out[missing & (code < 0), -1] = 0.0  # imputed at the median (z = 0)
+            if (missing & (code < 0)).any():
+                out[missing & (code < 0), -1] = 0.0  # imputed at the median (z = 0)
         if self.has_mode_block:
             out[:, 0] = code
         return out

@@ -161,9 +161,15 @@ class LatentPrior(nn.Module):
         cov = torch.cov(codes.T).reshape(codes.shape[1], codes.shape[1])
         if variances is not None:
             cov = cov + torch.diag(variances.double().mean(0))
+        self.set(codes.mean(0), cov)
+
+    @torch.no_grad()
+    def set(self, mean: torch.Tensor, cov: torch.Tensor) -> None:
+        """Draw z from N(mean, cov)."""
+        cov = cov.double()
         jitter = 1e-6 * cov.diagonal().mean().clamp(min=1e-6)
         cov = cov + jitter * torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
-        self.mean.copy_(codes.mean(0).float())
+        self.mean.copy_(mean.float())
         self.chol.copy_(torch.linalg.cholesky(cov).float())
 
     def sample(
