@@ -222,6 +222,12 @@ def evaluate(
     gate_max_mia_auc: Optional[float] = typer.Option(
         None, help="Privacy gate: largest membership-inference attack AUC (0.5 = chance)."
     ),
+    sensitive: Optional[str] = typer.Option(
+        None, help="Column the attribute-inference attack tries to learn (default: --target)."
+    ),
+    gate_max_attribute_advantage: Optional[float] = typer.Option(
+        None, help="Privacy gate: largest attribute-inference gain on training rows."
+    ),
     encoding: Optional[str] = typer.Option(
         None, help="Text encoding of CSV inputs (default: detected)."
     ),
@@ -240,7 +246,9 @@ Exit 1 if a privacy gate fails."""
     from synthgen.schema import infer_schema, load_metadata
 
     _setup_logging(quiet)
-    gate = privacy_gate(gate_max_copies, gate_min_dcr_ratio, gate_max_mia_auc).as_dict()
+    gate = privacy_gate(
+        gate_max_copies, gate_min_dcr_ratio, gate_max_mia_auc, gate_max_attribute_advantage
+    ).as_dict()
     real_df, synth_df = (
         read_table(real, encoding=encoding),
         read_table(synthetic, encoding=encoding),
@@ -257,6 +265,7 @@ Exit 1 if a privacy gate fails."""
         max_rows=max_rows,
         seed=seed,
         gate=gate,
+        sensitive=sensitive,
     )
     report = evaluation_report(
         real,

@@ -169,6 +169,13 @@ class PrivacyGate(BaseModel):
         le=1,
         description="largest AUC of the membership-inference attacks (distance, density)",
     )
+    max_attribute_advantage: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="largest gain of the attribute-inference attack on training rows over "
+        "holdout rows",
+    )
 
     def as_dict(self) -> dict[str, Any] | None:
         values = {k: v for k, v in self.model_dump().items() if v is not None}
@@ -223,6 +230,9 @@ class RunConfig(BaseModel):
         0.2, ge=0.0, lt=0.9, description="real rows kept out of training for privacy and utility"
     )
     target: str | None = Field(None, description="column to predict for the utility check")
+    sensitive: str | None = Field(
+        None, description="column the attribute-inference attack tries to learn (default: target)"
+    )
     model: dict[str, Any] = Field(
         default_factory=dict,
         description=(
@@ -338,9 +348,14 @@ def privacy_gate(
     max_copies: str | None = None,
     min_dcr_ratio: float | None = None,
     max_mia_auc: float | None = None,
+    max_attribute_advantage: float | None = None,
 ) -> PrivacyGate:
     """A privacy gate from command-line text: max_copies is a share (0.01) or 'natural'."""
-    values: dict[str, Any] = {"min_dcr_ratio": min_dcr_ratio, "max_mia_auc": max_mia_auc}
+    values: dict[str, Any] = {
+        "min_dcr_ratio": min_dcr_ratio,
+        "max_mia_auc": max_mia_auc,
+        "max_attribute_advantage": max_attribute_advantage,
+    }
     if max_copies is not None:
         try:
             values["max_exact_copy_share"] = (

@@ -30,7 +30,7 @@ from pandas.api import types as ptypes
 
 from synthgen.encoders.datetime import datetimes_to_ns
 from synthgen.errors import UserError
-from synthgen.schema import Schema, infer_schema, parse_datetimes
+from synthgen.schema import ColumnSchema, Schema, infer_schema, parse_datetimes
 
 log = logging.getLogger("synthgen")
 
@@ -50,6 +50,7 @@ MIA_REFERENCE_ROWS = 20_000  # synthetic and reference rows the density attack e
 # the k of the k-nearest-neighbour density estimates: 1, the most local, where a model that
 # memorized leaves its mark (k = 5 scored 0.60 against a generator that copies, k = 1 0.8+)
 MIA_NEIGHBOURS = 1
+AIA_NEIGHBOURS = 5  # synthetic rows whose sensitive value the attribute attacker takes a vote of
 
 
 def evaluate(
@@ -64,8 +65,10 @@ def evaluate(
     seed: int = 0,
     gate: dict[str, float] | None = None,
     detection: bool = True,
+    sensitive: str | None = None,
 ) -> dict[str, Any]:
-    """Score `synthetic` against the `real` rows it was learned from. Every figure is JSON-ready."""
+    """Score `synthetic` against the `real` rows it was learned from. Every figure is JSON-ready.
+    `sensitive`: the column an attribute-inference attack tries to learn (default: `target`)."""
     import sdmetrics
 
     started = time.perf_counter()
@@ -75,6 +78,8 @@ def evaluate(
         holdout = _aligned_columns(real, holdout, "holdout")
     if target is not None and target not in real.columns:
         raise UserError(f"target column {target!r} is not in the table")
+    if sensitive is not None and sensitive not in real.columns:
+        raise UserError(f"sensitive column {sensitive!r} is not in the table")
     scored = [c.name for c in schema.columns if c.modelled]
     real_s, synth_s = _sample(real, max_rows, seed), _sample(synthetic, max_rows, seed + 1)
     result: dict[str, Any] = {
@@ -115,7 +120,13 @@ def evaluate(
         t0 = time.perf_counter()
         log.info("evaluating privacy: distance to the closest of %d training rows", len(real))
         result["privacy"] = privacy(
-            real, synthetic, holdout, schema, query_rows=privacy_rows, seed=seed
+            real,
+            synthetic,
+            holdout,
+            schema,
+            query_rows=privacy_rows,
+            seed=seed,
+            sensitive=sensitive or target,
         )
         timings["privacy"] = time.perf_counter() - t0
         if target is not None:
@@ -719,9 +730,10 @@ def privacy(
     *,
     query_rows: int = DEFAULT_PRIVACY_ROWS,
     seed: int = 0,
+    sensitive: str | None = None,
 ) -> dict[str, Any]:
-    """Distance to closest training record (DCR) of synthetic rows against real holdout rows, and
-    copies."""
+    """Distance to closest training record (DCR) of synthetic rows against real holdout rows,
+    copies, and the membership- and attribute-inference attacks."""
     from sklearn.neighbors import NearestNeighbors
 
     feats = _Features(train, schema, max_levels=DISTANCE_LEVELS)
@@ -774,7 +786,84 @@ def privacy(
     result["membership_inference"] = membership_inference(
         train, synthetic, holdout, schema, seed=seed, feats=feats
     )
+    if sensitive is not None and schema[sensitive].modelled:
+        result["attribute_inference"] = attribute_inference(
+            train, synthetic, holdout, schema, sensitive, seed=seed
+        )
     return result
+
+
+def attribute_inference(
+    train: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    holdout: pd.DataFrame,
+    schema: Schema,
+    sensitive: str,
+    *,
+    rows: int = MIA_ROWS,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """An attacker who knows every other column of a person's row looks up the AIA_NEIGHBOURS
+    nearest synthetic rows and guesses the sensitive value they hold most, nearer rows weighing
+    more (numbers: which of five quantile bins). The risk is what the guess gains on training rows (members) over real rows the
+    model never saw: what the model gives away about its training rows beyond what it learned of
+    the population (the idea of SDMetrics' CAP metrics, scored against non-members)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    m = min(rows, len(train), len(holdout))
+    if m < MIA_MIN_ROWS:
+        return {"skipped": f"{len(holdout)} holdout rows are too few to attack with"}
+    feats = _Features(train, schema, exclude=(sensitive,), max_levels=DISTANCE_LEVELS)
+    if not feats.columns:
+        return {"skipped": "no other column to attack with"}
+    label = _labeller(train[sensitive], schema[sensitive])
+    reference = _sample(synthetic, MIA_REFERENCE_ROWS, seed + 10)
+    k = min(AIA_NEIGHBOURS, len(reference))
+    index = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(feats.distance_space(reference))
+    known = label(reference[sensitive])
+
+    def accuracy(targets: pd.DataFrame) -> float:
+        distance, near = index.kneighbors(feats.distance_space(targets))  # (m, k)
+        weight = 1.0 / (distance + 1e-6)  # nearer rows count more; an equal row settles it
+        votes = np.zeros((len(near), int(known.max()) + 1))
+        np.add.at(votes, (np.arange(len(near))[:, None], known[near]), weight)
+        guess = votes.argmax(1)
+        return float(np.mean(guess == label(targets[sensitive])))
+
+    members = accuracy(_sample(train, m, seed + 11))
+    non_members = accuracy(_sample(holdout, m, seed + 12))
+    baseline = float(np.bincount(label(train[sensitive])).max() / len(train))
+    return {
+        "column": sensitive,
+        "accuracy_members": members,
+        "accuracy_non_members": non_members,
+        "majority_baseline": baseline,
+        "advantage": members - non_members,
+        "targets": m,
+        "neighbours": k,
+        "note": "the attacker knows every other column; advantage 0: the rows give away nothing "
+        "about training rows that they do not about anyone",
+    }
+
+
+def _labeller(values: pd.Series, col: ColumnSchema):
+    """Values -> small integer labels: categories (missing as one), or numbers' quintile bins."""
+    if col.kind in ("numerical", "datetime"):
+        x = _as_number(values, col)
+        edges = np.unique(np.nanquantile(x, [0.2, 0.4, 0.6, 0.8])) if np.isfinite(x).any() else []
+
+        def label(s: pd.Series) -> np.ndarray:
+            v = _as_number(s, col)
+            return np.where(np.isnan(v), len(edges) + 1, np.searchsorted(edges, v))
+
+        return label
+    levels = pd.Index(values.astype(object).where(values.notna(), None).astype(str).unique())
+
+    def label(s: pd.Series) -> np.ndarray:
+        codes = levels.get_indexer(s.astype(object).where(s.notna(), None).astype(str))
+        return np.where(codes < 0, len(levels), codes)
+
+    return label
 
 
 def membership_inference(
@@ -1005,7 +1094,8 @@ def privacy_gate(
     privacy_result: dict[str, Any] | None, gate: dict[str, float] | None
 ) -> dict[str, Any]:
     """Check privacy figures against limits. Keys: max_exact_copy_share, min_dcr_ratio,
-    max_closer_to_train_share, max_mia_auc (the stronger membership-inference attack's AUC).
+    max_closer_to_train_share, max_mia_auc (the stronger membership-inference attack's AUC),
+    max_attribute_advantage (the attribute-inference attack's accuracy on members over non-members).
 
     `max_exact_copy_share` may be "natural": no more copies than real holdout rows have (the natural
     duplicate rate of the data).
@@ -1058,6 +1148,19 @@ def privacy_gate(
                 "limit": gate["max_closer_to_train_share"],
                 "passed": value <= gate["max_closer_to_train_share"],
                 "detail": f"<= {gate['max_closer_to_train_share']}",
+            }
+        )
+    if gate.get("max_attribute_advantage") is not None:
+        aia = privacy_result.get("attribute_inference") or {}
+        value = aia.get("advantage")
+        checks.append(
+            {
+                "check": "attribute-inference advantage on training rows",
+                "value": value,
+                "limit": gate["max_attribute_advantage"],
+                "passed": value is not None and value <= gate["max_attribute_advantage"],
+                "detail": f"<= {gate['max_attribute_advantage']}"
+                + ("" if value is not None else ": not measured (no sensitive column)"),
             }
         )
     if gate.get("max_mia_auc") is not None:

@@ -1303,6 +1303,30 @@ def _privacy_html(models: dict, fig_html) -> str:
         out += _table(
             ["model", "distance AUC", "density AUC", "members / non-members"], attack_rows
         )
+    aia_rows = [
+        [
+            model_label(name, models.get(name)),
+            str(aia["column"]),
+            _f(aia["accuracy_members"]),
+            _f(aia["accuracy_non_members"]),
+            _f(aia["majority_baseline"]),
+            _f(aia["advantage"]),
+        ]
+        for name, model in models.items()
+        for aia in [((model["evaluation"].get("privacy") or {}).get("attribute_inference") or {})]
+        if "advantage" in aia
+    ]
+    if aia_rows:
+        out += (
+            '<p class="note">Attribute inference: an attacker who knows every other column of a '
+            "person guesses the sensitive column from the nearest synthetic rows. What matters is "
+            "the advantage: how much better the guess is for training rows than for real rows "
+            "the model never saw.</p>"
+        )
+        out += _table(
+            ["model", "column", "accuracy, members", "non-members", "majority", "advantage"],
+            aia_rows,
+        )
     if gate_rows:
         out += _table(["model", "check", "value", "limit", "result"], gate_rows)
     sd = first.get("sdmetrics_dcr") or {}

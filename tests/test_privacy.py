@@ -136,3 +136,33 @@ def test_membership_inference_catches_copies_and_not_fresh_rows():
     assert gate["passed"] is False and gate["checks"][0]["value"] == leaky["max_auc"]
     tiny = membership_inference(train, fresh, holdout.head(30), schema)
     assert "skipped" in tiny
+
+
+def test_the_attribute_attack_gains_on_copied_rows_and_not_on_fresh_ones():
+    from synthgen.evaluate import evaluate
+
+    rng = np.random.default_rng(0)
+    n = 1200
+    population = pd.DataFrame(
+        {
+            "a": rng.normal(size=n),
+            "b": rng.integers(0, 50, n),
+            "c": rng.choice(list("xyz"), n),
+            "disease": rng.choice(["no", "yes"], n, p=[0.7, 0.3]),  # independent of the rest
+        }
+    )
+    train, holdout = population.iloc[:800], population.iloc[800:].reset_index(drop=True)
+    copies = evaluate(train, train.copy(), holdout=holdout, sensitive="disease", detection=False)
+    aia = copies["privacy"]["attribute_inference"]
+    assert aia["accuracy_members"] > 0.9 and aia["advantage"] > 0.2
+    fresh = population.sample(800, random_state=1).assign(
+        disease=rng.choice(["no", "yes"], 800, p=[0.7, 0.3])
+    )
+    gate = {"max_attribute_advantage": 0.1}
+    ok = evaluate(train, fresh, holdout=holdout, sensitive="disease", detection=False, gate=gate)
+    assert abs(ok["privacy"]["attribute_inference"]["advantage"]) < 0.1
+    assert ok["privacy_gate"]["passed"]
+    bad = evaluate(
+        train, train.copy(), holdout=holdout, sensitive="disease", detection=False, gate=gate
+    )
+    assert not bad["privacy_gate"]["passed"]

@@ -224,6 +224,7 @@ def score(
         max_rows=cfg.max_eval_rows,
         seed=cfg.seed,
         gate=cfg.privacy_gate.as_dict() if gated else None,
+        sensitive=cfg.sensitive,
     )
 
 
