@@ -805,9 +805,10 @@ def attribute_inference(
 ) -> dict[str, Any]:
     """An attacker who knows every other column of a person's row looks up the AIA_NEIGHBOURS
     nearest synthetic rows and guesses the sensitive value they hold most, nearer rows weighing
-    more (numbers: which of five quantile bins). The risk is what the guess gains on training rows (members) over real rows the
-    model never saw: what the model gives away about its training rows beyond what it learned of
-    the population (the idea of SDMetrics' CAP metrics, scored against non-members)."""
+    more (numbers: which of five quantile bins). The risk is what the guess gains on training rows
+    (members) over real rows the model never saw: what the model gives away about its training
+    rows beyond what it learned of the population (the idea of SDMetrics' CAP metrics, scored
+    against non-members)."""
     from sklearn.neighbors import NearestNeighbors
 
     m = min(rows, len(train), len(holdout))

@@ -146,9 +146,11 @@ def plan_fit(
     batch_size: int,
     variational: bool,
     where: str = "the table",
+    per_row_gradients: bool = False,
 ) -> Plan:
-    """The memory a fit on this layout will hold, scaled to
-    the budgets above; refuses (UserError) what cannot fit."""
+    """The memory a fit on this layout will hold, scaled to the budgets above; refuses (UserError)
+    what cannot fit. `per_row_gradients` (DP-SGD): every row of a batch holds a gradient of
+    every parameter."""
     n_slots = len(layout.continuous)
     in_w = layout.onehot_width
     out_w = layout.out_width + (n_slots if variational else 0)
@@ -161,6 +163,8 @@ def plan_fit(
     model = params * FLOAT * 6
     # forward and backward, one-hot and softmax
     per_example = FLOAT * 8 * (in_w + out_w + 2 * sum(hidden))
+    if per_row_gradients:
+        per_example += FLOAT * 2 * params  # the row's gradient, and its clipped copy
     batch = max(16, min(batch_size, ACTIVATION_BUDGET // per_example))
     # the encoded table: NumPy, torch, the train/validation copies
     matrix = n_rows * layout.n_inputs * FLOAT * 3

@@ -191,6 +191,7 @@ class Synthesizer:
             batch_size=st.batch_size,
             variational=st.model == "vae",
             where=getattr(self, "_source", "the table"),
+            per_row_gradients=bool(st.epsilon),
         )
         torch.manual_seed(st.seed)
         self.net = MODELS[st.model](layout, st)
