@@ -7,10 +7,12 @@ how settings were compared before a default changed.
     python benchmarks/seeds.py credit --seeds 0-7 --z-from posterior
         # diagnosis: is the prior the problem?
 
-compare.py's split; per seed: fit on train (the settings over the defaults), sample as many rows as
-train holds with seed + 1, score with synthgen.evaluate (fidelity against train, utility and privacy
-with test). One JSON line per seed, then the means. Seed-to-seed spread is large on the small tables
-(credit's utility 0.90-0.97), so compare means over several seeds, not one run.
+compare.py's split (`--validation`: its training rows split again, 80% to train on and 20% to
+score utility and privacy on, for choosing defaults); per seed: fit on train (the settings over the
+defaults), sample as many rows as train holds with seed + 1, score with synthgen.evaluate (fidelity
+against train, utility and privacy with test). One JSON line per seed, then the means. Seed-to-seed
+spread is large on the small tables (credit's utility 0.90-0.97), so compare means over several
+seeds, not one run.
 
 `--z-from posterior` decodes z drawn from the aggregate posterior (a random train row's q(z|x))
 instead of the prior: a diagnosis, not a way to sample (those rows lean on single train rows). If
@@ -31,13 +33,24 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import compare  # noqa: E402 - the split and targets of the benchmark
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from synthgen import Synthesizer  # noqa: E402
 from synthgen.evaluate import evaluate  # noqa: E402
 from synthgen.schema import infer_schema  # noqa: E402
 
-FIGURES = ("overall", "shapes", "trends", "aligned", "utility", "dcr_ratio", "mia_auc", "fit_s")
+FIGURES = (
+    "overall",
+    "shapes",
+    "trends",
+    "aligned",
+    "detection",
+    "utility",
+    "dcr_ratio",
+    "mia_auc",
+    "fit_s",
+)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -87,10 +100,23 @@ def main() -> None:
         help="where generation draws z (posterior: a diagnosis, see above)",
     )
     ap.add_argument("--data", type=Path, default=compare.DATASETS)
+    ap.add_argument(
+        "--validation",
+        action="store_true",
+        help="choosing a default: hold 20%% of the training rows out as the rows utility and "
+        "privacy are scored on, and never touch the test rows",
+    )
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     settings = json.loads(args.settings)
     train, test = compare.split(args.dataset, args.data)
+    if args.validation:
+        perm = np.random.default_rng(1).permutation(len(train))
+        k = round(0.2 * len(train))
+        train, test = (
+            train.iloc[perm[k:]].reset_index(drop=True),
+            train.iloc[perm[:k]].reset_index(drop=True),
+        )
     schema = infer_schema(train)
     rows = []
     for seed in parse_seeds(args.seeds):
@@ -124,6 +150,7 @@ def main() -> None:
             # the stronger of the two membership attacks (nan when the holdout is too small)
             "mia_auc": ev["privacy"]["membership_inference"].get("max_auc", float("nan")),
             "mia": ev["privacy"]["membership_inference"].get("auc"),
+            "detection": ev["detection"]["score"],
             "fit_s": fit_s,
         }
         rows.append(row)
