@@ -386,7 +386,10 @@ def private_gaussian(
     noisy = np.bincount(bins, minlength=len(powers)) + rng.laplace(
         0.0, 2.0 / budget.epsilon, len(powers)
     )
-    share = np.cumsum(np.maximum(noisy, 0.0)) / max(np.maximum(noisy, 0.0).sum(), 1.0)
+    # only bins that stand out from the noise count (as for the marginals), else the noise spread
+    # over the empty bins would carry the quantile far out
+    kept = np.where(noisy > 2.0 / budget.epsilon * math.log(len(powers) / FALSE_BIN_ODDS), noisy, 0)
+    share = np.cumsum(kept) / kept.sum() if kept.any() else np.ones(len(powers))
     radius = float(2.0 ** powers[min(int(np.searchsorted(share, 0.99)), len(powers) - 1)])
     clipped = codes * np.minimum(1.0, radius / np.maximum(norms, 1e-12))[:, None]
     sigma = gaussian_noise_scale(budget.epsilon / 2, budget.delta, math.sqrt(radius**2 + radius**4))

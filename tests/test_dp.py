@@ -115,6 +115,10 @@ def test_a_private_gaussian_is_close_on_many_rows_and_clips_an_outlier():
     assert np.allclose(mean, [1.0, -2.0], atol=0.05)
     assert np.allclose(np.diag(cov), [1.0, 0.25], atol=0.1)
     assert note["clip_radius"] <= 16
+    # a few thousand rows: the noise over the empty bins of the norms' histogram must not carry
+    # the radius far out
+    small = rng.normal(0.0, 1.0, size=(5_000, 16))
+    assert private_gaussian(small, Budget(0.15, 5e-7), seed=0)[2]["clip_radius"] <= 16
 
 
 @pytest.fixture(scope="module")
