@@ -13,6 +13,7 @@ MODEL_KINDS = ("vae", "ae")
 
 
 DP_HIDDEN = (128, 128)  # DP mode's default hidden widths
+DP_LR = 1e-2  # DP mode's default learning rate (docs/design.md, "DP mode")
 
 
 class ModelSettings(BaseModel):
@@ -39,7 +40,7 @@ class ModelSettings(BaseModel):
     )
     norm: Literal["none", "batch", "layer"] = Field("none", description="normalization layers")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout after each hidden layer")
-    lr: float = Field(3e-3, gt=0, description="AdamW learning rate")
+    lr: float = Field(3e-3, gt=0, description="AdamW learning rate (DP mode: 1e-2)")
     lr_schedule: Literal["constant", "cosine"] = Field(
         "constant", description="constant, or cosine decay to 5% over the planned epochs"
     )
@@ -109,6 +110,9 @@ class ModelSettings(BaseModel):
         # DP-SGD's noise grows with the parameters and its per-row gradients cost memory and time
         if self.epsilon and "hidden" not in self.model_fields_set:
             object.__setattr__(self, "hidden", list(DP_HIDDEN))
+        # DP mode trains few, noisy steps: a larger step learns more of the table in them
+        if self.epsilon and "lr" not in self.model_fields_set:
+            object.__setattr__(self, "lr", DP_LR)
         return self
 
     def fingerprint_fields(self) -> dict[str, Any]:

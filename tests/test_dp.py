@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from synthgen import Synthesizer
-from synthgen.config import DP_HIDDEN, ModelSettings, load_run_config, run_overrides
+from synthgen.config import DP_HIDDEN, DP_LR, ModelSettings, load_run_config, run_overrides
 from synthgen.dp import (
     Budget,
     gaussian_noise_scale,
@@ -135,7 +135,7 @@ def test_dp_mode_trains_within_its_budget_and_says_so(dp_model):
     assert account["epsilon_spent"] <= 3.0 + 1e-9 and account["delta_spent"] <= 1e-5 + 1e-15
     assert "RDP" in account["accountant"]
     assert synth.training.privacy["steps"] > 0 and synth.training.val_rows == 0
-    assert synth.settings.hidden == list(DP_HIDDEN)
+    assert synth.settings.hidden == list(DP_HIDDEN) and synth.settings.lr == DP_LR
     manifest = (path / "synthgen.json").read_text()
     saved = json.loads(manifest)
     assert saved["settings"]["epsilon"] == 3.0
