@@ -28,7 +28,9 @@ import pandas as pd
 from pandas.api import types as ptypes
 from scipy import special
 
-from synthgen.schema import ColumnSchema, Schema, parse_datetimes
+from synthgen.encoders.base import _as_float
+from synthgen.encoders.datetime import datetimes_to_ns, resolution_ns
+from synthgen.schema import ColumnSchema, Schema
 
 log = logging.getLogger("synthgen")
 
@@ -51,7 +53,6 @@ COARSE_SHARE = 0.3  # of a number's budget, on the coarse bins
 FINE_BINS_AT = 1000
 CHILDREN_COVER = 0.7
 SPECIAL_KEYS = ("missing", "-inf", "+inf", "zero")
-DATETIME_STEPS_NS = (86_400 * 10**9, 3_600 * 10**9, 60 * 10**9, 10**9, 10**6, 10**3, 1)
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ def _private_numbers(
     uniformly within the bins."""
     fine_digits = DIGITS[col.kind]
     if col.kind == "datetime":
-        ns, missing = _datetime_ns(s, col)
+        ns, missing = datetimes_to_ns(s, col.datetime_format)
         x = np.where(missing, np.nan, ns / 1e9)
     else:
         x = _as_float(s)
@@ -152,15 +153,14 @@ def _private_numbers(
         )
         bins, weights = [(fine_digits, SPECIAL_KEYS.index("zero"))], [1.0]
     weights = np.maximum(np.asarray(weights), 1.0)
+    bin_digits, bin_keys = (np.array(column, dtype=np.int64) for column in zip(*bins, strict=True))
     drawn = rng.choice(len(bins), size=n, p=weights / weights.sum())
     values = np.empty(n)
     for digits in (fine_digits - 1, fine_digits):
-        at = np.flatnonzero(np.array([bins[i][0] == digits for i in range(len(bins))])[drawn])
-        keys = np.array([bins[i][1] for i in drawn[at]], dtype=np.int64)
-        values[at] = _values_in_bins(keys, digits, rng)
+        at = np.flatnonzero(bin_digits[drawn] == digits)
+        values[at] = _values_in_bins(bin_keys[drawn[at]], digits, rng)
     if col.kind == "datetime":  # the data's resolution (days, hours, ...) is its format: public
-        present = ns[~missing]
-        step = next(st for st in DATETIME_STEPS_NS if np.all(present % st == 0)) / 1e9
+        step = resolution_ns(ns[~missing]) / 1e9
         values = np.trunc(values / step) * step
     elif col.decimals is not None:  # toward zero: a bin [40, 41) holds 40 of an integer column
         finite = np.isfinite(values)
@@ -240,21 +240,6 @@ def _private_categories(
         "delta": budget.delta,
     }
     return out, note
-
-
-def _as_float(s: pd.Series) -> np.ndarray:
-    return pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-
-
-def _datetime_ns(s: pd.Series, col: ColumnSchema) -> tuple[np.ndarray, np.ndarray]:
-    """Nanoseconds since 1970 (UTC), and the missing mask."""
-    if ptypes.is_datetime64_any_dtype(s.dtype):
-        parsed = s
-    else:
-        parsed = parse_datetimes(s, col.datetime_format)
-    if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-    return parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64), parsed.isna().to_numpy()
 
 
 def _bin_keys(x: np.ndarray, digits: int) -> np.ndarray:

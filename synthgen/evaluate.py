@@ -1151,32 +1151,35 @@ def privacy_gate(
                 "detail": f"<= {gate['max_closer_to_train_share']}",
             }
         )
-    if gate.get("max_attribute_advantage") is not None:
-        aia = privacy_result.get("attribute_inference") or {}
-        value = aia.get("advantage")
-        checks.append(
-            {
-                "check": "attribute-inference advantage on training rows",
-                "value": value,
-                "limit": gate["max_attribute_advantage"],
-                "passed": value is not None and value <= gate["max_attribute_advantage"],
-                "detail": f"<= {gate['max_attribute_advantage']}"
-                + ("" if value is not None else ": not measured (no sensitive column)"),
-            }
-        )
-    if gate.get("max_mia_auc") is not None:
-        mia = privacy_result.get("membership_inference") or {}
-        value = mia.get("max_auc")
-        checks.append(
-            {
-                "check": "membership-inference AUC (the stronger attack)",
-                "value": value,
-                "limit": gate["max_mia_auc"],
-                "passed": value is not None and value <= gate["max_mia_auc"],
-                "detail": f"<= {gate['max_mia_auc']}"
-                + ("" if value is not None else ": not measured, too few holdout rows"),
-            }
-        )
+    attacks = (
+        (
+            "max_attribute_advantage",
+            "attribute_inference",
+            "advantage",
+            "attribute-inference advantage on training rows",
+            "no sensitive column",
+        ),
+        (
+            "max_mia_auc",
+            "membership_inference",
+            "max_auc",
+            "membership-inference AUC (the stronger attack)",
+            "too few holdout rows",
+        ),
+    )
+    for key, result, figure, check, unmeasured in attacks:
+        if gate.get(key) is not None:
+            value = (privacy_result.get(result) or {}).get(figure)
+            checks.append(
+                {
+                    "check": check,
+                    "value": value,
+                    "limit": gate[key],
+                    "passed": value is not None and value <= gate[key],
+                    "detail": f"<= {gate[key]}"
+                    + ("" if value is not None else f": not measured ({unmeasured})"),
+                }
+            )
     return {"set": True, "passed": all(c["passed"] for c in checks), "checks": checks, "gate": gate}
 
 

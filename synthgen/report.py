@@ -1288,9 +1288,7 @@ def _privacy_html(models: dict, fig_html) -> str:
             _f(mia["auc"]["density"]),
             f"{mia['members']} / {mia['non_members']}",
         ]
-        for name, model in models.items()
-        for mia in [((model["evaluation"].get("privacy") or {}).get("membership_inference") or {})]
-        if "auc" in mia
+        for name, mia in _attack_results(models, "membership_inference", "auc")
     ]
     if attack_rows:
         out += (
@@ -1312,9 +1310,7 @@ def _privacy_html(models: dict, fig_html) -> str:
             _f(aia["majority_baseline"]),
             _f(aia["advantage"]),
         ]
-        for name, model in models.items()
-        for aia in [((model["evaluation"].get("privacy") or {}).get("attribute_inference") or {})]
-        if "advantage" in aia
+        for name, aia in _attack_results(models, "attribute_inference", "advantage")
     ]
     if aia_rows:
         out += (
@@ -1333,6 +1329,15 @@ def _privacy_html(models: dict, fig_html) -> str:
     if sd:
         out += f'<p class="note">SDMetrics DCR metrics: {html.escape(json.dumps(sd))}</p>'
     return protection + out + f'<div class="grid">{"".join(figs)}</div>'
+
+
+def _attack_results(models: dict, attack: str, figure: str) -> list[tuple[str, dict]]:
+    """(model name, result) of each model whose privacy evaluation ran `attack` to `figure`."""
+    results = [
+        (name, (model["evaluation"].get("privacy") or {}).get(attack) or {})
+        for name, model in models.items()
+    ]
+    return [(name, result) for name, result in results if figure in result]
 
 
 NO_GUARANTEE = (

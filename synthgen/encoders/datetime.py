@@ -24,11 +24,17 @@ def datetimes_to_ns(s: pd.Series, fmt: str | None) -> tuple[np.ndarray, np.ndarr
     return parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64), parsed.isna().to_numpy()
 
 
+STEPS_NS = (86_400 * 10**9, 3_600 * 10**9, 60 * 10**9, 10**9, 10**6, 10**3, 1)
+
+
+def resolution_ns(ns: np.ndarray) -> int:
+    """The coarsest step (a day, an hour, ..., a nanosecond) that every value sits on."""
+    return next(step for step in STEPS_NS if np.all(ns % step == 0))
+
+
 class DatetimeEncoder(ColumnEncoder):
     """Datetimes as integer steps of the data's own resolution (days, hours, ..., ns), then as
     numbers."""
-
-    STEPS_NS = [86_400 * 10**9, 3_600 * 10**9, 60 * 10**9, 10**9, 10**6, 10**3, 1]
 
     def __init__(self, col: ColumnSchema, numeric: NumericalEncoder) -> None:
         super().__init__(col)
@@ -40,8 +46,7 @@ class DatetimeEncoder(ColumnEncoder):
 
     def fit(self, s: pd.Series) -> DatetimeEncoder:
         ns, missing = datetimes_to_ns(s, self.col.datetime_format)
-        valid = ns[~missing]
-        self.step_ns = next(st for st in self.STEPS_NS if np.all(valid % st == 0))
+        self.step_ns = resolution_ns(ns[~missing])
         self.numeric.decimals = 0  # whole steps: a protected tail's representatives are too
         self.numeric.fit_values(self._steps(ns, missing))
         return self
