@@ -73,6 +73,16 @@ def split(name: str, datasets: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return df.iloc[perm[k:]].reset_index(drop=True), df.iloc[perm[:k]].reset_index(drop=True)
 
 
+def save_results(kind: str, runs: list[dict], summary: pd.DataFrame) -> Path:
+    """Print a benchmark's summary table and write its runs and summary to
+    benchmarks/results/<kind>-<date>.json."""
+    print(summary.to_string())
+    out = ROOT / "benchmarks" / "results" / f"{kind}-{datetime.now(timezone.utc).date()}.json"
+    out.write_text(json.dumps({"runs": runs, "summary": summary.reset_index().to_dict("records")}))
+    print(f"wrote {out}")
+    return out
+
+
 SAMPLE_THREADS = torch.get_num_threads()  # set by --sample-threads
 
 

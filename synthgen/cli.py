@@ -169,23 +169,79 @@ def sample(
     rows: int = typer.Option(..., "--rows", "-n", min=0, help="How many rows to write."),
     out: Path = typer.Option(..., "--out", "-o", help="Parquet file to write (atomically)."),
     seed: Optional[int] = typer.Option(None, help="Seed (default: a fresh one, printed)."),
+    where: list[str] = typer.Option(
+        [],
+        help="Only rows meeting this condition: col=value, col=low..high (repeatable; a column "
+        "given twice takes either value).",
+    ),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Draw new rows from a saved model into a Parquet file, streaming row groups (flat memory)."""
     import time
 
+    from synthgen.config import where_conditions
     from synthgen.synthesizer import Synthesizer
 
     _setup_logging(quiet)
+    conditions = where_conditions(where) if where else None
     synth = Synthesizer.load(model_dir, device=device)
     t0 = time.perf_counter()
-    synth.sample_to_parquet(rows, out, seed=seed)
+    synth.sample_to_parquet(rows, out, seed=seed, conditions=conditions)
     elapsed = time.perf_counter() - t0
     print(
         f"{out}: {rows} rows (seed {synth.last_seed}) in {elapsed:.1f}s, "
         f"{rows / max(elapsed, 1e-9):,.0f} rows/s"
     )
+
+
+@app.command()
+@user_errors
+def embed(
+    input: Path = typer.Argument(..., help="Table whose rows to place in the latent space."),
+    model_dir: Path = typer.Argument(..., help="A model folder written by `synthgen fit`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Parquet file to write (atomically)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    encoding: Optional[str] = typer.Option(None, help="Text encoding of a CSV input."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Each row's latent code (the VAE's posterior mean, the AE's code): columns row, z0, z1, ..."""
+    from synthgen.io import write_parquet
+    from synthgen.synthesizer import Synthesizer
+
+    _setup_logging(quiet)
+    codes = Synthesizer.load(model_dir, device=device).embed(input, encoding=encoding)
+    write_parquet(codes.reset_index(names="row"), out)
+    print(f"{out}: {len(codes)} rows, {codes.shape[1]} latent dimensions")
+
+
+@app.command()
+@user_errors
+def score(
+    input: Path = typer.Argument(..., help="Table whose rows to score."),
+    model_dir: Path = typer.Argument(..., help="A model folder written by `synthgen fit`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Parquet file to write (atomically)."),
+    top: Optional[int] = typer.Option(
+        None, min=1, help="Keep only the N most unusual rows, highest score first."
+    ),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    encoding: Optional[str] = typer.Option(None, help="Text encoding of a CSV input."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Anomaly scores: each row's negative ELBO (VAE) or reconstruction loss (AE), its percentile
+    among training rows, the column that made it most unusual and every column's part."""
+    from synthgen.io import write_parquet
+    from synthgen.synthesizer import Synthesizer
+
+    _setup_logging(quiet)
+    scores = Synthesizer.load(model_dir, device=device).score(input, encoding=encoding)
+    if top:
+        scores = scores.nlargest(top, "score")
+    write_parquet(scores.reset_index(names="row"), out)
+    shown = scores.nlargest(min(len(scores), 5), "score")
+    print(f"{out}: {len(scores)} rows scored; the most unusual:")
+    for row, r in shown.iterrows():
+        print(f"  row {row}: score {r['score']:.2f}, most unusual column {r['most_unusual']}")
 
 
 @app.command()
@@ -334,6 +390,9 @@ def generate(
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", help="Put the whole run under this folder."
     ),
+    where: list[str] = typer.Option(
+        [], help="Generate only rows meeting this condition: col=value, col=low..high (repeatable)."
+    ),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
     encoding: Optional[str] = typer.Option(
         None, help="Text encoding of a CSV input (default: detected)."
@@ -343,10 +402,11 @@ def generate(
     # the backslash keeps this help text on one line in `synthgen --help`'s command list
     """Run the whole pipeline as a Prefect flow: train, sample, evaluate, \
 publish Parquet and a quality report."""
-    from synthgen.config import run_overrides
+    from synthgen.config import run_overrides, where_conditions
     from synthgen.flows.api import TemporaryAPI
 
     _setup_logging(quiet)
+    conditions = where_conditions(where) if where else None
     if input is None and config is None:
         raise UserError("give an INPUT table or a --config file with `input:`")
     api = TemporaryAPI().start()  # Prefect's temporary server comes up while the input is checked
@@ -366,6 +426,7 @@ publish Parquet and a quality report."""
                 models=models,
                 epochs=epochs,
                 epsilon=epsilon,
+                conditions=conditions,
             ),
             quiet,
         )

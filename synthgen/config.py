@@ -255,6 +255,11 @@ class RunConfig(BaseModel):
         None, description="DP mode for every model: {epsilon: E, delta: D} (docs/design.md)"
     )
     privacy_gate: PrivacyGate = Field(default_factory=PrivacyGate)
+    conditions: dict[str, Any] | list[dict[str, Any]] | None = Field(
+        None,
+        description="generate rows meeting conditions: {col: value | [values] | {low, high}}, or "
+        "groups [{where: {...}, share: f}] to rebalance (README, Conditional generation)",
+    )
     max_eval_rows: int = Field(50_000, ge=100)
     out: str | None = Field(
         None, description="put the whole run (data, reports, model cache) under this folder"
@@ -297,6 +302,8 @@ class RunConfig(BaseModel):
         for model in MODEL_KINDS:
             if model in self.models or model in self.model:
                 self.model_settings(model)
+        if self.conditions is not None and self.sample_shards > 1:
+            raise ValueError("conditions sample into one file: leave sample_shards at 1")
         if self.schedule is not None and len(self.schedule.split()) not in (5, 6):
             raise ValueError(
                 f"schedule must be a cron expression like '0 3 * * *', got {self.schedule!r}"
@@ -321,6 +328,31 @@ class RunConfig(BaseModel):
             {"seed": self.seed, **shared, **own, **extra, "model": model, "device": self.device},
             f"{model} settings" if own else "model settings",
         )
+
+
+def where_conditions(where: list[str]) -> dict[str, Any]:
+    """Conditions from `--where` texts: `col=value`; a column given twice takes one of the values;
+    `col=low..high` is a range (an end may be left out: `age=65..`)."""
+    out: dict[str, Any] = {}
+    for text in where:
+        name, sep, value = text.partition("=")
+        if not sep or not name.strip():
+            raise UserError(f"--where takes col=value or col=low..high, got {text!r}")
+        name = name.strip()
+        low, dots, high = value.partition("..")
+        if dots and ".." not in high:
+            spec: Any = {"low": low.strip() or None, "high": high.strip() or None}
+        else:
+            spec = value
+        if name not in out:
+            out[name] = spec
+        elif isinstance(out[name], list) and not isinstance(spec, dict):
+            out[name].append(spec)
+        elif not isinstance(out[name], dict) and not isinstance(spec, dict):
+            out[name] = [out[name], spec]
+        else:
+            raise UserError(f"--where gives {name!r} a range and other values")
+    return out
 
 
 def run_overrides(

@@ -456,6 +456,19 @@ def render_html(report: dict[str, Any]) -> str:
             )
         parts.append(fig_html(_heatmaps(assoc)))
         parts.append(_pairs_table(ev.get("quality") or {}))
+    # -- latent space
+    mapped = [(n, m["latent"]) for n, m in models.items() if m.get("latent")]
+    if mapped:
+        parts.append("<h2>Latent space</h2>")
+        parts.append(
+            '<p class="note">Real training rows and synthetic rows, each through the model\'s '
+            "encoder (the VAE's posterior mean, the AE's code), on the first two principal "
+            "components of the real rows' codes: the share of each table per cell. Where the "
+            "right panel is red the model draws too many rows, where blue too few. A real cell "
+            "fewer rows hold than value protection allows shows empty.</p>"
+        )
+        for name, latent_ in mapped:
+            parts.append(fig_html(_latent_figure(model_label(name, models[name]), latent_)))
     # -- privacy
     parts.append("<h2>Privacy</h2>")
     parts.append(_privacy_html(models, fig_html))
@@ -518,6 +531,17 @@ def _sampling_note(report: dict[str, Any]) -> str:
         )
 
     notes = []
+    conditions = (report.get("config") or {}).get("conditions")
+    if conditions:
+        notes.append(
+            f"Rows were generated under conditions ({json.dumps(conditions, default=str)}): z is "
+            "drawn from the model's posterior given them. "
+            + (
+                "Scores compare the rows with the real rows that meet them."
+                if isinstance(conditions, dict)
+                else "Scores compare the rows with the whole training table."
+            )
+        )
     if "vae" in models:
         notes.append(
             "The VAE draws z from a Gaussian fitted to its aggregate posterior (model setting "
@@ -713,6 +737,57 @@ def _heatmaps(assoc: dict) -> str:
     out.append(_colorbar(bars[0], top, panel, RDBU, -1))
     out.append(_colorbar(bars[1], top, panel, REDS, 0))
     out.append("</svg>")
+    return "".join(out)
+
+
+def _latent_figure(label: str, latent: dict) -> str:
+    """Three square panels: real shares, synthetic shares (one colour scale), their difference."""
+    bins = latent["bins"]
+    real, synth = latent["real"], latent["synthetic"]
+    top_share = max(max(max(r) for r in real), max(max(r) for r in synth), 1e-9)
+    diff = [
+        [b - a for a, b in zip(ra, rb, strict=True)] for ra, rb in zip(real, synth, strict=True)
+    ]
+    top_diff = max(max(abs(v) for v in row) for row in diff) or 1e-9
+    gap, top, size = 28, 40, 300
+    left = (WIDE_W - 3 * size - 2 * gap) / 2
+    explained = latent.get("explained") or [0, 0]
+    out = [
+        f'<svg class="chart latent" viewBox="0 0 {WIDE_W} {top + size + 34}" role="img" '
+        f'aria-label="latent space of {_esc(label)}">',
+        f'<text class="t" x="{_n(WIDE_W / 2)}" y="14" text-anchor="middle">{_esc(label)}: '
+        f"PC1 ({explained[0]:.0%} of the variance) across, PC2 ({explained[1]:.0%}) up</text>",
+    ]
+    panels = (
+        ("real", real, REDS, 0.0, top_share),
+        ("synthetic", synth, REDS, 0.0, top_share),
+        ("synthetic − real", diff, RDBU, -top_diff, top_diff),
+    )
+    cell = size / bins
+    for k, (title, grid, scale, lo, hi) in enumerate(panels):
+        x0 = left + k * (size + gap)
+        out.append(
+            f'<text class="t" x="{_n(x0 + size / 2)}" y="{top - 8}" text-anchor="middle">'
+            f"{title}</text>"
+        )
+        by_color: dict[str, list[str]] = {}
+        for i, row in enumerate(grid):  # i: PC1 bin (across), j: PC2 bin (up)
+            for j, value in enumerate(row):
+                color = _color(scale, value, lo, hi) if value or lo < 0 else "#ffffff"
+                by_color.setdefault(color, []).append(f"M{i} {bins - 1 - j}h1v1h-1z")
+        cells = "".join(f'<path fill="{c}" d="{"".join(d)}"/>' for c, d in by_color.items())
+        out.append(
+            f'<g transform="translate({_n(x0)},{top}) scale({cell:.4f})" '
+            f'shape-rendering="crispEdges">{cells}</g>'
+            f'<rect x="{_n(x0)}" y="{top}" width="{size}" height="{size}" fill="none" '
+            'stroke="#9aa3ad"/>'
+        )
+    outside = latent.get("outside") or [0, 0]
+    out.append(
+        f'<text x="{_n(left)}" y="{top + size + 22}">{latent["rows"][0]:,} real and '
+        f"{latent['rows'][1]:,} synthetic rows; outside the frame: {outside[0]:.1%} real, "
+        f"{outside[1]:.1%} synthetic</text></svg>"
+    )
     return "".join(out)
 
 

@@ -264,7 +264,10 @@ def scored_variants(
     cfg: RunConfig, trained: dict[str, dict[str, Any]]
 ) -> list[tuple[Any, dict[str, Any]]]:
     """The configured variants to score, each with its trained model:
-    those whose model ran and that sample differently from it."""
+    those whose model ran and that sample differently from it (none under conditions: a variant's
+    prior would not draw the conditioned rows)."""
+    if cfg.conditions:
+        return []
     return [
         (v, trained[v.model])
         for v in cfg.scored_variants
@@ -285,7 +288,8 @@ def build_report(
     seconds: float,
 ) -> dict[str, Any]:
     """The report of a run (report.json) from what its steps returned. `models[name]`: trained,
-    sampled and evaluation, plus variant (a ScoredVariant) for a scored variant."""
+    sampled and evaluation, plus variant (a ScoredVariant) for a scored variant and latent (the
+    latent-space map) for a published model."""
     entries, timings = {}, {}
     for name, m in models.items():
         variant = m.get("variant")
@@ -295,6 +299,8 @@ def build_report(
             "model_dir": m["trained"]["model_dir"],
             "sample": dict(m["sampled"]),
         }
+        if m.get("latent"):
+            entry["latent"] = m["latent"]
         if variant is None:
             entry.update(training=m["trained"]["training"], settings=m["trained"]["settings"])
             timings.update(

@@ -10,7 +10,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from synthgen import __version__, plan
+from synthgen.conditional import (
+    meets,
+    parse_conditions,
+    partial_row_groups,
+    row_groups,
+    sample_conditional,
+    seen_pairs,
+)
 from synthgen.config import ModelSettings, validated
 from synthgen.dp import privacy_account, private_stand_in, split_budget
 from synthgen.errors import UserError
@@ -34,8 +42,9 @@ from synthgen.io import (
 from synthgen.models import MODELS
 from synthgen.models.calibration import calibrate_marginals
 from synthgen.runtime import resolve_device
-from synthgen.sample import Throughput, iter_blocks, part_name, shard_range
+from synthgen.sample import Throughput, block_seed, iter_blocks, part_name, shard_range
 from synthgen.schema import Schema, infer_schema, load_metadata
+from synthgen.score import embed_matrix, score_reference, score_table
 from synthgen.train import TrainResult, train
 from synthgen.transform import TableTransformer
 
@@ -44,7 +53,7 @@ log = logging.getLogger("synthgen")
 FORMAT = "synthgen-model"
 FORMAT_VERSION = 1
 # Bumped when a code change alters what training produces: cached models and checkpoints retrain.
-TRAINING_REVISION = 6
+TRAINING_REVISION = 7
 WEIGHTS, MANIFEST = "model.safetensors", "synthgen.json"
 MIN_ROWS = 10  # fewer rows are refused: nothing to learn a distribution from
 MAX_COLUMNS_LOGGED = 40  # per-column log lines of a wide table stop here
@@ -229,6 +238,11 @@ class Synthesizer:
                 values,
                 memory.calibration_rows,
             )
+        if not st.epsilon:  # DP mode: both read the rows, which would spend budget
+            self.info["score_reference"] = score_reference(self.net, matrix, st.seed)
+            self.info["seen_pairs"] = seen_pairs(
+                matrix, self.transformer, self.transformer.settings["rare_threshold"]
+            )
         self.info["plan"] = memory.to_dict()
         return self
 
@@ -245,16 +259,35 @@ class Synthesizer:
         )
 
     # ----------------------------------------------------------------------------------------------
-    def sample(self, n: int, seed: int | None = None, *, prior: str | None = None) -> pd.DataFrame:
+    def sample(
+        self,
+        n: int | None = None,
+        seed: int | None = None,
+        *,
+        prior: str | None = None,
+        conditions: Mapping[str, Any] | list[dict] | pd.DataFrame | None = None,
+    ) -> pd.DataFrame:
         """`n` new rows as a DataFrame with the training table's columns and dtypes. `prior`
         ("standard" or "fitted") draws z from another prior than the model's own (for contrasts such
-        as an AE from N(0, I))."""
+        as an AE from N(0, I)).
+
+        `conditions`: `{"col": value | [values] | (low, high)}` gives n rows meeting all of them
+        (a `None` end leaves a range open); groups `[{"where": {...}, "share": 0.5}, ...]` split
+        the n rows among several (to rebalance a class; rows come group by group); a DataFrame
+        of partial rows completes each row (missing cells are drawn, n is its length). The
+        conditioned columns hold exactly; the others follow the model's conditional distribution
+        (synthgen.conditional)."""
         self._require_fitted()
+        self._check_conditions(conditions)
         seed = self._seed(seed)
+        if isinstance(conditions, pd.DataFrame):
+            if n is not None and n != len(conditions):
+                raise UserError(f"n is {n} but the partial rows number {len(conditions)}")
+            return self._complete_rows(conditions, seed)
         n = _check_rows(n)
         meter = Throughput(n)
         parts = []
-        for block in self._blocks(n, seed, 0, prior):
+        for block in self._blocks(n, seed, 0, prior, conditions):
             parts.append(block)
             meter.add(len(block))
         if not parts:
@@ -262,6 +295,85 @@ class Synthesizer:
                 np.zeros((0, self.transformer.layout.n_inputs), np.float32)
             )
         return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+    def _check_conditions(self, conditions: Any) -> None:
+        """Malformed or impossible conditions are an error before any work."""
+        if conditions is not None and not isinstance(conditions, pd.DataFrame):
+            for where, _ in row_groups(conditions, 0):
+                parse_conditions(where, self.transformer)
+
+    def _conditional_blocks(self, rows: int, seed: int, conditions: Any) -> Iterator[pd.DataFrame]:
+        """Rows meeting `conditions` (a mapping, or groups with shares), block by block; every
+        condition is checked before any row is drawn."""
+        groups = [
+            (parse_conditions(where, self.transformer), k)
+            for where, k in row_groups(conditions, rows)
+        ]
+        done = 0
+        for g, (parsed, k) in enumerate(groups):
+            for a in range(0, k, self.block_rows):
+                m = min(self.block_rows, k - a)
+                df, _ = sample_conditional(
+                    self.net,
+                    self.transformer,
+                    parsed,
+                    m,
+                    block_seed(seed, (g << 32) + a // self.block_rows),
+                    self.settings.precision,
+                    row_offset=done,
+                    seen=self.info.get("seen_pairs"),
+                )
+                done += m
+                yield df
+
+    def _complete_rows(self, rows: pd.DataFrame, seed: int) -> pd.DataFrame:
+        """Each partial row completed: rows fixing the same cells are drawn together."""
+        parts, order, done = [], [], 0
+        for i, (fixed, positions) in enumerate(partial_row_groups(rows, self.transformer)):
+            parsed = parse_conditions(fixed, self.transformer) if fixed else []
+            df, _ = sample_conditional(
+                self.net,
+                self.transformer,
+                parsed,
+                len(positions),
+                block_seed(seed, i),
+                self.settings.precision,
+                row_offset=done,
+                seen=self.info.get("seen_pairs"),
+            )
+            done += len(positions)
+            parts.append(df)
+            order.extend(positions)
+        if not parts:
+            return self.sample(0, seed).set_axis(rows.index)
+        out = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        out = out.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
+        out.index = rows.index
+        return out
+
+    def meets(self, data: TableSource, conditions: Mapping[str, Any]) -> np.ndarray:
+        """Which rows of a table meet `conditions` (as `sample` takes them): a bool array."""
+        self._require_fitted()
+        df = read_table(data)
+        return meets(df, parse_conditions(conditions, self.transformer), self.transformer)
+
+    # ----------------------------------------------------------------------------------------------
+    def embed(self, data: TableSource, *, encoding: str | None = None) -> pd.DataFrame:
+        """Each row's place in the latent space: the VAE's posterior mean, or the AE's code, as
+        columns z0..z{latent_dim - 1}, the table's index kept."""
+        self._require_fitted()
+        df = read_table(data, encoding=encoding)
+        z = embed_matrix(self.net, self.transformer.transform(df))
+        return pd.DataFrame(z, index=df.index, columns=[f"z{i}" for i in range(z.shape[1])])
+
+    def score(self, data: TableSource, *, encoding: str | None = None) -> pd.DataFrame:
+        """Anomaly scores, the table's index kept: `score` (the VAE's negative ELBO, the AE's
+        reconstruction loss; higher is more unusual), `percentile` among training rows,
+        `most_unusual` column, the VAE's `kl`, and each column's part as `nll:<column>`. Unseen
+        categories and out-of-range values are scored, not refused."""
+        self._require_fitted()
+        df = read_table(data, encoding=encoding)
+        return score_table(self.net, self.transformer, df, self.info.get("score_reference"))
 
     def sample_to_parquet(
         self,
@@ -272,18 +384,23 @@ class Synthesizer:
         batch_rows: int | None = None,
         shards: int = 1,
         prior: str | None = None,
+        conditions: Any = None,
     ) -> Path:
         """Stream `n` rows to one Parquet file, a row group per batch: flat memory for any `n`.
+        `conditions` as in `sample` (a mapping or groups; not with shards).
 
         With `shards` > 1, `path` is a folder of part files (part-00000.parquet, ...), one Parquet
         dataset, renamed into place once every part is written. The rows are the same whatever the
         sharding.
         """
         self._require_fitted()
+        self._check_conditions(conditions)
         seed = self._seed(seed)
         n = _check_rows(n)
+        if conditions is not None and shards > 1:
+            raise UserError("conditional sampling writes one file: leave shards at 1")
         if shards == 1:
-            return self._write_rows(Path(path), n, seed, 0, batch_rows, prior)
+            return self._write_rows(Path(path), n, seed, 0, batch_rows, prior, conditions)
         with atomic_path(path, is_dir=True) as folder:
             for shard in range(shards):
                 self.sample_shard(
@@ -317,10 +434,14 @@ class Synthesizer:
         return self._write_rows(Path(path), rows, int(seed), start, batch_rows, prior)
 
     def _blocks(
-        self, rows: int, seed: int, start_row: int, prior: str | None
+        self, rows: int, seed: int, start_row: int, prior: str | None, conditions: Any = None
     ) -> Iterator[pd.DataFrame]:
         if prior not in (None, "standard", "fitted"):
             raise UserError(f"prior must be 'standard' or 'fitted', got {prior!r}")
+        if conditions is not None:
+            if prior is not None:
+                raise UserError("conditions draw z from the model's own prior: leave prior unset")
+            return self._conditional_blocks(rows, seed, conditions)
         return iter_blocks(
             self.net,
             self.transformer,
@@ -340,6 +461,7 @@ class Synthesizer:
         start_row: int,
         batch_rows: int | None,
         prior: str | None,
+        conditions: Any = None,
     ) -> Path:
         batch_rows = batch_rows or 4 * self.block_rows  # a row group per four blocks
         meter = Throughput(rows)
@@ -348,7 +470,7 @@ class Synthesizer:
         with ParquetStreamWriter(
             path, row_group_rows=max(batch_rows, 1), field_types=self.transformer.arrow_types()
         ) as writer:
-            for block in self._blocks(rows, seed, start_row, prior):
+            for block in self._blocks(rows, seed, start_row, prior, conditions):
                 pending.append(block)
                 pending_rows += len(block)
                 if pending_rows >= batch_rows:

@@ -282,3 +282,29 @@ def test_bad_config_and_input_exit_2_with_one_line(small_table, tmp_path, args, 
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_run_with_conditions_publishes_rows_that_meet_them(
+    prefect_harness, small_table, tmp_path
+):
+    state, summary = run(
+        small_table,
+        tmp_path,
+        models=["vae"],
+        conditions=[
+            {"where": {"churn": "Yes", "contract": "Month-to-month"}, "share": 1},
+            {"where": {"churn": "No"}, "share": 1},
+        ],
+    )
+    assert state.is_completed(), state.message
+    rows = pd.read_parquet(Path(summary["data_dir"]) / "vae.parquet")
+    assert len(rows) == 400 and (rows["churn"] == "Yes").sum() == 200
+    assert (rows.loc[rows["churn"] == "Yes", "contract"] == "Month-to-month").all()
+    report_dir = tmp_path / "reports" / "churn_small" / summary["run_id"]
+    report = json.loads((report_dir / "report.json").read_text())
+    latent = report["models"]["vae"]["latent"]
+    assert (
+        len(latent["real"]) == latent["bins"] and abs(sum(map(sum, latent["synthetic"])) - 1) < 0.1
+    )
+    page = (report_dir / "report.html").read_text()
+    assert "Latent space" in page and "generated under conditions" in page

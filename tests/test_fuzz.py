@@ -197,6 +197,19 @@ def test_any_table_fits_samples_saves_loads_and_evaluates(tmp_path_factory, df, 
     synth.save(folder / "m")
     again = Synthesizer.load(folder / "m").sample(37, seed=1)
     pd.testing.assert_frame_equal(out, again)
+    # the same table read back through the model: codes, and scores that are numbers
+    assert synth.embed(df).shape == (len(df), 2)
+    scores = synth.score(df)
+    assert len(scores) == len(df) and not scores["score"].isna().any()
+    # conditioned on a value the first drawn row holds (when the model may be conditioned on it)
+    name = next((c.name for c in synth.schema.columns if c.kind == "categorical"), None)
+    if name is not None and out[name].notna().iloc[0]:
+        try:
+            given = synth.sample(11, seed=2, conditions={name: out[name].iloc[0]})
+        except UserError as exc:  # a pooled (rare) value: refused with one line
+            event(f"condition refused: {str(exc)[:40]}")
+        else:
+            assert len(given) == 11 and (given[name] == out[name].iloc[0]).all()
     try:
         ev = evaluate(
             df,

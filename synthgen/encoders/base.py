@@ -95,6 +95,12 @@ class ColumnEncoder(ABC):
     def load(self, state: dict[str, Any]) -> ColumnEncoder:
         """Restore a fitted encoder from `state()`."""
 
+    def surprise(self, s: pd.Series) -> np.ndarray:
+        """Nats to add to each value's negative log-likelihood for what the encoding cannot show:
+        a category never seen, a number past the training range, a missing value in a column that
+        had none. Anomaly scores read it; 0 where the encoding is faithful."""
+        return np.zeros(len(s))
+
     def pooling(self) -> dict[str, int] | None:
         """Values pooled for privacy or the category cap (None when the encoder pools nothing)."""
         return None
@@ -102,6 +108,12 @@ class ColumnEncoder(ABC):
     def protection(self) -> dict[str, Any] | None:
         """Rare values at a number's or a date's ends that are never written out (None: none)."""
         return None
+
+
+def unseen_nats(n_rows: int) -> float:
+    """Surprise of a value none of `n_rows` training rows held: -log of 1 / (n_rows + 1), the rule
+    of succession's estimate of its probability."""
+    return float(np.log1p(n_rows))
 
 
 class SchemaOnlyEncoder(ColumnEncoder):

@@ -24,6 +24,7 @@ from synthgen.encoders.base import (
     SoftmaxPart,
     _nullable,
     _py,
+    unseen_nats,
 )
 from synthgen.schema import ColumnSchema
 
@@ -72,6 +73,7 @@ class CategoricalEncoder(ColumnEncoder):
         self.overflow_values = [_py(v) for v in overflow.index]
         self.overflow_p = (overflow / overflow.sum()).tolist() if len(overflow) else []
         self.has_missing = bool(s.isna().any())
+        self.n_rows = len(s)
         self.mode_value = self.categories[0] if self.categories else None
         # a pandas category dtype comes back with its categories in order, less the rare ones
         # (privacy)
@@ -132,6 +134,23 @@ class CategoricalEncoder(ColumnEncoder):
         elif s.isna().any():
             codes[s.isna().to_numpy()] = 0
         return codes.astype(np.float32)[:, None]
+
+    def surprise(self, s: pd.Series) -> np.ndarray:
+        values = s.astype(object) if isinstance(s.dtype, pd.CategoricalDtype) else s
+        present = s.notna().to_numpy()
+        known = pd.Index(values).isin(pd.Index(self.categories, dtype=object)) | pd.Index(
+            values
+        ).isin(self._overflow_set)
+        unseen = present & ~known
+        out = np.zeros(len(s))
+        n_rows = getattr(self, "n_rows", 0)  # saved before it was kept: no surprise
+        # the rare class holds the unseen value: its probability is shared with the rare values
+        out[unseen] = (
+            np.log1p(self.n_rare_values) if self.rare_code is not None else unseen_nats(n_rows)
+        )
+        if not self.has_missing:
+            out[~present] = unseen_nats(n_rows)
+        return out
 
     def decode(self, block: np.ndarray, ctx: DecodeContext) -> pd.Series:
         values, missing = self.decode_values(block, ctx.rng)
@@ -202,6 +221,7 @@ class CategoricalEncoder(ColumnEncoder):
             "overflow_values": self.overflow_values,
             "overflow_p": self.overflow_p,
             "has_missing": self.has_missing,
+            "n_rows": self.n_rows,
             "mode_value": self.mode_value,
             "dtype_categories": self.dtype_categories,
             "ordered": self.ordered,

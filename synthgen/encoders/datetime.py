@@ -74,6 +74,10 @@ class DatetimeEncoder(ColumnEncoder):
         ns, missing = datetimes_to_ns(s, self.col.datetime_format)
         return self.numeric.encode_values(self._steps(ns, missing))
 
+    def surprise(self, s: pd.Series) -> np.ndarray:
+        ns, missing = datetimes_to_ns(s, self.col.datetime_format)
+        return self.numeric.surprise_values(self._steps(ns, missing))
+
     def decode(self, block: np.ndarray, ctx: DecodeContext) -> pd.Series:
         steps = self.numeric.decode_values(block, ctx.exact)
         lo, hi = self.col.min, self.col.max

@@ -25,6 +25,7 @@ from synthgen.encoders.base import (
     _as_float,
     _is_integer_dtype,
     _restore_dtype,
+    unseen_nats,
 )
 from synthgen.schema import ColumnSchema
 
@@ -97,6 +98,7 @@ class NumericalEncoder(ColumnEncoder):
         """Fit on float64 values `x`, NaN for missing."""
         present = x[~np.isnan(x)]
         self.has_missing = bool(np.isnan(x).any())
+        self.n_rows = len(x)
         values, counts = np.unique(present, return_counts=True)
         common = counts >= max(self.point_mass_share * len(present), self.min_mass_rows)
         is_mass = common | np.isinf(values)
@@ -238,6 +240,32 @@ class NumericalEncoder(ColumnEncoder):
             out[:, 0] = code
         return out
 
+    def surprise(self, s: pd.Series) -> np.ndarray:
+        return self.surprise_values(self.values(s))
+
+    def surprise_values(self, x: np.ndarray) -> np.ndarray:
+        """`surprise` of float64 values `x` (NaN for missing). A number past the continuous part's
+        range continues the normal score's tail: d robust standard deviations past a knot at normal
+        score z_end cost z_end * d + d^2 / 2 nats more than the knot itself."""
+        out = np.zeros(len(x))
+        missing = np.isnan(x)
+        n_rows = getattr(self, "n_rows", 0)  # saved before it was kept: no surprise
+        is_mode = np.isin(x, self._modes)
+        if self.has_continuous and len(self._kx) >= 2:
+            lo, hi = self._kx[0], self._kx[-1]
+            q1, q3 = np.interp([0.25, 0.75], self._ku, self._kx)
+            scale = (q3 - q1) / 1.349 or (hi - lo) / 4 or 1.0
+            with np.errstate(invalid="ignore"):
+                past = np.fmax(lo - x, x - hi) / scale
+            d = np.where(missing | is_mode, 0.0, np.clip(np.nan_to_num(past), 0.0, 1e3))
+            z_end = min(float(special.ndtri(self._ku[-1])), Z_CLIP)
+            out += z_end * d + 0.5 * d * d
+        elif len(self._modes):  # point masses only: any other value is unseen
+            out[~missing & ~is_mode] = unseen_nats(n_rows)
+        if not self.has_missing:
+            out[missing] = unseen_nats(n_rows)
+        return out
+
     def decode(self, block: np.ndarray, ctx: DecodeContext) -> pd.Series | np.ndarray:
         return _restore_numeric(self.decode_values(block, ctx.exact), self.col, self.offset)
 
@@ -290,6 +318,7 @@ class NumericalEncoder(ColumnEncoder):
             "low_values": list(map(float, self.low_values)),
             "high_values": list(map(float, self.high_values)),
             "protected": self.protected,
+            "n_rows": self.n_rows,
         }
 
     def load(self, state: dict[str, Any]) -> NumericalEncoder:

@@ -43,9 +43,11 @@ from synthgen.runs import (
 )
 from synthgen.sample import part_name
 from synthgen.schema import Schema
+from synthgen.score import latent_map
 from synthgen.synthesizer import Synthesizer, fit_or_reuse
 
 MAX_COLUMNS_LOGGED = 40  # wider tables log their schema as one summary line
+MIN_CONDITIONED_HOLDOUT = 20  # fewer holdout rows meeting the conditions: no privacy or utility
 
 
 @task(name="ingest", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -140,13 +142,14 @@ def sample(
     folder: Path,
     device: str,
     prior: str | None = None,
+    conditions: Any = None,
 ) -> dict[str, Any]:
     """`rows` rows of a trained model into `folder`
     (the staged data; a scored variant's go to the work folder)."""
     out = folder / f"{name}.parquet"
     t0 = time.perf_counter()
     Synthesizer.load(trained["model_dir"], device=device).sample_to_parquet(
-        rows, out, seed=seed, prior=prior
+        rows, out, seed=seed, prior=prior, conditions=conditions
     )
     seconds = time.perf_counter() - t0
     get_run_logger().info(
@@ -210,13 +213,29 @@ def sample_sharded(
 
 @task(name="evaluate", cache_policy=NO_CACHE)
 def score(
-    cfg: RunConfig, parts: dict, sampled: dict, schema: dict, gated: bool = True
+    cfg: RunConfig,
+    parts: dict,
+    sampled: dict,
+    schema: dict,
+    gated: bool = True,
+    model_dir: str | None = None,
 ) -> dict[str, Any]:
     """`gated`: apply the privacy gate (rows that will be published);
-    a scored variant is only scored."""
+    a scored variant is only scored. Rows generated under one set of conditions are scored against
+    the real rows that meet them (read with the model in `model_dir`)."""
     holdout = read_table(parts["holdout"]) if parts["holdout"] else None
+    real = read_table(parts["train"])
+    if isinstance(cfg.conditions, dict) and model_dir:
+        meets = Synthesizer.load(model_dir, device="cpu").meets
+        real = real[meets(real, cfg.conditions)].reset_index(drop=True)
+        if holdout is not None:
+            holdout = holdout[meets(holdout, cfg.conditions)].reset_index(drop=True)
+            holdout = holdout if len(holdout) >= MIN_CONDITIONED_HOLDOUT else None
+        get_run_logger().info(
+            "scoring against the %d training rows that meet the conditions", len(real)
+        )
     return evaluate(
-        read_table(parts["train"]),
+        real,
         read_table(sampled["path"]),
         holdout=holdout,
         target=cfg.target if holdout is not None else None,
@@ -225,6 +244,19 @@ def score(
         seed=cfg.seed,
         gate=cfg.privacy_gate.as_dict() if gated else None,
         sensitive=cfg.sensitive,
+    )
+
+
+@task(name="latent-map", cache_policy=NO_CACHE)
+def latent(cfg: RunConfig, parts: dict, sampled: dict, model_dir: str) -> dict[str, Any]:
+    """Real and synthetic rows on the first two principal components of the latent space."""
+    synth = Synthesizer.load(model_dir, device="cpu")
+    return latent_map(
+        synth.net,
+        synth.transformer,
+        read_table(parts["train"]),
+        read_table(sampled["path"]),
+        seed=cfg.seed,
     )
 
 
@@ -293,13 +325,20 @@ def generate(
                 sample_sharded(model, trained, rows_n, seeds["sampling"], paths, cfg)
                 if cfg.sample_shards > 1
                 else sample(
-                    model, trained, rows_n, seeds["sampling"], paths.staged_data, cfg.device
+                    model,
+                    trained,
+                    rows_n,
+                    seeds["sampling"],
+                    paths.staged_data,
+                    cfg.device,
+                    conditions=cfg.conditions,
                 )
             )
             results[model] = {
                 "trained": trained,
                 "sampled": sampled,
-                "evaluation": score(cfg, parts, sampled, schema),
+                "evaluation": score(cfg, parts, sampled, schema, model_dir=trained["model_dir"]),
+                "latent": latent(cfg, parts, sampled, trained["model_dir"]),
             }
         for variant, trained in scored_variants(cfg, {m: r["trained"] for m, r in results.items()}):
             sampled = sample(

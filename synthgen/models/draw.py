@@ -42,7 +42,16 @@ def draw_matrix_t(
 ) -> torch.Tensor:
     """What `sample_matrix` draws, transposed and on the model's device: (n_inputs, n). `prior`
     overrides where z comes from ("standard" or "fitted")."""
-    z = model.prior.sample(n, generator, prior)  # (n, latent)
+    return draw_given_z_t(model, model.prior.sample(n, generator, prior), generator, precision)
+
+
+@torch.inference_mode()
+def draw_given_z_t(
+    model: nn.Module, z: torch.Tensor, generator: torch.Generator, precision: str = "auto"
+) -> torch.Tensor:
+    """Decode z (n, latent) and draw every column from the decoder's distribution: the transposed
+    compact matrix (n_inputs, n)."""
+    n = len(z)
     uniforms, normals = model.likelihood.draw_noise(n, generator, z.device)
     matrix_t = torch.empty(model.likelihood.n_inputs, n, device=z.device)  # (n_inputs, n)
     for a, b, out_t in decoded(model, z, precision):

@@ -84,7 +84,7 @@ class ColumnLikelihood(nn.Module):
         return with_padding_row(out[:, : self.n_logits].T)
 
     def sigma(self, out: torch.Tensor) -> torch.Tensor:  # (B, n_slots)
-        return _sigma(out[:, self.scale_out])
+        return sigma_of(out[:, self.scale_out])
 
     def _continuous_mask(self, x: torch.Tensor) -> torch.Tensor:  # (B, n_slots): which values count
         gate = x[:, self.gate_cols].long() == self.gate_codes
@@ -96,21 +96,37 @@ class ColumnLikelihood(nn.Module):
         out_t = self._padded_t(out)
         sums = [nll for group in self.groups for nll in group.nll(out_t, x).sum(1).unbind()]
         if len(self.cont_cols):
-            target, mean = x[:, self.cont_cols], out[:, self.cont_out]  # (B, n_slots)
-            if self.continuous == "gaussian":
-                sigma = self.sigma(out)
-                nll = (
-                    0.5 * ((target - mean) / sigma) ** 2 + sigma.log() + 0.5 * math.log(2 * math.pi)
-                )
-            else:
-                nll = 0.5 * (target - mean) ** 2
-            sums.extend((nll * self._continuous_mask(x)).sum(0).unbind())
+            sums.extend(self._continuous_nll(out, x).sum(0).unbind())
         # every column is constant: nothing to reconstruct (the decoder's output is empty)
         if not sums:
             return out.sum() * 0.0, out.new_zeros(0)
         per_part = torch.stack(sums) / x.shape[0]
         parts = torch.zeros(len(self.columns), device=x.device).index_add(0, self.part_of, per_part)
         return parts.sum(), parts
+
+    def _continuous_nll(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """(B, n_slots): each continuous value's negative log-likelihood, 0 where its mode is not
+        "continuous"."""
+        target, mean = x[:, self.cont_cols], out[:, self.cont_out]  # (B, n_slots)
+        if self.continuous == "gaussian":
+            sigma = self.sigma(out)
+            nll = 0.5 * ((target - mean) / sigma) ** 2 + sigma.log() + 0.5 * math.log(2 * math.pi)
+        else:
+            nll = 0.5 * (target - mean) ** 2
+        return nll * self._continuous_mask(x)
+
+    def row_nll(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """(B, n_columns): each row's negative log-likelihood per column (`self.columns` order),
+        what `forward` averages over rows."""
+        out = out.float()
+        out_t = self._padded_t(out)
+        parts = [group.nll(out_t, x) for group in self.groups]  # (n_blocks, B) each
+        if len(self.cont_cols):
+            parts.append(self._continuous_nll(out, x).T)
+        rows = out.new_zeros(len(self.columns), x.shape[0])
+        if parts:
+            rows.index_add_(0, self.part_of, torch.cat(parts))
+        return rows.T
 
     def continuous_values_t(
         self, matrix_t: torch.Tensor, chunk: int = 64
@@ -171,7 +187,7 @@ class ColumnLikelihood(nn.Module):
         if len(self.cont_cols):
             values = out_t[self.cont_out].float()  # (n_slots, B)
             if normals is not None:
-                sigma = _sigma(out_t[self.scale_out].float())
+                sigma = sigma_of(out_t[self.scale_out].float())
                 values += sigma * normals
             if self.calibration is not None:
                 values = self.calibration(values)
@@ -181,7 +197,7 @@ class ColumnLikelihood(nn.Module):
         return matrix_t
 
 
-def _sigma(raw: torch.Tensor) -> torch.Tensor:
+def sigma_of(raw: torch.Tensor) -> torch.Tensor:
     """A continuous value's scale from the decoder's raw output, within [SIGMA_MIN, SIGMA_MAX]."""
     return torch.sigmoid(raw) * (SIGMA_MAX - SIGMA_MIN) + SIGMA_MIN
 

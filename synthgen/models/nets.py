@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -171,6 +173,15 @@ class LatentPrior(nn.Module):
         cov = cov + jitter * torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
         self.mean.copy_(mean.float())
         self.chol.copy_(torch.linalg.cholesky(cov).float())
+
+    def log_prob(self, z: torch.Tensor, kind: str | None = None) -> torch.Tensor:
+        """(N,): the log-density of each z under this prior (or `kind`'s)."""
+        if (kind or self.kind) == "standard":
+            eps, log_det = z, 0.0
+        else:
+            eps = torch.linalg.solve_triangular(self.chol, (z - self.mean).T, upper=False).T
+            log_det = self.chol.diagonal().log().sum()
+        return -0.5 * eps.pow(2).sum(1) - log_det - 0.5 * z.shape[1] * math.log(2 * math.pi)
 
     def sample(
         self, n: int, generator: torch.Generator | None = None, kind: str | None = None

@@ -1,0 +1,615 @@
+"""Conditional generation: rows whose given columns hold given values (one value, one of several,
+or a range), the other columns drawn from the model's conditional distribution.
+
+The decoder draws every column independently given z, so conditioning happens in latent space:
+z ~ p(z | conditions) ∝ p(z) p(conditions | z), by adaptive importance sampling. A proposal starts
+at the prior; each round fits a Gaussian to the weighted draws (tempered until enough draws carry
+weight) and mixes it with the prior so that no region is lost. A final pool is drawn from it and n
+values of z are resampled by weight. Then every column is drawn given z, and the conditioned columns
+are set: a value exactly, a range with the value drawn for that z inside it (a pseudo-marginal
+weight: the draw counts when it lands in range). Rejection of whole rows is never needed; the effort
+is bounded and a condition the model cannot meet is an error, never a hang.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from synthgen.encoders.datetime import DatetimeEncoder, datetimes_to_ns
+from synthgen.errors import UserError
+from synthgen.models.draw import decoded, draw_given_z_t
+from synthgen.models.likelihood import sigma_of
+from synthgen.transform import TableTransformer
+
+log = logging.getLogger("synthgen")
+
+ROUNDS = 4  # adaptation rounds of the proposal
+POOL_ROWS = 16_384  # draws per adaptation round (at most)
+MIN_POOL_ROWS = 2_048
+MIN_ESS = 256  # each round's weights are tempered until this many draws effectively count
+PRIOR_SHARE = 0.1  # the proposal's share of draws from the prior itself (defensive mixture)
+MAX_POOL_VALUES = 1 << 26  # latent values the final pool may hold (256 MB of float32)
+RANGE_KINDS = ("numerical", "datetime")
+MAX_PAIR_COLUMNS, MAX_PAIR_CLASSES = 60, 256  # categories whose pairs a model remembers as seen
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One column's condition: `encoded` (k, width) are the allowed values as the transformer
+    encodes them (None for a range); `low`/`high` a range in the encoder's units."""
+
+    column: str
+    encoded: np.ndarray | None = None
+    values: tuple = ()
+    low: float = -math.inf
+    high: float = math.inf
+
+    @property
+    def is_range(self) -> bool:
+        return self.encoded is None
+
+
+def parse_conditions(
+    conditions: Mapping[str, Any], transformer: TableTransformer
+) -> list[Condition]:
+    """`{"col": value | [values] | (low, high)}` checked against the schema and the encoders:
+    unknown columns, values of the wrong type and values no training row holds are UserErrors."""
+    if not isinstance(conditions, Mapping) or not conditions:
+        raise UserError("conditions must map column names to a value, a list or a (low, high)")
+    out = []
+    for name, spec in conditions.items():
+        enc = _conditionable(name, transformer)
+        if isinstance(spec, Mapping):  # {low: a, high: b}, as YAML writes a range
+            if not spec or set(spec) - {"low", "high"}:
+                raise UserError(f"condition on {name!r}: a range is {{low: a, high: b}}")
+            spec = (spec.get("low"), spec.get("high"))
+        if isinstance(spec, tuple):
+            out.append(_range(name, spec, enc))
+        else:
+            values = list(spec) if isinstance(spec, (list, set, pd.Series, np.ndarray)) else [spec]
+            if not values:
+                raise UserError(f"condition on {name!r}: the list of values is empty")
+            kept = [_value(name, v, enc) for v in values]
+            series = pd.Series(kept, dtype=_series_dtype(enc, kept))
+            out.append(Condition(name, enc.encode(series), tuple(kept)))
+    return out
+
+
+def _conditionable(name: str, transformer: TableTransformer):
+    enc = transformer.encoders.get(name)
+    if enc is None:
+        known = ", ".join(map(str, list(transformer.encoders)[:20]))
+        raise UserError(f"condition on unknown column {name!r} (columns: {known})")
+    if not enc.modelled or not enc.width:
+        raise UserError(
+            f"cannot condition on {name!r}: a {enc.col.kind} column is not learned "
+            "(ids are regenerated, empty columns written back missing)"
+        )
+    return enc
+
+
+def _value(name: str, raw: Any, enc) -> Any:
+    """The condition's value as the column holds it."""
+    col = enc.col
+    if raw is None or (isinstance(raw, float) and math.isnan(raw)):
+        if not getattr(enc, "has_missing", False) and not getattr(
+            getattr(enc, "numeric", None), "has_missing", False
+        ):
+            raise UserError(f"no training row has {name!r} missing")
+        return None
+    if col.kind in ("categorical", "text"):
+        known = [*enc.categories, *enc.overflow_values]
+        for value in known:
+            if raw == value and type(raw) is not bool or raw is value:
+                return value
+        for value in known:  # from the command line or a YAML file: match the text
+            if str(raw).strip().lower() == str(value).lower():
+                return value
+        protected = " (values fewer rows hold are pooled for privacy)" if enc.n_rare_values else ""
+        shown = ", ".join(map(repr, known[:10])) + (", ..." if len(known) > 10 else "")
+        raise UserError(f"no training row has {name}={raw!r}{protected}; values: {shown}")
+    if col.kind == "numerical":
+        value = _number(name, raw)
+        if not col.min <= value <= col.max:
+            raise UserError(
+                f"no training row has {name}={raw!r}: its values lie in [{col.min:g}, {col.max:g}]"
+            )
+        if not enc.has_continuous and value not in enc.modes:
+            raise UserError(f"no training row has {name}={raw!r}")
+        return int(value) if col.integer and float(value).is_integer() else value
+    return _timestamp(name, raw, col)
+
+
+def _series_dtype(enc, values: list) -> Any:
+    if enc.col.kind == "datetime" and not enc.col.datetime_format:
+        return None
+    if enc.col.kind == "numerical":
+        return "float64"
+    return object
+
+
+def _number(name: str, raw: Any) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise UserError(f"condition on {name!r}: {raw!r} is not a number") from None
+    if math.isnan(value):
+        raise UserError(f"condition on {name!r}: NaN is not a value (use None for missing)")
+    return value
+
+
+def _timestamp(name: str, raw: Any, col) -> Any:
+    try:
+        ts = pd.Timestamp(raw)
+    except (TypeError, ValueError):
+        raise UserError(f"condition on {name!r}: {raw!r} is not a date or time") from None
+    if col.timezone and ts.tzinfo is None:
+        ts = ts.tz_localize(col.timezone)
+    if col.datetime_format:
+        return ts.strftime(col.datetime_format)
+    return ts
+
+
+def _range(name: str, spec: tuple, enc) -> Condition:
+    if enc.col.kind not in RANGE_KINDS:
+        raise UserError(f"condition on {name!r}: a (low, high) range needs a number or a date")
+    if len(spec) != 2:
+        raise UserError(f"condition on {name!r}: a range is (low, high), got {spec!r}")
+    bounds = [_bound(name, b, enc, i) for i, b in enumerate(spec)]
+    lo, hi = bounds
+    if lo > hi:
+        raise UserError(f"condition on {name!r}: low {spec[0]!r} is above high {spec[1]!r}")
+    numeric = enc.numeric if isinstance(enc, DatetimeEncoder) else enc
+    seen = [*numeric.modes, *numeric.knots_x]
+    if not any(lo <= v <= hi for v in seen):
+        raise UserError(f"no training row has {name} in [{spec[0]!r}, {spec[1]!r}]")
+    return Condition(name, low=lo, high=hi)
+
+
+def _bound(name: str, raw: Any, enc, i: int) -> float:
+    """A range's end in the units the encoder decodes to (numbers less the offset, date steps)."""
+    if raw is None:
+        return -math.inf if i == 0 else math.inf
+    if isinstance(enc, DatetimeEncoder):
+        ts = _timestamp(name, raw, enc.col)
+        ns, _ = datetimes_to_ns(pd.Series([ts]), enc.col.datetime_format)
+        return float(ns[0] / enc.step_ns)
+    return _number(name, raw) - enc.offset
+
+
+def _range_values(enc, block: np.ndarray) -> np.ndarray:
+    """Drawn values of a range-conditioned column in `_bound`'s units, as they will be written."""
+    if isinstance(enc, DatetimeEncoder):
+        return np.round(enc.numeric.decode_values(block, False))
+    return enc.decode_values(block, False)
+
+
+class _Proposal:
+    """A mixture of the prior (PRIOR_SHARE) and N(mean, chol chol^T); the prior until fitted."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.prior = model.prior
+        self.mean: torch.Tensor | None = None
+        self.chol: torch.Tensor | None = None
+
+    def sample(self, m: int, generator: torch.Generator) -> torch.Tensor:
+        z = self.prior.sample(m, generator)
+        if self.mean is None:
+            return z
+        eps = torch.randn(m, len(self.mean), generator=generator, device=self.mean.device)
+        fitted = self.mean + eps @ self.chol.T
+        use_prior = torch.rand(m, generator=generator, device=self.mean.device) < PRIOR_SHARE
+        return torch.where(use_prior.unsqueeze(1), z, fitted)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        prior = self.prior.log_prob(z)
+        if self.mean is None:
+            return prior
+        eps = torch.linalg.solve_triangular(self.chol, (z - self.mean).T, upper=False).T
+        fitted = (
+            -0.5 * eps.pow(2).sum(1)
+            - self.chol.diagonal().log().sum()
+            - 0.5 * z.shape[1] * math.log(2 * math.pi)
+        )
+        return torch.logaddexp(prior + math.log(PRIOR_SHARE), fitted + math.log(1 - PRIOR_SHARE))
+
+    def fit(self, z: torch.Tensor, w: torch.Tensor) -> None:
+        """The weighted draws' mean and covariance (w sums to 1), widened a little."""
+        mean = (w.unsqueeze(1) * z).sum(0)
+        centred = z - mean
+        cov = (w.unsqueeze(1) * centred).T @ centred
+        eye = torch.eye(z.shape[1], device=z.device)
+        cov = 1.2 * cov + 1e-3 * eye
+        self.mean, self.chol = mean, torch.linalg.cholesky(cov.double()).float()
+
+
+def _ess(log_w: torch.Tensor) -> float:
+    w = torch.softmax(log_w.double(), 0)
+    return float(1.0 / w.pow(2).sum()) if torch.isfinite(log_w).any() else 0.0
+
+
+def _tempered(log_prior_q: torch.Tensor, log_lik: torch.Tensor) -> torch.Tensor:
+    """Weights p(z) L(z)^tau / q(z) with the largest tau in (0, 1] that leaves MIN_ESS draws
+    counting (a range's misses stay at zero weight)."""
+    if _ess(log_prior_q + log_lik) >= MIN_ESS:
+        return log_prior_q + log_lik
+    finite = torch.isfinite(log_lik)
+    lo, hi = 0.0, 1.0
+    for _ in range(20):
+        tau = (lo + hi) / 2
+        log_w = log_prior_q + torch.where(finite, tau * log_lik, log_lik)
+        lo, hi = (tau, hi) if _ess(log_w) >= MIN_ESS else (lo, tau)
+    return log_prior_q + torch.where(finite, lo * log_lik, log_lik)
+
+
+class _Likelihood:
+    """log p(conditions | z) for a batch of z, read from the decoder's output for the conditioned
+    columns only (their softmax blocks, with the calibration's logit shifts, and their Gaussians),
+    and the values a range-conditioned column drew."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        transformer: TableTransformer,
+        conditions: list[Condition],
+        precision: str = "auto",
+    ) -> None:
+        self.model, self.transformer, self.conditions = model, transformer, conditions
+        self.precision = precision
+        self.slices = {c.column: transformer._slices[c.column] for c in conditions}
+        layout = transformer.layout
+        self.blocks = {
+            c.column: [b for b in layout.discrete if b.column == c.column] for c in conditions
+        }
+        self.slots = {
+            c.column: [(i, s) for i, s in enumerate(layout.continuous) if s.column == c.column]
+            for c in conditions
+        }
+        self.scale_start = layout.out_width  # the VAE's log-scales follow the means
+        calibration = model.likelihood.calibration
+        self.shift = calibration.logit_shift if calibration is not None else None
+
+    def __call__(
+        self, z: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+        likelihood = self.model.likelihood
+        log_lik = torch.zeros(len(z), device=z.device)
+        ranges = [c for c in self.conditions if c.is_range]
+        drawn = {c.column: [] for c in ranges}
+        noise = likelihood.draw_noise(len(z), generator, z.device) if ranges else None
+        for a, b, out_t in decoded(self.model, z, self.precision):
+            for c in self.conditions:
+                if not c.is_range:
+                    log_lik[a:b] += self.alternatives_t(out_t, c).logsumexp(0)
+            if ranges:
+                chunk = (
+                    [u[:, a:b] for u in noise[0]],
+                    None if noise[1] is None else noise[1][:, a:b],
+                )
+                matrix = likelihood.sample(out_t, chunk).T.cpu().numpy()
+                for c in ranges:
+                    block = matrix[:, self.slices[c.column]]
+                    values = _range_values(self.transformer.encoders[c.column], block)
+                    miss = torch.from_numpy(~((values >= c.low) & (values <= c.high)))
+                    log_lik[a:b].masked_fill_(miss.to(z.device), -math.inf)
+                    drawn[c.column].append(block)
+        return log_lik, {name: np.concatenate(blocks) for name, blocks in drawn.items()}
+
+    def alternatives(self, z: torch.Tensor, c: Condition) -> torch.Tensor:
+        """(B, k): log p(value_j | z) for each of the condition's k values."""
+        parts = [
+            self.alternatives_t(out_t, c) for _, _, out_t in decoded(self.model, z, self.precision)
+        ]
+        return torch.cat(parts, 1).T
+
+    def alternatives_t(self, out_t: torch.Tensor, c: Condition) -> torch.Tensor:
+        """(k, B) from the decoder's transposed output (out_width, B)."""
+        start = self.slices[c.column].start
+        rows = []
+        for value in c.encoded:
+            lp = out_t.new_zeros(out_t.shape[1])
+            codes = {}
+            for blk in self.blocks[c.column]:
+                logits = out_t[blk.out_start : blk.out_start + blk.n_classes].float()
+                if self.shift is not None:
+                    shift = self.shift[blk.out_start : blk.out_start + blk.n_classes]
+                    logits = logits + shift.unsqueeze(1)
+                code = int(value[blk.input_col - start])
+                codes[blk.input_col] = code
+                lp += logits[code] - logits.logsumexp(0)
+            for i, slot in self.slots[c.column]:
+                if slot.gate_col is not None and codes.get(slot.gate_col) != slot.gate_code:
+                    continue  # the value's mode is a point mass or missing: nothing continuous
+                target, mean = float(value[slot.input_col - start]), out_t[slot.out_index].float()
+                if self.model.likelihood.continuous == "gaussian":
+                    sigma = sigma_of(out_t[self.scale_start + i].float())
+                    lp += -0.5 * ((target - mean) / sigma) ** 2 - sigma.log()
+                else:
+                    lp += -0.5 * (target - mean) ** 2
+                lp -= 0.5 * math.log(2 * math.pi)
+            rows.append(lp)
+        return torch.stack(rows)
+
+
+@torch.inference_mode()
+def sample_latents(
+    model: nn.Module,
+    transformer: TableTransformer,
+    conditions: list[Condition],
+    n: int,
+    generator: torch.Generator,
+    precision: str = "auto",
+) -> tuple[torch.Tensor, dict[str, np.ndarray], dict[str, float]]:
+    """n draws of z from p(z | conditions), the range columns' values drawn with them, and what the
+    sampler did (pool size, effective sample size)."""
+    model.eval()
+    likelihood = _Likelihood(model, transformer, conditions, precision)
+    proposal = _Proposal(model)
+    pool = max(MIN_POOL_ROWS, min(POOL_ROWS, 4 * n))
+    ess_share = 0.0
+    for _ in range(ROUNDS):
+        z = proposal.sample(pool, generator)
+        log_lik, _ = likelihood(z, generator)
+        log_prior_q = proposal.prior.log_prob(z) - proposal.log_prob(z)
+        if not torch.isfinite(log_lik).any():
+            pool = min(pool * 4, MAX_POOL_VALUES // z.shape[1])
+            continue
+        ess_share = _ess(log_prior_q + log_lik) / pool
+        proposal.fit(z, torch.softmax(_tempered(log_prior_q, log_lik).double(), 0).float())
+    if ess_share == 0.0 and proposal.mean is None:
+        raise UserError(
+            f"no draw of {pool:,} met the conditions ({_describe(conditions)}): "
+            "the model gives them almost no probability"
+        )
+    # the final pool: enough draws for about n effective ones, within the memory cap
+    cap = max(n, MAX_POOL_VALUES // z.shape[1])
+    final = int(min(cap, max(n, math.ceil(1.5 * n / max(ess_share, 1e-9)))))
+    zs, log_ws, draws = [], [], []
+    for a in range(0, final, POOL_ROWS * 4):
+        z = proposal.sample(min(POOL_ROWS * 4, final - a), generator)
+        log_lik, drawn = likelihood(z, generator)
+        zs.append(z)
+        log_ws.append(proposal.prior.log_prob(z) - proposal.log_prob(z) + log_lik)
+        draws.append(drawn)
+    z, log_w = torch.cat(zs), torch.cat(log_ws)
+    if not torch.isfinite(log_w).any():
+        raise UserError(
+            f"no draw of {final:,} met the conditions ({_describe(conditions)}): "
+            "the model gives them almost no probability"
+        )
+    ess = _ess(log_w)
+    # the mean weight estimates the probability the model gives the conditions
+    probability = float((log_w.double().logsumexp(0) - math.log(len(log_w))).exp())
+    picked = _systematic(torch.softmax(log_w.double(), 0), n, generator)
+    drawn = {
+        c: np.concatenate([d[c] for d in draws])[picked.cpu().numpy()]
+        for c in (draws[0] if draws else {})
+    }
+    stats = {"pool": final, "effective_draws": round(ess, 1), "probability": probability}
+    trained_on = max((getattr(e, "n_rows", 0) for e in transformer.encoders.values()), default=0)
+    if trained_on and probability * trained_on < 1:
+        log.warning(
+            "the model expects %.2g of its %d training rows to meet the conditions (%s): no row "
+            "it learned from may do, and the rows drawn are its extrapolation",
+            probability * trained_on,
+            trained_on,
+            _describe(conditions),
+        )
+    log.info(
+        "conditional sampling (%s): %d rows from a pool of %d draws of z, %.0f effective",
+        _describe(conditions),
+        n,
+        final,
+        ess,
+    )
+    if ess < n / 20:
+        log.warning(
+            "the conditions (%s) are rare under the model: %d rows share %.0f effective draws of "
+            "z, so their other columns vary less than they should",
+            _describe(conditions),
+            n,
+            ess,
+        )
+    return z[picked], drawn, stats
+
+
+def _systematic(w: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """n indices drawn with probabilities w by systematic resampling (low variance)."""
+    u = (torch.rand(1, generator=generator, device=w.device).double() + torch.arange(n)) / n
+    return torch.searchsorted(w.cumsum(0), u.to(w.device)).clamp(max=len(w) - 1)
+
+
+def _describe(conditions: list[Condition]) -> str:
+    parts = []
+    for c in conditions:
+        if c.is_range:
+            parts.append(f"{c.column} in range")
+        else:
+            shown = c.values[0] if len(c.values) == 1 else list(c.values)
+            parts.append(f"{c.column}={shown}")
+    return ", ".join(parts)
+
+
+@torch.inference_mode()
+def sample_conditional(
+    model: nn.Module,
+    transformer: TableTransformer,
+    conditions: list[Condition],
+    n: int,
+    seed: int,
+    precision: str = "auto",
+    row_offset: int = 0,
+    seen: dict[str, Any] | None = None,
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """n rows meeting `conditions` (parse_conditions), seeded, and the sampler's statistics;
+    `row_offset` numbers the rows for new ids; `seen` (seen_pairs) warns about pairs of
+    categories no training row holds."""
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    for pair in unseen_pairs(conditions, transformer, seen or {}):
+        log.warning(
+            "fewer than %d training rows hold %s: the rows drawn are the model's extrapolation",
+            max(transformer.settings["rare_threshold"], 1),
+            pair,
+        )
+    z, drawn, stats = sample_latents(model, transformer, conditions, n, generator, precision)
+    matrix = draw_given_z_t(model, z, generator, precision).T.cpu().numpy()
+    likelihood = _Likelihood(model, transformer, conditions, precision)
+    for c in conditions:
+        where = transformer._slices[c.column]
+        if c.is_range:
+            matrix[:, where] = drawn[c.column]
+        elif len(c.values) == 1:
+            matrix[:, where] = c.encoded[0]
+        else:  # one of several: each row's value drawn with its probability given its z
+            probs = torch.softmax(likelihood.alternatives(z, c), 1)
+            pick = torch.multinomial(probs, 1, generator=generator).squeeze(1).cpu().numpy()
+            matrix[:, where] = c.encoded[pick]
+    df = transformer.inverse_transform(
+        matrix,
+        rng=np.random.default_rng([seed, 1]),
+        row_offset=row_offset,
+        id_seed=seed,
+        exact=False,
+    )
+    for c in conditions:  # numbers hold exactly, not as the quantile map gives them back
+        enc = transformer.encoders[c.column]
+        if not c.is_range and enc.col.kind == "numerical" and len(c.values) == 1:
+            if c.values[0] is not None:
+                df[c.column] = pd.Series([c.values[0]] * n, dtype=df[c.column].dtype)
+    return df, stats
+
+
+def meets(
+    df: pd.DataFrame, conditions: list[Condition], transformer: TableTransformer
+) -> np.ndarray:
+    """Which rows of a table meet every condition (bool array)."""
+    mask = np.ones(len(df), dtype=bool)
+    for c in conditions:
+        enc = transformer.encoders[c.column]
+        if c.is_range:
+            if isinstance(enc, DatetimeEncoder):
+                ns, missing = datetimes_to_ns(df[c.column], enc.col.datetime_format)
+                values = np.where(missing, np.nan, np.round(ns / enc.step_ns))
+            else:
+                values = enc.values(df[c.column])
+            with np.errstate(invalid="ignore"):
+                mask &= (values >= c.low) & (values <= c.high)
+        else:
+            codes = enc.encode(df[c.column])
+            hit = np.zeros(len(df), dtype=bool)
+            for row in c.encoded:
+                hit |= (codes == row).all(1)
+            if enc.col.kind == "numerical":  # the value itself, not its place in the encoding
+                values = enc.values(df[c.column])
+                wanted = [np.nan if v is None else float(v) - enc.offset for v in c.values]
+                hit = np.isin(values, wanted) | (np.isnan(values) & np.isnan(wanted).any())
+            mask &= hit
+    return mask
+
+
+def seen_pairs(matrix: np.ndarray, transformer: TableTransformer, k: int) -> dict[str, Any]:
+    """Which pairs of categories at least `k` training rows hold together, for the first
+    MAX_PAIR_COLUMNS categorical columns: {"a|b": hex bitmask over a's classes x b's}. A condition
+    on a pair no k rows hold is then warned about (the model itself may give it some probability:
+    it draws columns independently given z). Pairs fewer than k rows hold count as unseen, as value
+    protection treats rare values."""
+    blocks = [
+        b
+        for b in transformer.layout.discrete
+        if b.role == "category" and b.n_classes <= MAX_PAIR_CLASSES
+    ][:MAX_PAIR_COLUMNS]
+    codes = {b.column: matrix[:, b.input_col].astype(np.int64) for b in blocks}
+    out = {}
+    for i, a in enumerate(blocks):
+        for b in blocks[i + 1 :]:
+            counts = np.bincount(
+                codes[a.column] * b.n_classes + codes[b.column], minlength=a.n_classes * b.n_classes
+            )
+            out[f"{a.column}|{b.column}"] = np.packbits(counts >= max(k, 1)).tobytes().hex()
+    return out
+
+
+def unseen_pairs(
+    conditions: list[Condition], transformer: TableTransformer, seen: dict[str, Any]
+) -> list[str]:
+    """The pairs of categorical conditions that no (or too few) training rows hold together."""
+    layout = {b.column: b for b in transformer.layout.discrete if b.role == "category"}
+    fixed = [c for c in conditions if not c.is_range and c.column in layout]
+    out = []
+    for i, a in enumerate(fixed):
+        for b in fixed[i + 1 :]:
+            key, first, second = f"{a.column}|{b.column}", a, b
+            if key not in seen:
+                key, first, second = f"{b.column}|{a.column}", b, a
+            if key not in seen:
+                continue
+            bits = np.unpackbits(np.frombuffer(bytes.fromhex(seen[key]), np.uint8))
+            width = layout[second.column].n_classes
+            held = any(
+                bits[int(x[0]) * width + int(y[0])] for x in first.encoded for y in second.encoded
+            )
+            if not held:
+                out.append(f"{_describe([first])} with {_describe([second])}")
+    return out
+
+
+def row_groups(conditions: Any, n: int) -> list[tuple[dict, int]]:
+    """Conditions as [(where, rows)]: one mapping gives all n rows; a list of groups
+    `{"where": {...}, "share": f}` (or `"rows": k`) splits n among them, e.g. to rebalance a
+    class. Shares are normalized; rows are rounded so that they add up to n."""
+    if isinstance(conditions, Mapping):
+        return [(dict(conditions), n)]
+    if not isinstance(conditions, (list, tuple)) or not conditions:
+        raise UserError("conditions must be a mapping, a DataFrame or a list of groups")
+    groups = []
+    for g in conditions:
+        if not isinstance(g, Mapping) or not isinstance(g.get("where"), Mapping):
+            raise UserError(f"a group of conditions is {{where: {{...}}, share: f}}, got {g!r}")
+        if set(g) - {"where", "share", "rows"} or ("share" in g) == ("rows" in g):
+            raise UserError(f"a group of conditions has a share or rows (one of them), got {g!r}")
+        groups.append(g)
+    if all("rows" in g for g in groups):
+        return [(dict(g["where"]), _count(g["rows"])) for g in groups]
+    if any("rows" in g for g in groups):
+        raise UserError("groups of conditions give all shares or all rows, not both")
+    shares = np.array([_share(g["share"]) for g in groups])
+    cuts = np.round(np.cumsum(shares) / shares.sum() * n).astype(int)
+    counts = np.diff(cuts, prepend=0)
+    return [(dict(g["where"]), int(k)) for g, k in zip(groups, counts, strict=True)]
+
+
+def _count(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise UserError(f"a group's rows must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def _share(value: Any) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise UserError(f"a group's share must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def partial_row_groups(rows: pd.DataFrame, transformer: TableTransformer) -> list[tuple]:
+    """Rows of a DataFrame of partial rows grouped by what they fix: [(conditions dict, positions)].
+    A missing cell is free; a row with no fixed cell is drawn unconditionally."""
+    unknown = [c for c in rows.columns if c not in transformer.encoders]
+    if unknown:
+        raise UserError(f"conditions name unknown columns: {', '.join(map(str, unknown))}")
+    groups: dict[tuple, list[int]] = {}
+    for i, row in enumerate(rows.itertuples(index=False, name=None)):
+        key = tuple(
+            (col, value) for col, value in zip(rows.columns, row, strict=True) if not pd.isna(value)
+        )
+        groups.setdefault(key, []).append(i)
+    return [(dict(key), positions) for key, positions in groups.items()]
