@@ -39,7 +39,8 @@ MIN_ESS = 256  # each round's weights are tempered until this many draws effecti
 PRIOR_SHARE = 0.1  # the proposal's share of draws from the prior itself (defensive mixture)
 MAX_POOL_VALUES = 1 << 26  # latent values the final pool may hold (256 MB of float32)
 RANGE_KINDS = ("numerical", "datetime")
-MAX_PAIR_COLUMNS, MAX_PAIR_CLASSES = 60, 256  # categories whose pairs a model remembers as seen
+# categories whose pairs a model remembers as seen, within 2^22 bits (512 kB of hex in its JSON)
+MAX_PAIR_COLUMNS, MAX_PAIR_CLASSES, MAX_PAIR_BITS = 60, 256, 1 << 22
 
 
 @dataclass(frozen=True)
@@ -395,15 +396,6 @@ def sample_latents(
         for c in (draws[0] if draws else {})
     }
     stats = {"pool": final, "effective_draws": round(ess, 1), "probability": probability}
-    trained_on = max((getattr(e, "n_rows", 0) for e in transformer.encoders.values()), default=0)
-    if trained_on and probability * trained_on < 1:
-        log.warning(
-            "the model expects %.2g of its %d training rows to meet the conditions (%s): no row "
-            "it learned from may do, and the rows drawn are its extrapolation",
-            probability * trained_on,
-            trained_on,
-            _describe(conditions),
-        )
     log.info(
         "conditional sampling (%s): %d rows from a pool of %d draws of z, %.0f effective",
         _describe(conditions),
@@ -420,6 +412,31 @@ def sample_latents(
             ess,
         )
     return z[picked], drawn, stats
+
+
+def _warnings(
+    conditions: list[Condition], transformer: TableTransformer, seen: dict, probability: float
+) -> list[str]:
+    """Why the conditions may be met by no training row: a pair of categories fewer than
+    `rare_threshold` rows hold together (`seen`, from seen_pairs), or, for conditions on
+    categories and ranges only (an exact number has a density, not a probability), the model's
+    own estimate of how many training rows meet them."""
+    k = max(transformer.settings["rare_threshold"], 1)
+    out = [
+        f"fewer than {k} training rows hold {pair}"
+        for pair in unseen_pairs(conditions, transformer, seen)
+    ]
+    trained_on = max((getattr(e, "n_rows", 0) for e in transformer.encoders.values()), default=0)
+    countable = all(
+        c.is_range or transformer.encoders[c.column].col.kind in ("categorical", "text")
+        for c in conditions
+    )
+    if countable and trained_on and probability * trained_on < 1:
+        out.append(
+            f"the model expects {probability * trained_on:.2g} of its {trained_on} training rows "
+            f"to meet {_describe(conditions)}"
+        )
+    return out
 
 
 def _systematic(w: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -455,13 +472,8 @@ def sample_conditional(
     categories no training row holds."""
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    for pair in unseen_pairs(conditions, transformer, seen or {}):
-        log.warning(
-            "fewer than %d training rows hold %s: the rows drawn are the model's extrapolation",
-            max(transformer.settings["rare_threshold"], 1),
-            pair,
-        )
     z, drawn, stats = sample_latents(model, transformer, conditions, n, generator, precision)
+    stats["warnings"] = _warnings(conditions, transformer, seen or {}, stats["probability"])
     matrix = draw_given_z_t(model, z, generator, precision).T.cpu().numpy()
     likelihood = _Likelihood(model, transformer, conditions, precision)
     for c in conditions:
@@ -519,19 +531,22 @@ def meets(
 
 def seen_pairs(matrix: np.ndarray, transformer: TableTransformer, k: int) -> dict[str, Any]:
     """Which pairs of categories at least `k` training rows hold together, for the first
-    MAX_PAIR_COLUMNS categorical columns: {"a|b": hex bitmask over a's classes x b's}. A condition
-    on a pair no k rows hold is then warned about (the model itself may give it some probability:
-    it draws columns independently given z). Pairs fewer than k rows hold count as unseen, as value
-    protection treats rare values."""
+    MAX_PAIR_COLUMNS categorical columns and within MAX_PAIR_BITS: {"a|b": hex bitmask over a's
+    classes x b's}. A condition on a pair no k rows hold is then warned about (the model itself
+    may give it some probability: it draws columns independently given z). Pairs fewer than k
+    rows hold count as unseen, as value protection treats rare values."""
     blocks = [
         b
         for b in transformer.layout.discrete
         if b.role == "category" and b.n_classes <= MAX_PAIR_CLASSES
     ][:MAX_PAIR_COLUMNS]
     codes = {b.column: matrix[:, b.input_col].astype(np.int64) for b in blocks}
-    out = {}
+    out, bits = {}, 0
     for i, a in enumerate(blocks):
         for b in blocks[i + 1 :]:
+            bits += a.n_classes * b.n_classes
+            if bits > MAX_PAIR_BITS:  # a model file stays small: later pairs go unchecked
+                return out
             counts = np.bincount(
                 codes[a.column] * b.n_classes + codes[b.column], minlength=a.n_classes * b.n_classes
             )

@@ -12,6 +12,7 @@ from torch import nn
 from synthgen.transform import TableTransformer
 
 CHUNK_ROWS = 65_536  # rows through the network at once: flat memory for any table
+ENCODER_CHUNK = 4_096  # rows per product on a CPU: the intermediates stay in cache
 REFERENCE_ROWS = 20_000  # training rows the score's reference (quantiles, typical parts) reads
 LATENT_ROWS, LATENT_BINS = 5_000, 24  # rows per table and grid of the report's latent-space map
 
@@ -24,7 +25,8 @@ def embed_matrix(model: nn.Module, matrix: np.ndarray) -> np.ndarray:
     out = np.empty((len(matrix), model.prior.mean.shape[0]), dtype=np.float32)
     for a in range(0, len(matrix), CHUNK_ROWS):
         x = torch.from_numpy(matrix[a : a + CHUNK_ROWS]).to(device)
-        out[a : a + len(x)] = model.encoder(x)[:, : out.shape[1]].float().cpu().numpy()
+        codes_t = model.encoder.forward_t(x, chunk=ENCODER_CHUNK)[: out.shape[1]]
+        out[a : a + len(x)] = codes_t.T.cpu().numpy()
     return out
 
 

@@ -313,7 +313,7 @@ class Synthesizer:
         for g, (parsed, k) in enumerate(groups):
             for a in range(0, k, self.block_rows):
                 m = min(self.block_rows, k - a)
-                df, _ = sample_conditional(
+                df, stats = sample_conditional(
                     self.net,
                     self.transformer,
                     parsed,
@@ -323,15 +323,18 @@ class Synthesizer:
                     row_offset=done,
                     seen=self.info.get("seen_pairs"),
                 )
+                if a == 0:  # once per group of conditions
+                    for warning in stats["warnings"]:
+                        log.warning("%s: the rows drawn are the model's extrapolation", warning)
                 done += m
                 yield df
 
     def _complete_rows(self, rows: pd.DataFrame, seed: int) -> pd.DataFrame:
         """Each partial row completed: rows fixing the same cells are drawn together."""
-        parts, order, done = [], [], 0
+        parts, order, done, warned = [], [], 0, []
         for i, (fixed, positions) in enumerate(partial_row_groups(rows, self.transformer)):
             parsed = parse_conditions(fixed, self.transformer) if fixed else []
-            df, _ = sample_conditional(
+            df, stats = sample_conditional(
                 self.net,
                 self.transformer,
                 parsed,
@@ -342,8 +345,17 @@ class Synthesizer:
                 seen=self.info.get("seen_pairs"),
             )
             done += len(positions)
+            warned += stats["warnings"][:1] * len(positions)
             parts.append(df)
             order.extend(positions)
+        if warned:
+            log.warning(
+                "%d of %d partial rows fix values no training row may hold together (e.g. %s): "
+                "their other cells are the model's extrapolation",
+                len(warned),
+                len(rows),
+                warned[0],
+            )
         if not parts:
             return self.sample(0, seed).set_axis(rows.index)
         out = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]

@@ -87,6 +87,11 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, n_inputs) -> (B, d_out)
         return self.net(self.expand(x))
 
+    @torch.no_grad()
+    def forward_t(self, x: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+        """Inference only: the same output, transposed (d_out, B), `chunk` rows at a time."""
+        return mlp_forward_t(self.net, self.expand(x), chunk=chunk)
+
 
 class Decoder(nn.Module):
     """z -> the parameters of every column's distribution:
@@ -108,40 +113,52 @@ class Decoder(nn.Module):
         out: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Inference only: the same output, transposed, (B, latent) -> (out_width, B), float32,
-        `chunk` rows at a time (into `out` when given).
+        `chunk` rows at a time (into `out` when given): `mlp_forward_t`."""
+        return mlp_forward_t(self.net, z, dtype, chunk, out)
 
-        Every layer runs transposed (features, rows), so per-column sampling reads contiguous rows
-        and each bias broadcasts along rows (addmm on (B, features) would first copy a broadcast
-        bias into the output). With `dtype` (bf16) the products run in that precision with in-place
-        activations; on CPUs with bf16 units this is faster than float32, where autocast's
-        out-of-place casts would give most of the gain back. The weights are cast once per call, and
-        the bf16 result is converted while it is written to `out`.
-        """
 
-        def cast(t: torch.Tensor) -> torch.Tensor:
-            return t.to(dtype) if dtype else t
+@torch.no_grad()
+def mlp_forward_t(
+    net: nn.Sequential,
+    z: torch.Tensor,
+    dtype: torch.dtype | None = None,
+    chunk: int | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """An MLP's output for inference, transposed: (B, d_in) -> (d_out, B), float32, `chunk` rows
+    at a time (into `out` when given).
 
-        *body, last = self.net
-        layers = [
-            (cast(m.bias).unsqueeze(1), cast(m.weight)) if isinstance(m, nn.Linear) else m
-            for m in body
-        ]
-        bias, weight = cast(last.bias).unsqueeze(1), cast(last.weight)
-        out = torch.empty(last.out_features, len(z), device=z.device) if out is None else out
-        step = chunk or max(len(z), 1)
-        for a in range(0, len(z), step):
-            h = cast(z[a : a + step]).T  # (latent, rows)
-            for layer in layers:
-                if isinstance(layer, tuple):
-                    h = torch.addmm(*layer, h)  # (width, rows)
-                # elementwise: the layout does not matter
-                elif isinstance(layer, tuple(ACTIVATIONS.values())):
-                    h = _activate_(layer, h)
-                # normalization: over features, so on (rows, width)
-                elif not isinstance(layer, nn.Dropout):
-                    h = layer(h.T.float()).to(h.dtype).T
-            out[:, a : a + step] = torch.addmm(bias, weight, h)
-        return out
+    Every layer runs transposed (features, rows), so per-column sampling reads contiguous rows
+    and each bias broadcasts along rows (addmm on (B, features) would first copy a broadcast
+    bias into the output). With `dtype` (bf16) the products run in that precision with in-place
+    activations; on CPUs with bf16 units this is faster than float32, where autocast's
+    out-of-place casts would give most of the gain back. The weights are cast once per call, and
+    the bf16 result is converted while it is written to `out`.
+    """
+
+    def cast(t: torch.Tensor) -> torch.Tensor:
+        return t.to(dtype) if dtype else t
+
+    *body, last = net
+    layers = [
+        (cast(m.bias).unsqueeze(1), cast(m.weight)) if isinstance(m, nn.Linear) else m for m in body
+    ]
+    bias, weight = cast(last.bias).unsqueeze(1), cast(last.weight)
+    out = torch.empty(last.out_features, len(z), device=z.device) if out is None else out
+    step = chunk or max(len(z), 1)
+    for a in range(0, len(z), step):
+        h = cast(z[a : a + step]).T  # (d_in, rows)
+        for layer in layers:
+            if isinstance(layer, tuple):
+                h = torch.addmm(*layer, h)  # (width, rows)
+            # elementwise: the layout does not matter
+            elif isinstance(layer, tuple(ACTIVATIONS.values())):
+                h = _activate_(layer, h)
+            # normalization: over features, so on (rows, width)
+            elif not isinstance(layer, nn.Dropout):
+                h = layer(h.T.float()).to(h.dtype).T
+        out[:, a : a + step] = torch.addmm(bias, weight, h)
+    return out
 
 
 class LatentPrior(nn.Module):
