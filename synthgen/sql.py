@@ -35,8 +35,13 @@ from synthgen.io import arrow_to_pandas, check_table
 
 log = logging.getLogger("synthgen")
 
-DIALECTS = {"postgresql": "postgresql", "postgres": "postgresql", "sqlite": "sqlite"}
-DIALECTS["duckdb"] = "duckdb"
+# URL scheme -> database
+DIALECTS = {
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+    "sqlite": "sqlite",
+    "duckdb": "duckdb",
+}
 # URL parameters that are synthgen's, not the driver's
 OWN_PARAMS = ("table", "query", "if_exists", "model")
 BATCH_ROWS = 65_536  # rows per batch where the driver does not choose (DuckDB, SQLite)
@@ -454,14 +459,13 @@ class _Postgres(_Database):
                 raise UserError(f"{redact(src.url)}: no table {src.table!r}")
             with self.failing("cannot read the catalogue"):
                 return self._columns(quote_name(src.table))
-        # a query's column types: those of a temporary view over it, dropped by the rollback
+        # a query's column types: those of a temporary view over it
         view = f"synthgen_query_{secrets.token_hex(4)}"
         with self.failing("cannot run the query"):
-            try:
-                self.execute(f"CREATE TEMPORARY VIEW {view} AS {_strip(src.query)}")
-                return self._columns(view)
-            finally:
-                self.rollback()
+            self.execute(f"CREATE TEMPORARY VIEW {view} AS {_strip(src.query)}")
+            columns = self._columns(view)
+            self.execute(f"DROP VIEW {view}")
+        return columns
 
     def _columns(self, relation: str) -> list[SqlColumn]:
         rows = self.rows(
@@ -497,6 +501,9 @@ class _Postgres(_Database):
         cur = self.conn.cursor()
         try:
             with self.failing("cannot read"):
+                if self.own:  # rows in the table's order every time: the fingerprint hashes them
+                    cur.execute("SET max_parallel_workers_per_gather = 0")
+                    cur.execute("SET synchronize_seqscans = off")
                 cur.execute(sql)
                 reader = cur.fetch_record_batch()
             while True:
@@ -743,7 +750,8 @@ def _open(src: SqlSource, write: bool = False) -> _Database:
         return backend(src, write)
     except ImportError as exc:
         raise UserError(
-            f"{src.dialect} needs the package {exc.name}: pip install 'synthgen' reinstalls it"
+            f"{src.dialect} needs the Python package {exc.name} (a dependency of synthgen): "
+            f"pip install {exc.name}"
         ) from None
 
 
@@ -961,7 +969,8 @@ def read_sql(source: SqlSource, *, sample_rows: int | None = None, seed: int = 0
             h.update(batch.serialize())
             rows += batch.num_rows
             sample.add(batch)
-        db.rollback()  # a read-only transaction: end it
+        if db.own:
+            db.rollback()  # end the reading transaction (a caller's connection keeps its own)
     finally:
         db.close()
     if schema is None:  # no batch at all: an empty result

@@ -291,6 +291,11 @@ def test_the_catalogue_decides_types_and_the_fingerprint_follows_the_rows(postgr
     assert schema["signed_up"].timezone == "UTC" and schema["birthday"].kind == "datetime"
     assert schema["balance"].not_null and not schema["visits"].not_null
 
+    import adbc_driver_postgresql.dbapi as adbc_pg
+
+    with adbc_pg.connect(url) as conn:  # an open connection
+        assert read_sql(sql_source(conn, table="customers")).sha256 == read.sha256
+
     # a query: its columns' types come from the catalogue too
     query = read_sql(sql_source(url, query="SELECT tier, balance FROM customers WHERE active"))
     assert [c.sql_type for c in query.columns] == ["plan", "numeric(10,2)"]
@@ -448,6 +453,13 @@ def test_sqlite_fits_samples_and_publishes_atomically(tmp_path, sales):
     assert not [n for n in names if "synthgen" in n]
     with pytest.raises(UserError, match="no table 'nope'"):
         read_sql(sql_source(url + "?table=nope"))
+    # open connections: sqlite3's, and a SQLAlchemy engine's URL
+    import sqlalchemy
+
+    with sqlite3.connect(path) as conn:
+        assert read_sql(sql_source(conn, table="orders")).sha256 == read.sha256
+    engine = sqlalchemy.create_engine(url)
+    assert read_sql(sql_source(engine, query="SELECT * FROM orders")).rows == 300
     with pytest.raises(UserError, match="no such database file"):
         read_sql(sql_source(f"sqlite:///{tmp_path / 'absent.db'}?table=t"))
 
