@@ -92,11 +92,13 @@ def schema(
     from rich.console import Console
     from rich.table import Table
 
+    from synthgen.config import refuse_password
     from synthgen.io import write_json
     from synthgen.runs import read_input
     from synthgen.schema import infer_schema
 
     _setup_logging()
+    refuse_password(input)
     df, meta, where = read_input(input, encoding, str(metadata) if metadata else None)
     inferred = infer_schema(df, meta)
     table = Table(title=f"{where}: {inferred.n_rows} rows", title_justify="left")
@@ -143,9 +145,11 @@ def fit(
     """
     import shutil
 
+    from synthgen.config import refuse_password
     from synthgen.synthesizer import Synthesizer
 
     _setup_logging(quiet)
+    refuse_password(input)
     settings = {"epochs": epochs, "seed": seed, "device": device, "epsilon": epsilon}
     synth = Synthesizer(model, **settings)
     checkpoints = out.with_name(out.name + ".ckpt")
@@ -400,6 +404,8 @@ def _run_generate(api, config: Optional[Path], overrides: dict, quiet: bool = Fa
     from synthgen.runs import preflight, release_input
 
     cfg = load_run_config(str(config) if config else None, **overrides)
+    if cfg.secret_blocks():
+        api.wait()  # the password is read from Prefect's API
     info, _ = preflight(cfg)
     process.on_stop(lambda: release_input(info))  # a database input's snapshot
     from synthgen.flows import RunFailed, flow_result

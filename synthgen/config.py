@@ -232,6 +232,12 @@ def url_has_password(url: str) -> bool:
     return bool(parts.password) or "password" in parse_qs(parts.query)
 
 
+def refuse_password(value: str) -> None:
+    """UserError for a database URL holding a password on a command line (shell history, `ps`)."""
+    if is_sql_url(value) and url_has_password(value):
+        raise UserError("the database URL holds a password: " + SECRET_HELP)
+
+
 def _no_password(url: str, where: str) -> None:
     # the config is recorded in report.json, manifest.json and Prefect's database
     if url_has_password(url):
@@ -414,6 +420,11 @@ class RunConfig(BaseModel):
                 f"schedule must be a cron expression like '0 3 * * *', got {self.schedule!r}"
             )
         return self
+
+    def secret_blocks(self) -> list[str]:
+        """The Prefect Secret blocks the run logs in with (they need the Prefect API up)."""
+        places = (self.input, self.publish)
+        return [p.password_secret for p in places if isinstance(p, _Database) and p.password_secret]
 
     def model_settings(self, model: str) -> ModelSettings:
         """The settings of one model: the shared ones under `model:`, then its own section

@@ -85,8 +85,10 @@ def _snapshot(cfg: RunConfig, source: Any) -> tuple[Any, dict[str, Any], dict[st
     this process lives: the next run removes a dead one's). Enough rows are sampled that the
     training part holds `max_train_rows`."""
     cap = None
-    if cfg.max_train_rows:
-        cap = math.ceil(cfg.max_train_rows / (1 - cfg.holdout_fraction)) + 1
+    if cfg.max_train_rows:  # the fewest rows whose training part (split_rows) holds them all
+        cap = max(math.ceil(cfg.max_train_rows / (1 - cfg.holdout_fraction)) - 1, 1)
+        while cap - round(cap * cfg.holdout_fraction) < cfg.max_train_rows:
+            cap += 1
     read = read_sql(source, sample_rows=cap, seed=cfg.seed)
     df = read.to_pandas()
     metadata = read.metadata(load_metadata(cfg.metadata))

@@ -235,14 +235,19 @@ def _password(src: SqlSource) -> str | None:
 
 
 def _prefect_secret(name: str) -> str:
-    try:
-        from prefect.blocks.system import Secret
+    from prefect.blocks.system import Secret
 
+    try:
         value = Secret.load(name, _sync=True).get()
     except ValueError:
         raise UserError(
             f"password_secret: no Prefect Secret block named {name!r} on this Prefect API "
             "(create it with prefect.blocks.system.Secret(value=...).save(name))"
+        ) from None
+    except Exception as exc:  # the API is down or refuses: say so in one line
+        raise UserError(
+            f"password_secret: cannot load the Prefect Secret block {name!r} "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
         ) from None
     return str(value)
 

@@ -3,6 +3,7 @@ temporary folder), SQLite and DuckDB files. Ingest -> train -> publish -> read b
 types, the atomic swap under a failure and under SIGKILL, and no password in anything a run
 writes."""
 
+import json
 import os
 import secrets
 import signal
@@ -111,14 +112,12 @@ def prefect_home() -> Path:
 def cli(args, tmp_path, env=None, **kwargs):
     """The CLI in a fresh process writing under tmp_path (outputs, logs) and prefect_home() (the
     temporary API's database: a fresh one would cost its migrations, ~10 s)."""
-    environ = dict(
-        os.environ,
+    environ = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PGPASSWORD")}
+    environ.update(
         SYNTHGEN_LOG_DIR=str(tmp_path / "logs"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         **(env or {}),
     )
-    environ.pop("PREFECT_API_URL", None)
-    environ.pop("PGPASSWORD", None)
     argv = [sys.executable, "-m", "synthgen.cli", *map(str, args)]
     return argv, {"env": environ, "cwd": tmp_path, **kwargs}
 
@@ -152,7 +151,7 @@ def run_config(tmp_path, postgres, publish_table: str, **extra) -> Path:
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_a_postgres_run_publishes_with_the_source_types_and_writes_no_password(postgres, tmp_path):
-    config = run_config(tmp_path, postgres, "customers_synthetic", rows=500)
+    config = run_config(tmp_path, postgres, "customers_synthetic", rows=500, max_train_rows=300)
     argv, kwargs = cli(["generate", "--config", config], tmp_path, {PASSWORD_VAR: PASSWORD})
     done = subprocess.run(argv, capture_output=True, text=True, timeout=600, **kwargs)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -172,6 +171,9 @@ def test_a_postgres_run_publishes_with_the_source_types_and_writes_no_password(p
 
     # the report names the source without a password; nothing the run wrote holds it
     report = next((tmp_path / "out" / "reports").glob("customers/*/report.json")).read_text()
+    read = json.loads(report)["input"]  # 800 rows streamed, a sample of 375 kept: 300 to train
+    assert (read["rows"], read["rows_read"], read["train_rows"]) == (800, 375, 300)
+    assert read["path"] == postgres.url() + "?table=customers"
     assert "postgresql://synthgen@127.0.0.1" in report
     assert "numeric(10,2)" in report  # the column's database type, in the schema
     written = [p for p in tmp_path.rglob("*") if p.is_file() and p != config]
@@ -363,10 +365,8 @@ def test_credentials_come_from_the_environment_a_pgpass_file_or_a_secret_block(
 
 @pytest.mark.postgres
 def test_a_missing_table_is_one_error_line_and_exit_2(postgres, tmp_path):
-    argv, kwargs = cli(
-        ["generate", postgres.url() + "?table=nope"], tmp_path, {"PGPASSWORD": PASSWORD}
-    )
-    kwargs["env"]["PGPASSWORD"] = PASSWORD  # libpq's own variable
+    env = {"PGPASSWORD": PASSWORD}  # libpq's own variable
+    argv, kwargs = cli(["generate", postgres.url() + "?table=nope"], tmp_path, env)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=600, **kwargs)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [f"error: {postgres.url()}: no table 'nope'"], (
