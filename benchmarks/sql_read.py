@@ -106,11 +106,19 @@ def main() -> None:
         def connectorx_arrow():
             return connectorx.read_sql(url, query, return_type="arrow")
 
+        def copy_bytes():  # the server's side alone: COPY's binary rows, not decoded
+            import psycopg
+
+            with psycopg.connect(url) as conn, conn.cursor() as cur:
+                with cur.copy(f"COPY ({query}) TO STDOUT (FORMAT binary)") as copy:
+                    return sum(len(data) for data in copy)
+
         readers = {
             "pandas.read_sql + SQLAlchemy (psycopg 3), to a DataFrame": pandas_sqlalchemy,
             "synthgen read_sql (ADBC batches, SHA-256, to a DataFrame)": synthgen_reader,
             "bare ADBC, to an Arrow table": adbc_arrow,
             "connectorx, to an Arrow table": connectorx_arrow,
+            "COPY ... (FORMAT binary) bytes, not decoded (psycopg 3)": copy_bytes,
         }
         assert len(pandas_sqlalchemy()) == len(synthgen_reader()) == args.rows  # and warm up
         times: dict[str, list[float]] = {name: [] for name in readers}

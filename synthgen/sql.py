@@ -1024,8 +1024,9 @@ def publish_rows(
         if first is None:
             raise UserError("no rows to publish")
         names = first.schema.names
+        appending = exists and target.if_exists == "append"
         with db.failing("cannot publish"):
-            if exists and target.if_exists == "append":
+            if appending:
                 existing = {c.name: c.sql_type for c in db.columns(replace(target, query=None))}
                 missing = [n for n in names if n not in existing]
                 if missing:
@@ -1038,19 +1039,18 @@ def publish_rows(
             staging = _in_schema(
                 target.table, f"{_bare(target.table)}__synthgen_{secrets.token_hex(4)}"
             )
-            into = target.table if exists and target.if_exists == "append" else staging
+            keep = set(not_null)
             try:
-                if into == staging:
-                    keep = set(not_null)
+                db.begin()
+                if not appending:
                     spec = ", ".join(
                         f"{quote_name(n)} {t}{' NOT NULL' if n in keep else ''}" for n, t in columns
                     )
-                    db.begin()
                     db.execute(f"CREATE TABLE {quote_name(staging)} ({spec})")
-                else:
-                    db.begin()
-                count = db.insert(into, columns, _chain(first, batches))
-                if into == staging:
+                count = db.insert(
+                    target.table if appending else staging, columns, _chain(first, batches)
+                )
+                if not appending:  # the swap comes last: it locks out readers only briefly
                     if exists:
                         db.execute(f"DROP TABLE {quote_name(target.table)}")
                     db.rename(staging, target.table)
@@ -1060,13 +1060,7 @@ def publish_rows(
                 raise
     finally:
         db.close()
-    action = (
-        "appended to"
-        if exists and target.if_exists == "append"
-        else "replaced"
-        if exists
-        else "created"
-    )
+    action = "appended to" if appending else "replaced" if exists else "created"
     log.info("published %d rows to %s (%s)", count, target.where, action)
     return {"url": redact(target.url), "table": target.table, "rows": count, "action": action}
 
