@@ -186,29 +186,25 @@ def test_a_postgres_run_publishes_with_the_source_types_and_writes_no_password(p
     assert PASSWORD not in done.stdout + done.stderr
 
 
-PAUSE_MID_PUBLISH = """
+PAUSE_BEFORE_COMMIT = """
 import os, time
-import synthgen.io as io
-whole = io.iter_parquet_batches
-def paused(path, batch_rows=65536):
-    for i, batch in enumerate(whole(path, 50)):
-        if i == 2:  # rows are being copied into the staging table: stop here
-            open(os.environ["SYNTHGEN_TEST_MARK"], "w").close()
-            time.sleep(600)
-        yield batch
-io.iter_parquet_batches = paused
+import synthgen.sql as sql
+def paused(self):  # rows copied, old table dropped, staging renamed: all but the commit
+    open(os.environ["SYNTHGEN_TEST_MARK"], "w").close()
+    time.sleep(600)
+sql._Postgres.commit = paused
 """
 
 
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_a_run_killed_mid_publish_leaves_the_previous_table_as_it_was(postgres, tmp_path):
+def test_a_run_killed_before_its_publish_commits_leaves_the_previous_table(postgres, tmp_path):
     url = postgres.url(password=True)
     execute(url, "CREATE TABLE customers_previous AS SELECT * FROM customers WHERE id <= 25")
     before = read_sql(sql_source(url + "?table=customers_previous"))
     hook = tmp_path / "hook"
     hook.mkdir()
-    (hook / "sitecustomize.py").write_text(PAUSE_MID_PUBLISH)
+    (hook / "sitecustomize.py").write_text(PAUSE_BEFORE_COMMIT)
     mark = tmp_path / "publishing"
     config = run_config(
         tmp_path, postgres, "customers_previous", rows=400, holdout_fraction=0, max_eval_rows=100
@@ -233,6 +229,7 @@ def test_a_run_killed_mid_publish_leaves_the_previous_table_as_it_was(postgres, 
         proc.communicate()
     after = read_sql(sql_source(url + "?table=customers_previous"))
     assert after.sha256 == before.sha256 and after.rows == 25
+    assert not leftovers(url)  # the staging table went with the transaction
     assert not (tmp_path / "out" / "data").exists()
 
 
@@ -428,9 +425,20 @@ def test_sqlite_fits_samples_and_publishes_atomically(tmp_path, sales):
     from synthgen.synthesizer import Synthesizer
 
     url = f"sqlite:///{path}"
-    synth = Synthesizer("vae", epochs=1, hidden=[16], latent_dim=4).fit(url, table="orders")
+    fast = {"epochs": 1, "hidden": [16], "latent_dim": 4}
+    synth = Synthesizer("vae", **fast).fit(url, table="orders")
     assert synth.schema["price"].decimals == 2 and synth.schema["id"].kind == "id"
     assert synth.schema["placed"].kind == "datetime"
+    # max_train_rows: a sample drawn while streaming; the fingerprint is the whole table's
+    sampler = Synthesizer("vae", max_train_rows=100, **fast)
+    assert len(sampler.preprocess(url, table="orders")) == 100
+    assert sampler.info["rows"] == 300
+    assert sampler.info["input_sha256"] == synth.info["input_sha256"]
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE orders SET region = 'w' WHERE id = 7")
+    changed = Synthesizer("vae", **fast)
+    changed.preprocess(url, table="orders")
+    assert changed.info["input_sha256"] != synth.info["input_sha256"]  # the model cache's key
     rows = synth.sample(100, seed=0)
     read = read_sql(sql_source(url + "?table=orders"))
     types = {c.name: c.sql_type for c in read.columns}
