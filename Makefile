@@ -12,7 +12,7 @@ export PREFECT_UI_ENABLED := false
 # OpenMP threads spin only briefly while they wait (see synthgen/__init__.py)
 export GOMP_SPINCOUNT := 1000
 
-.PHONY: run test lint install browser clean bench
+.PHONY: run test lint install browser postgres clean bench
 
 install: $(STAMP)
 
@@ -34,10 +34,18 @@ browser:
 		&& (apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
 		|| echo "note: chromium not installed; the browser test will be skipped"; }
 
+# PostgreSQL for the database tests (Debian's packages; the tests start their own server as the
+# `postgres` user); best effort outside CI.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null \
+		|| { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& (apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+		|| echo "note: postgresql not installed; the PostgreSQL tests will be skipped"; }
+
 run: $(STAMP)
 	$(VENV)/bin/synthgen generate --config data/demo/demo.yaml
 
-test: $(STAMP) browser
+test: $(STAMP) browser postgres
 	$(PY) -m pytest -q
 
 # Format and style (ruff, settings in pyproject.toml); CI runs it before the tests.

@@ -75,7 +75,9 @@ def user_errors(fn):
 @app.command()
 @user_errors
 def schema(
-    input: Path = typer.Argument(..., help="CSV, Parquet (file or folder) or JSON Lines table."),
+    input: str = typer.Argument(
+        ..., help="CSV, Parquet (file or folder) or JSON Lines table, or a database URL."
+    ),
     metadata: Optional[Path] = typer.Option(
         None, help="SDV single-table metadata JSON that overrides inference."
     ),
@@ -90,12 +92,16 @@ def schema(
     from rich.console import Console
     from rich.table import Table
 
-    from synthgen.io import read_table, write_json
-    from synthgen.schema import infer_schema, load_metadata
+    from synthgen.config import refuse_password
+    from synthgen.io import write_json
+    from synthgen.runs import read_input
+    from synthgen.schema import infer_schema
 
     _setup_logging()
-    inferred = infer_schema(read_table(input, encoding=encoding), load_metadata(metadata))
-    table = Table(title=f"{input}: {inferred.n_rows} rows", title_justify="left")
+    refuse_password(input)
+    df, meta, where = read_input(input, encoding, str(metadata) if metadata else None)
+    inferred = infer_schema(df, meta)
+    table = Table(title=f"{where}: {inferred.n_rows} rows", title_justify="left")
     for key in ("column", "kind", "dtype", "missing", "details", "reason"):
         table.add_column(key, overflow="fold")
     for row in inferred.explain():
@@ -111,8 +117,8 @@ def schema(
 @app.command()
 @user_errors
 def fit(
-    input: Path = typer.Argument(
-        ..., help="Table to learn (CSV, Parquet file or folder, JSON Lines)."
+    input: str = typer.Argument(
+        ..., help="Table to learn (CSV, Parquet file or folder, JSON Lines, database URL)."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Model folder to write."),
     model: str = typer.Option("vae", help="vae (the generator) or ae (the baseline)."),
@@ -139,9 +145,11 @@ def fit(
     """
     import shutil
 
+    from synthgen.config import refuse_password
     from synthgen.synthesizer import Synthesizer
 
     _setup_logging(quiet)
+    refuse_password(input)
     settings = {"epochs": epochs, "seed": seed, "device": device, "epsilon": epsilon}
     synth = Synthesizer(model, **settings)
     checkpoints = out.with_name(out.name + ".ckpt")
@@ -198,7 +206,9 @@ def sample(
 @app.command()
 @user_errors
 def embed(
-    input: Path = typer.Argument(..., help="Table whose rows to place in the latent space."),
+    input: str = typer.Argument(
+        ..., help="Table whose rows to place in the latent space (a file or a database URL)."
+    ),
     model_dir: Path = typer.Argument(..., help="A model folder written by `synthgen fit`."),
     out: Path = typer.Option(..., "--out", "-o", help="Parquet file to write (atomically)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -206,10 +216,12 @@ def embed(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Each row's latent code (the VAE's posterior mean, the AE's code): columns row, z0, z1, ..."""
+    from synthgen.config import refuse_password
     from synthgen.io import write_parquet
     from synthgen.synthesizer import Synthesizer
 
     _setup_logging(quiet)
+    refuse_password(input)
     codes = Synthesizer.load(model_dir, device=device).embed(input, encoding=encoding)
     write_parquet(codes.reset_index(names="row"), out)
     print(f"{out}: {len(codes)} rows, {codes.shape[1]} latent dimensions")
@@ -218,7 +230,7 @@ def embed(
 @app.command()
 @user_errors
 def score(
-    input: Path = typer.Argument(..., help="Table whose rows to score."),
+    input: str = typer.Argument(..., help="Table whose rows to score (a file or a database URL)."),
     model_dir: Path = typer.Argument(..., help="A model folder written by `synthgen fit`."),
     out: Path = typer.Option(..., "--out", "-o", help="Parquet file to write (atomically)."),
     top: Optional[int] = typer.Option(
@@ -230,10 +242,12 @@ def score(
 ) -> None:
     """Anomaly scores: each row's negative ELBO (VAE) or reconstruction loss (AE), its percentile
     among training rows, the column that made it most unusual and every column's part."""
+    from synthgen.config import refuse_password
     from synthgen.io import write_parquet
     from synthgen.synthesizer import Synthesizer
 
     _setup_logging(quiet)
+    refuse_password(input)
     scores = Synthesizer.load(model_dir, device=device).score(input, encoding=encoding)
     if top:
         scores = scores.nlargest(top, "score")
@@ -363,8 +377,10 @@ Exit 1 if a privacy gate fails."""
 @app.command()
 @user_errors
 def generate(
-    input: Optional[Path] = typer.Argument(
-        None, help="Table to learn (or `input:` in the config file)."
+    input: Optional[str] = typer.Argument(
+        None,
+        help="Table to learn: a file, or a database URL such as "
+        "postgresql://user@host/db?table=customers (or `input:` in the config file).",
     ),
     config: Optional[Path] = typer.Option(
         None, "--config", "-c", help="YAML run config; options below override it."
@@ -397,6 +413,11 @@ def generate(
     encoding: Optional[str] = typer.Option(
         None, help="Text encoding of a CSV input (default: detected)."
     ),
+    publish: Optional[str] = typer.Option(
+        None,
+        help="Also write the rows to a database table: URL?table=NAME&if_exists=replace "
+        "(or append, fail).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     # the backslash keeps this help text on one line in `synthgen --help`'s command list
@@ -423,6 +444,7 @@ publish Parquet and a quality report."""
                 out=out,
                 device=device,
                 encoding=encoding,
+                publish=publish,
                 models=models,
                 epochs=epochs,
                 epsilon=epsilon,
@@ -446,10 +468,13 @@ def _run_generate(api, config: Optional[Path], overrides: dict, quiet: bool = Fa
     """Check the input (one error line and exit 2 before any work), then run the flow;
     returns its summary."""
     from synthgen.config import load_run_config
-    from synthgen.runs import preflight
+    from synthgen.runs import preflight, release_input
 
     cfg = load_run_config(str(config) if config else None, **overrides)
+    if cfg.secret_blocks():
+        api.wait()  # the password is read from Prefect's API
     info, _ = preflight(cfg)
+    process.on_stop(lambda: release_input(info))  # a database input's snapshot
     from synthgen.flows import RunFailed, flow_result
     from synthgen.flows.api import prefect_logs_to_file
     from synthgen.flows.generate import generate as generate_flow
@@ -566,10 +591,10 @@ def serve(
 ) -> None:
     """Serve the generate flow on a cron schedule (needs a Prefect server: PREFECT_API_URL)."""
     from synthgen.config import load_run_config
-    from synthgen.runs import preflight
+    from synthgen.runs import preflight, release_input
 
     _setup_logging()
-    preflight(load_run_config(str(config)))
+    release_input(preflight(load_run_config(str(config)))[0])
     from synthgen.flows.serve import serve as serve_flow
 
     serve_flow(str(config), cron=cron, name=name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -134,11 +135,16 @@ def validated(model_cls: type[BaseModel], values: dict[str, Any], where: str = "
     try:
         return model_cls(**values)
     except ValidationError as exc:
+        errors = exc.errors()
+        # a mapping given where text or a mapping may go (`input:`): its own errors, not "not text"
+        mappings = {e["loc"][0] for e in errors if len(e["loc"]) > 1 and "[" in str(e["loc"][1])}
         problems = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "value"
+        for err in errors:
+            if err["loc"][0] in mappings and err["loc"][1:2] == ("str",):
+                continue
+            loc = ".".join(str(p) for p in err["loc"] if "[" not in str(p)) or "value"
             msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
-            problems.append(f"{loc}: {msg}")
+            problems.append(f"{loc}: {msg.removeprefix('Value error, ')}")
         raise UserError(f"bad {where}: " + "; ".join(problems)) from None
 
 
@@ -205,12 +211,107 @@ class ScoredVariant(BaseModel):
 DEFAULT_VARIANTS = [ScoredVariant(name="ae-standard", model="ae", prior="standard")]
 
 
+SQL_SCHEMES = ("postgresql", "postgres", "sqlite", "duckdb")
+URL_HELP = "url must be postgresql://user@host/db, sqlite:///file.db or duckdb:///file.db"
+SECRET_HELP = (
+    "give it with PGPASSWORD, a .pgpass file (PGPASSFILE), `password_env: VARIABLE` or "
+    "`password_secret: BLOCK` (a Prefect Secret block)"
+)
+
+
+def is_sql_url(value: Any) -> bool:
+    """Whether `value` is a database URL synthgen reads (postgresql://, sqlite:///, duckdb:///)."""
+    if not isinstance(value, str) or "://" not in value:
+        return False
+    return value.split("://", 1)[0].split("+", 1)[0].lower() in SQL_SCHEMES
+
+
+def url_has_password(url: str) -> bool:
+    """A password in the URL's user part or in a `password=` parameter."""
+    parts = urlsplit(url)
+    return bool(parts.password) or "password" in parse_qs(parts.query)
+
+
+def refuse_password(value: str) -> None:
+    """UserError for a database URL holding a password on a command line (shell history, `ps`)."""
+    if is_sql_url(value) and url_has_password(value):
+        raise UserError("the database URL holds a password: " + SECRET_HELP)
+
+
+def _no_password(url: str, where: str) -> None:
+    # the config is recorded in report.json, manifest.json and Prefect's database
+    if url_has_password(url):
+        raise ValueError(
+            f"{where} holds a password: it would be recorded with the run's settings; "
+            + SECRET_HELP
+        )
+
+
+class _Database(BaseModel):
+    """A database and how to log in to it (never a password: see SECRET_HELP)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(
+        ..., description="postgresql://user@host:5432/db, sqlite:///f.db, duckdb:///f.db"
+    )
+    password_env: str | None = Field(None, description="environment variable holding the password")
+    password_secret: str | None = Field(None, description="Prefect Secret block holding it")
+
+    @model_validator(mode="after")
+    def _check_url(self) -> _Database:
+        if not is_sql_url(self.url):
+            raise ValueError(URL_HELP)
+        _no_password(self.url, "url")
+        return self
+
+
+class SqlInput(_Database):
+    """A table or a query in a database (README, "Databases")."""
+
+    table: str | None = Field(None, description="table to read (or ?table= in the URL)")
+    query: str | None = Field(None, description="a SELECT to read instead of a table")
+
+    @model_validator(mode="after")
+    def _check(self) -> SqlInput:
+        given = parse_qs(urlsplit(self.url).query)
+        table, query = self.table or given.get("table"), self.query or given.get("query")
+        if bool(table) == bool(query):
+            raise ValueError("give either a table or a query")
+        return self
+
+
+class SqlPublish(_Database):
+    """Also write the published rows to a database table, swapped in within one transaction."""
+
+    table: str = Field(..., description="table to write (schema.table allowed)")
+    if_exists: Literal["replace", "append", "fail"] = Field(
+        "fail", description="what to do when the table exists"
+    )
+    model: Literal["vae", "ae"] | None = Field(
+        None, description="whose rows (default: the first model's)"
+    )
+
+
+def _publish_mapping(url: str) -> dict[str, Any]:
+    """`publish:` as one URL: ?table=, ?if_exists= and ?model= become its keys."""
+    base, _, query = url.partition("?")  # not urlunsplit: it drops sqlite:///'s empty host
+    given = parse_qs(query)
+    keys = {k: v[-1] for k, v in given.items() if k in ("table", "if_exists", "model")}
+    rest = "&".join(f"{k}={v}" for k, vs in given.items() if k not in keys for v in vs)
+    return {"url": base + ("?" + rest if rest else ""), **keys}
+
+
 class RunConfig(BaseModel):
     """One generation run: what to read, which models, how many rows, where to publish."""
 
     model_config = ConfigDict(extra="forbid")
 
-    input: str = Field(..., description="CSV, Parquet (file or folder) or JSON Lines table")
+    input: str | SqlInput = Field(
+        ...,
+        description="CSV, Parquet (file or folder) or JSON Lines table, or a database table or "
+        "query (a URL with ?table=, or {url: ..., table: ...} / {url: ..., query: ...})",
+    )
     encoding: str | None = Field(
         None, description="text encoding of a CSV input (default: detected)"
     )
@@ -285,6 +386,21 @@ class RunConfig(BaseModel):
     )
     dask_workers: int = Field(2, ge=1, description="workers of the LocalCluster")
     datasets: list[str] | None = Field(None, description="tables for `synthgen generate-many`")
+    publish: SqlPublish | None = Field(
+        None, description="also write the rows to a database table: {url, table, if_exists}"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _urls(cls, values: Any) -> Any:
+        # a database URL given as text is checked as its mapping form
+        if isinstance(values, dict):
+            values = dict(values)
+            if is_sql_url(values.get("input")):
+                values["input"] = {"url": values["input"]}
+            if is_sql_url(values.get("publish")):
+                values["publish"] = _publish_mapping(values["publish"])
+        return values
 
     @model_validator(mode="before")
     @classmethod
@@ -298,6 +414,8 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
+        if self.publish and self.publish.model and self.publish.model not in self.models:
+            raise ValueError(f"publish.model {self.publish.model!r} is not one of models")
         # every model setting must be valid before any work starts, used or not
         for model in MODEL_KINDS:
             if model in self.models or model in self.model:
@@ -309,6 +427,11 @@ class RunConfig(BaseModel):
                 f"schedule must be a cron expression like '0 3 * * *', got {self.schedule!r}"
             )
         return self
+
+    def secret_blocks(self) -> list[str]:
+        """The Prefect Secret blocks the run logs in with (they need the Prefect API up)."""
+        places = (self.input, self.publish)
+        return [p.password_secret for p in places if isinstance(p, _Database) and p.password_secret]
 
     def model_settings(self, model: str) -> ModelSettings:
         """The settings of one model: the shared ones under `model:`, then its own section

@@ -78,7 +78,7 @@ def read_table(
     """
     if isinstance(source, pd.DataFrame):
         df = source if columns is None else source[columns]
-        _check_table(df, "the DataFrame")
+        check_table(df, "the DataFrame")
         return df
     path = Path(source)
     if not path.exists():
@@ -112,8 +112,8 @@ def read_table(
     _check_names(table.column_names, str(path))
     if columns is not None and fmt != "parquet":
         table = table.select(columns)
-    df = _to_pandas(table)
-    _check_table(df, str(path))
+    df = arrow_to_pandas(table)
+    check_table(df, str(path))
     return df
 
 
@@ -180,7 +180,8 @@ def _read_parquet(path: Path, columns: list[str] | None) -> pa.Table:
     return pq.read_table(path, columns=columns)
 
 
-def _to_pandas(table: pa.Table) -> pd.DataFrame:
+def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
+    """An Arrow table as a DataFrame, as every reader converts it."""
     # Arrow integers with nulls would become float64 in pandas; keep them integers (nullable Int64).
     nullable_ints = {
         f.name: pd.Int64Dtype()
@@ -205,7 +206,9 @@ def _check_names(names: list, where: str) -> None:
         raise UserError(f"{where}: duplicate column names: {', '.join(map(str, duplicated))}")
 
 
-def _check_table(df: pd.DataFrame, where: str) -> None:
+def check_table(df: pd.DataFrame, where: str) -> None:
+    """UserError for a table synthgen cannot learn: names not text or repeated, no rows or
+    columns."""
     _check_names(list(df.columns), where)
     if df.shape[1] == 0:
         raise UserError(f"{where}: table has no columns")
@@ -354,6 +357,15 @@ class ParquetStreamWriter:
                 os.replace(self._tmp, self.path)
             else:
                 self._tmp.unlink(missing_ok=True)
+
+
+def iter_parquet_batches(
+    path: str | os.PathLike, batch_rows: int = 65_536
+) -> Iterator[pa.RecordBatch]:
+    """The rows of a Parquet file or folder of part files, batch by batch (flat memory)."""
+    import pyarrow.dataset as ds
+
+    yield from ds.dataset(str(path), format="parquet").to_batches(batch_size=batch_rows)
 
 
 def _concrete_schema(schema: pa.Schema) -> pa.Schema:

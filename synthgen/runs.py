@@ -13,8 +13,10 @@ Staging folders of runs that died are removed by the next run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -26,10 +28,17 @@ from typing import Any
 
 from synthgen.config import RunConfig
 from synthgen.errors import UserError
-from synthgen.io import read_table, source_fingerprint, write_json, write_parquet
+from synthgen.io import (
+    iter_parquet_batches,
+    read_table,
+    source_fingerprint,
+    write_json,
+    write_parquet,
+)
 from synthgen.report import library_versions, scores_rows, verdict, write_index
 from synthgen.schema import Schema, infer_schema, load_metadata
 from synthgen.split import split_rows
+from synthgen.sql import check_target, dataset_from, publish_rows, read_sql, sql_source
 
 log = logging.getLogger("synthgen")
 
@@ -49,12 +58,94 @@ def checked_schema(cfg: RunConfig, info: dict[str, Any]) -> Schema | None:
 def preflight(cfg: RunConfig) -> tuple[dict[str, Any], Schema]:
     """Every check a user's input can fail, before any work starts: the input reads as a table, the
     metadata fits it, there is something to learn, the target is a column. Returns what it learned
-    about the input (path, sha256, rows, columns) and the schema it inferred."""
-    df = read_table(cfg.input, encoding=cfg.encoding)
-    schema = infer_schema(df, load_metadata(cfg.metadata))
+    about the input (path, sha256, rows, columns) and the schema it inferred.
+
+    A database input is read once, here: its rows (or the sample `max_train_rows` needs) go to a
+    local Parquet snapshot that the run's steps read (`input_table`); `release_input` removes it."""
+    source = sql_source(cfg.input)
+    if source is None:
+        df = read_table(cfg.input, encoding=cfg.encoding)
+        metadata = load_metadata(cfg.metadata)
+        info = {"path": str(cfg.input), "sha256": source_fingerprint(cfg.input), "rows": len(df)}
+    else:
+        df, metadata, info = _snapshot(cfg, source)
+    try:
+        schema = _checked(cfg, df, metadata, info["path"])
+    except BaseException:
+        release_input(info)
+        raise
+    info["columns"] = df.shape[1]
+    _checked_schemas.clear()  # one at a time: a long-lived process does not collect them
+    _checked_schemas[(cfg.model_dump_json(), info["sha256"])] = schema
+    return info, schema
+
+
+def _snapshot(cfg: RunConfig, source: Any) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """Stream a database input into a Parquet snapshot in the staging folder (kept only while
+    this process lives: the next run removes a dead one's). Enough rows are sampled that the
+    training part holds `max_train_rows`."""
+    cap = None
+    if cfg.max_train_rows:  # the fewest rows whose training part (split_rows) holds them all
+        cap = max(math.ceil(cfg.max_train_rows / (1 - cfg.holdout_fraction)) - 1, 1)
+        while cap - round(cap * cfg.holdout_fraction) < cfg.max_train_rows:
+            cap += 1
+    read = read_sql(source, sample_rows=cap, seed=cfg.seed)
+    df = read.to_pandas()
+    metadata = read.metadata(load_metadata(cfg.metadata))
+    folder = Path(cfg.out or ".").resolve() / STAGING / f"input-{secrets.token_hex(6)}"
+    folder.mkdir(parents=True)
+    (folder / "pid").write_text(str(os.getpid()))
+    info = {
+        "path": read.where,
+        "sha256": read.sha256,
+        "rows": read.rows,
+        "database": read.dialect,
+        "local": {
+            "table": str(write_parquet(df, folder / "input.parquet")),
+            "metadata": str(write_json(metadata, folder / "metadata.json")),
+        },
+    }
+    if len(df) < read.rows:
+        info["rows_read"] = len(df)
+    return df, metadata, info
+
+
+def read_input(
+    source: str, encoding: str | None = None, metadata: str | None = None
+) -> tuple[Any, dict[str, Any] | None, str]:
+    """A file's or a database's rows, the metadata to infer their schema with, and where they
+    came from as logs may write it (no password)."""
+    sql = sql_source(source)
+    if sql is None:
+        return read_table(source, encoding=encoding), load_metadata(metadata), source
+    read = read_sql(sql)
+    return read.to_pandas(), read.metadata(load_metadata(metadata)), read.where
+
+
+def input_table(cfg: RunConfig, info: dict[str, Any]) -> str:
+    """The table a run's steps read: the input file, or a database input's snapshot."""
+    return info["local"]["table"] if "local" in info else str(cfg.input)
+
+
+def input_metadata(cfg: RunConfig, info: dict[str, Any]) -> str | None:
+    """The metadata a run's models train with: the user's, or the database's with the user's."""
+    return info["local"]["metadata"] if "local" in info else cfg.metadata
+
+
+def release_input(info: dict[str, Any]) -> None:
+    """Remove a database input's snapshot (after the run, or when a check failed)."""
+    if "local" in info:
+        folder = Path(info["local"]["table"]).parent
+        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            folder.parent.rmdir()  # only when no other run is staging there
+
+
+def _checked(cfg: RunConfig, df: Any, metadata: Any, where: str) -> Schema:
+    schema = infer_schema(df, metadata)
     if cfg.target is not None:
         if cfg.target not in df.columns:
-            raise UserError(f"target column {cfg.target!r} is not in {cfg.input}")
+            raise UserError(f"target column {cfg.target!r} is not in {where}")
         if schema[cfg.target].kind in ("id", "empty", "text", "unsupported"):
             raise UserError(
                 f"target column {cfg.target!r} is {schema[cfg.target].kind}: nothing to predict"
@@ -66,26 +157,21 @@ def preflight(cfg: RunConfig) -> tuple[dict[str, Any], Schema]:
             )
     if cfg.holdout_fraction > 0 and len(df) < 10:
         raise UserError(
-            f"{cfg.input}: {len(df)} rows are too few to keep a holdout (set holdout_fraction: 0)"
+            f"{where}: {len(df)} rows are too few to keep a holdout (set holdout_fraction: 0)"
         )
     dataset_name(cfg.input, cfg.dataset)
-    info = {
-        "path": str(cfg.input),
-        "sha256": source_fingerprint(cfg.input),
-        "rows": len(df),
-        "columns": df.shape[1],
-    }
-    _checked_schemas.clear()  # one at a time: a long-lived process does not collect them
-    _checked_schemas[(cfg.model_dump_json(), info["sha256"])] = schema
-    return info, schema
+    if cfg.publish is not None:
+        check_target(cfg.publish)
+    return schema
 
 
 def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
-def dataset_name(input_path: str, given: str | None = None) -> str:
-    name = given or Path(input_path).name.split(".")[0]
+def dataset_name(input_path: Any, given: str | None = None) -> str:
+    source = sql_source(input_path) if not given else None
+    name = given or (dataset_from(source) if source else Path(input_path).name.split(".")[0])
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", name):
         raise UserError(f"dataset name {name!r} must be letters, digits, '_', '-' or '.'")
     return name
@@ -210,6 +296,29 @@ def publish(paths: RunPaths, manifest: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def publish_database(
+    cfg: RunConfig, report: dict[str, Any], paths: RunPaths, schema: Schema, input_info: dict
+) -> dict[str, Any]:
+    """Write the published model's staged rows to `publish:`'s table, within one transaction,
+    with the source table's column types when it was the same kind of database. Runs before the
+    Parquet publish: when it fails, the run publishes nothing."""
+    target = cfg.publish
+    model = target.model or cfg.models[0]
+    if model in verdict(report)["failed_gates"]:
+        log.warning("%s: privacy gate failed, no rows written to %s", model, target.table)
+        return {"model": model, "table": target.table, "rows": 0, "action": "withheld"}
+    written = publish_rows(
+        sql_source(target),
+        iter_parquet_batches(paths.staged_data / f"{model}.parquet"),
+        column_types={c.name: c.sql_type for c in schema.columns if c.sql_type},
+        not_null=[
+            c.name for c in schema.columns if c.not_null and c.kind not in ("empty", "unsupported")
+        ],
+        source_dialect=input_info.get("database"),
+    )
+    return {**written, "model": model, "if_exists": target.if_exists}
+
+
 def discard(paths: RunPaths) -> None:
     """Throw away a run that failed: nothing of it is published."""
     _remove_staging(paths)
@@ -328,7 +437,7 @@ def build_report(
         "run_id": paths.run_id,
         "primary_model": cfg.models[0],
         "input": {
-            **input_info,
+            **{k: v for k, v in input_info.items() if k != "local"},
             "train_rows": parts["train_rows"],
             "holdout_rows": parts["holdout_rows"],
         },
@@ -383,6 +492,7 @@ def build_manifest(report: dict[str, Any], paths: RunPaths, withheld: list[str])
         "versions": report["versions"],
         "timings": report["timings"],
         "outputs": outputs,
+        "database": report.get("database"),
         "withheld": withheld,
         "models": {
             m: {

@@ -87,6 +87,9 @@ class ColumnSchema:
     # what the values of an object column are when not text:
     # "decimal" (decimal.Decimal), "date" (datetime.date)
     object_values: str | None = None
+    # read from a database: the catalogue's type (numeric(10,2), a mood enum) and NOT NULL
+    sql_type: str | None = None
+    not_null: bool | None = None
 
     def __post_init__(self) -> None:
         if self.sdtype is None:
@@ -236,12 +239,17 @@ def infer_schema(df: pd.DataFrame, metadata: dict[str, Any] | None = None) -> Sc
     columns = []
     for name in df.columns:
         series = df[name]
-        if name in overrides:
-            col = _from_sdtype(series, overrides[name])
+        spec = overrides.get(name, {})
+        if spec.get("from_database"):
+            col = _from_database(series, spec)
+        elif spec.get("sdtype"):
+            col = _from_sdtype(series, spec)
         elif name == primary_key:
             col = _from_sdtype(series, {"sdtype": "id"})
         else:
             col = _infer_column(series)
+        if "sql_type" in spec:
+            col.sql_type, col.not_null = spec["sql_type"], spec.get("not_null")
         columns.append(col)
         if col.kind == "empty":
             log.warning("column %r is entirely empty: not learned, written back all-missing", name)
@@ -552,6 +560,8 @@ def _parse_metadata(
         )
     for name, spec in columns.items():
         sdtype = spec.get("sdtype") if isinstance(spec, dict) else None
+        if sdtype is None and isinstance(spec, dict) and "sql_type" in spec:
+            continue  # a database column's type only: its kind is inferred
         if sdtype not in SDTYPE_TO_KIND:
             raise UserError(
                 f"metadata column {name!r}: unknown sdtype {sdtype!r} "
@@ -563,12 +573,29 @@ def _parse_metadata(
     return columns, primary_key
 
 
+def _from_database(s: pd.Series, spec: dict[str, Any]) -> ColumnSchema:
+    """A column whose database type says its kind: inferred when the values agree (they tell
+    more: decimals, formats), else the type's kind (a numeric(10,2) of three values is still a
+    number; a primary key an id)."""
+    col = _infer_column(s)
+    why = f"database type {spec['sql_type']}"
+    if col.kind == SDTYPE_TO_KIND[spec["sdtype"]] or col.kind == "empty":
+        col.reason = f"{col.reason} ({why})"
+        return col
+    col = _from_sdtype(s, spec)
+    col.reason, col.source = why, "database"
+    return col
+
+
 def _from_sdtype(s: pd.Series, spec: dict[str, Any]) -> ColumnSchema:
     sdtype = spec["sdtype"]
     kind = SDTYPE_TO_KIND[sdtype]
     reason = f"metadata says sdtype {sdtype}"
     if s.notna().sum() == 0:
         col = _base(s, "empty", "every value is missing")
+    elif kind == "numerical" and set(s.dropna().map(type)) == {decimal.Decimal}:
+        col = _numerical(s, reason)
+        col.object_values = "decimal"
     elif kind == "numerical":
         if not ptypes.is_numeric_dtype(s.dtype) or ptypes.is_bool_dtype(s.dtype):
             converted = pd.to_numeric(s, errors="coerce")
@@ -580,6 +607,8 @@ def _from_sdtype(s: pd.Series, spec: dict[str, Any]) -> ColumnSchema:
             s if ptypes.is_numeric_dtype(s.dtype) else pd.to_numeric(s).rename(s.name), reason
         )
         col.dtype = str(s.dtype)
+    elif kind == "datetime" and set(s.dropna().map(type)) == {dt.date}:
+        col = _datetime(s, reason, object_values="date")
     elif kind == "datetime":
         fmt = spec.get("datetime_format")
         if not ptypes.is_datetime64_any_dtype(s.dtype):

@@ -45,6 +45,7 @@ from synthgen.runtime import resolve_device
 from synthgen.sample import Throughput, block_seed, iter_blocks, part_name, shard_range
 from synthgen.schema import Schema, infer_schema, load_metadata
 from synthgen.score import embed_matrix, score_reference, score_table
+from synthgen.sql import read_sql, sql_source
 from synthgen.train import TrainResult, train
 from synthgen.transform import TableTransformer
 
@@ -95,10 +96,17 @@ class Synthesizer:
         checkpoint_dir: str | os.PathLike | None = None,
         progress: bool | None = None,
         encoding: str | None = None,
+        table: str | None = None,
+        query: str | None = None,
     ) -> Synthesizer:
         """Infer the schema, encode the table (`preprocess`) and train (`fit_processed_data`).
-        `checkpoint_dir` makes a killed fit resumable; `encoding` is a CSV's text encoding."""
-        matrix = self.preprocess(data, metadata, encoding=encoding)
+        `checkpoint_dir` makes a killed fit resumable; `encoding` is a CSV's text encoding.
+
+        `data` may be a database: a URL (`postgresql://user@host/db?table=customers`,
+        `sqlite:///f.db`, `duckdb:///f.db`), an `SqlSource`, or an open connection, with `table=`
+        or `query=`. Its rows stream in batches; with `max_train_rows` only a seeded sample of
+        them is kept in memory."""
+        matrix = self.preprocess(data, metadata, encoding=encoding, table=table, query=query)
         return self.fit_processed_data(matrix, checkpoint_dir=checkpoint_dir, progress=progress)
 
     def preprocess(
@@ -107,28 +115,36 @@ class Synthesizer:
         metadata: dict | str | os.PathLike | None = None,
         *,
         encoding: str | None = None,
+        table: str | None = None,
+        query: str | None = None,
     ) -> np.ndarray:
         """Read the table, infer its schema, fit the encoders and return the encoded training
         matrix (float32, one row per training row)."""
         st = self.settings
         # a wrong device is an error before any work
         log.info("device: %s", resolve_device(st.device))
-        df = read_table(data, encoding=encoding)
+        source = sql_source(data, table=table, query=query)
+        meta = _metadata(metadata)
+        if source is not None:  # streamed: only the sample max_train_rows keeps is held
+            read = read_sql(source, sample_rows=st.max_train_rows, seed=st.seed)
+            df, input_hash, rows = read.to_pandas(), read.sha256, read.rows
+            meta, name = read.metadata(meta), source.where
+        else:
+            df = read_table(data, encoding=encoding)
+            input_hash, rows, name = source_fingerprint(data), len(df), _name(data)
         if len(df) < MIN_ROWS:
             raise UserError(
-                f"{_name(data)} has {len(df)} rows: "
-                f"synthgen needs at least {MIN_ROWS} to learn from"
+                f"{name} has {len(df)} rows: synthgen needs at least {MIN_ROWS} to learn from"
             )
-        input_hash = source_fingerprint(data)
-        meta = _metadata(metadata)
         schema = infer_schema(df, meta)
         _log_schema(schema)
         train_df = df
         if st.max_train_rows and len(df) > st.max_train_rows:
             train_df = df.sample(n=st.max_train_rows, random_state=st.seed)
+        if len(train_df) < rows:
             log.warning(
                 "table has %d rows: training on a seeded sample of %d (max_train_rows)",
-                len(df),
+                rows,
                 len(train_df),
             )
         t0 = time.perf_counter()
@@ -171,12 +187,12 @@ class Synthesizer:
         self.info = {
             "input_sha256": input_hash,
             "fingerprint": _fingerprint(input_hash, st, meta),
-            "rows": len(df),
+            "rows": rows,
             "train_rows_used": len(train_df),
             "encode_seconds": encode_s,
             "protection": protection,
         }
-        self._source = _name(data)
+        self._source = name
         return matrix
 
     def fit_processed_data(
@@ -366,25 +382,40 @@ class Synthesizer:
     def meets(self, data: TableSource, conditions: Mapping[str, Any]) -> np.ndarray:
         """Which rows of a table meet `conditions` (as `sample` takes them): a bool array."""
         self._require_fitted()
-        df = read_table(data)
+        df = _rows(data)
         return meets(df, parse_conditions(conditions, self.transformer), self.transformer)
 
     # ----------------------------------------------------------------------------------------------
-    def embed(self, data: TableSource, *, encoding: str | None = None) -> pd.DataFrame:
+    def embed(
+        self,
+        data: TableSource,
+        *,
+        encoding: str | None = None,
+        table: str | None = None,
+        query: str | None = None,
+    ) -> pd.DataFrame:
         """Each row's place in the latent space: the VAE's posterior mean, or the AE's code, as
-        columns z0..z{latent_dim - 1}, the table's index kept."""
+        columns z0..z{latent_dim - 1}, the table's index kept. `data` as `fit` takes it (a
+        database: `table=` or `query=`)."""
         self._require_fitted()
-        df = read_table(data, encoding=encoding)
+        df = _rows(data, encoding, table, query)
         z = embed_matrix(self.net, self.transformer.transform(df))
         return pd.DataFrame(z, index=df.index, columns=[f"z{i}" for i in range(z.shape[1])])
 
-    def score(self, data: TableSource, *, encoding: str | None = None) -> pd.DataFrame:
+    def score(
+        self,
+        data: TableSource,
+        *,
+        encoding: str | None = None,
+        table: str | None = None,
+        query: str | None = None,
+    ) -> pd.DataFrame:
         """Anomaly scores, the table's index kept: `score` (the VAE's negative ELBO, the AE's
         reconstruction loss; higher is more unusual), `percentile` among training rows,
         `most_unusual` column, the VAE's `kl`, and each column's part as `nll:<column>`. Unseen
-        categories and out-of-range values are scored, not refused."""
+        categories and out-of-range values are scored, not refused. `data` as `fit` takes it."""
         self._require_fitted()
-        df = read_table(data, encoding=encoding)
+        df = _rows(data, encoding, table, query)
         return score_table(self.net, self.transformer, df, self.info.get("score_reference"))
 
     def sample_to_parquet(
@@ -633,6 +664,19 @@ def _log_protection(protection: dict[str, dict[str, Any]], k: int) -> None:
 
 def _name(data: TableSource) -> str:
     return "the DataFrame" if isinstance(data, pd.DataFrame) else str(data)
+
+
+def _rows(
+    data: TableSource,
+    encoding: str | None = None,
+    table: str | None = None,
+    query: str | None = None,
+) -> pd.DataFrame:
+    """A whole table to read rows from: a file, a DataFrame, or a database table or query."""
+    source = sql_source(data, table=table, query=query)
+    if source is not None:
+        return read_sql(source).to_pandas()
+    return read_table(data, encoding=encoding)
 
 
 def _check_rows(n: int) -> int:

@@ -31,10 +31,14 @@ from synthgen.runs import (
     checked_schema,
     dataset_name,
     discard,
+    input_metadata,
+    input_table,
     new_run_id,
     peak_rss_mb,
     preflight,
     publish,
+    publish_database,
+    release_input,
     run_summary,
     scored_variants,
     split_train_holdout,
@@ -78,8 +82,10 @@ def ingest(
 
 
 @task(name="split", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def split(cfg: RunConfig, paths: RunPaths) -> dict[str, Any]:
-    parts = split_train_holdout(cfg.input, paths.work, cfg.holdout_fraction, cfg.seed, cfg.encoding)
+def split(cfg: RunConfig, paths: RunPaths, input_info: dict[str, Any]) -> dict[str, Any]:
+    parts = split_train_holdout(
+        input_table(cfg, input_info), paths.work, cfg.holdout_fraction, cfg.seed, cfg.encoding
+    )
     get_run_logger().info(
         "split (seed %d): %d training rows, %d holdout rows",
         cfg.seed,
@@ -101,7 +107,7 @@ def train(
         settings,
         paths.models_dir,
         cache_key_input=key,
-        metadata=cfg.metadata,
+        metadata=input_metadata(cfg, input_info),
         reuse=cfg.reuse_models,
     )
     record = training_record(synth, model_dir, reused, settings, time.perf_counter() - t0)
@@ -260,6 +266,22 @@ def latent(cfg: RunConfig, parts: dict, sampled: dict, model_dir: str) -> dict[s
     )
 
 
+@task(name="publish-database", cache_policy=NO_CACHE)
+def publish_to_database(
+    cfg: RunConfig, report: dict, paths: RunPaths, schema: dict, input_info: dict
+) -> dict[str, Any]:
+    """The published rows into `publish:`'s table (no retries: an append must not run twice)."""
+    written = publish_database(cfg, report, paths, Schema.from_dict(schema), input_info)
+    get_run_logger().info(
+        "%s: %d rows to %s (%s)",
+        written["model"],
+        written["rows"],
+        cfg.publish.table,
+        written["action"],
+    )
+    return written
+
+
 @task(name="publish", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def publish_run(report: dict, paths: RunPaths) -> tuple[dict[str, Any], dict[str, str]]:
     """Withhold the rows of models that failed their privacy gate,
@@ -309,9 +331,10 @@ def generate(
         Path(cfg.out or ".").resolve(), dataset_name(cfg.input, cfg.dataset), new_run_id()
     ).create()
     started = time.perf_counter()
+    input_info: dict[str, Any] = checked or {}
     try:
         input_info, schema = ingest(cfg, checked)
-        parts = split(cfg, paths)
+        parts = split(cfg, paths, input_info)
         rows_n = cfg.rows or parts["train_rows"]
         seeds = {
             "split_and_training": cfg.seed,
@@ -366,10 +389,14 @@ def generate(
             results,
             time.perf_counter() - started,
         )
+        if cfg.publish is not None:
+            report["database"] = publish_to_database(cfg, report, paths, schema, input_info)
         manifest, published = publish_run(report, paths)
     except BaseException:
         discard(paths)
         raise
+    finally:
+        release_input(input_info)
     _artifacts(report, published, paths)
     summary = run_summary(report, manifest, published)
     if manifest["withheld"]:
