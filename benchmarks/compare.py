@@ -171,6 +171,8 @@ def summarize(ev: dict) -> dict:
         "trends_all": q["column_pair_trends_all_pairs"],
         "trends_aligned": q["column_pair_trends_aligned"],
         "detection": ev["detection"]["score"],
+        "c2st_auc": (ev["detection"].get("c2st") or {}).get("auc"),
+        "logistic_detection": (ev["detection"].get("logistic_detection") or {}).get("score"),
         "utility_ratio": u.get("ratio"),
         "utility_metric": u.get("metric"),
         "utility_synthetic": (u.get("synthetic") or {}).get(u.get("metric")),
@@ -227,6 +229,8 @@ def markdown(report: dict) -> str:
         "Scores: SDMetrics QualityReport against train (trends = official Column Pair Trends over "
         "the pairs with a real trend; all = over all pairs; aligned = all pairs with real bin "
         "edges); detection = 1 - (2 AUC - 1) of a gradient-boosted real-vs-synthetic classifier; "
+        "C2ST = that classifier's AUC over 5 folds of up to 20k rows a side; LogisticDetection = "
+        "SDMetrics' (what TabSyn and TabDiff publish as C2ST); "
         "sample rows/s = median of 5 draws of 1M rows into a DataFrame (peers: one of 200k); "
         "utility = train on synthetic / train on real, tested on real test rows (AUC or R^2); "
         "DCR ratio = median distance of synthetic rows to their closest train row / the same for "
@@ -235,7 +239,7 @@ def markdown(report: dict) -> str:
     ]
     head = (
         "| dataset | model | fit s | sample rows/s | overall | shapes | trends (pairs) | all pairs "
-        "| aligned | detection | utility | DCR ratio | copies |"
+        "| aligned | detection | C2ST AUC | LogisticDetection | utility | DCR ratio | copies |"
     )
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for name, ds in report["datasets"].items():
@@ -250,6 +254,7 @@ def markdown(report: dict) -> str:
                 f"{'' if not rate else f'{rate:,.0f}'} | {fmt(r['overall'])} | "
                 f"{fmt(r['shapes'])} | {fmt(r['trends'])} ({r['pairs_counted']}) | "
                 f"{fmt(r['trends_all'])} | {fmt(r['trends_aligned'])} | {fmt(r['detection'])} | "
+                f"{fmt(r.get('c2st_auc'))} | {fmt(r.get('logistic_detection'))} | "
                 f"{fmt(r['utility_ratio'])} | {fmt(r['dcr_ratio'], 2)} | "
                 f"{fmt(r['exact_copies'], 4)} / {fmt(r['natural_copies'], 4)} |"
             )

@@ -46,6 +46,8 @@ FIGURES = (
     "trends",
     "aligned",
     "detection",
+    "c2st_auc",
+    "logistic_detection",
     "utility",
     "dcr_ratio",
     "mia_auc",
@@ -151,6 +153,8 @@ def main() -> None:
             "mia_auc": ev["privacy"]["membership_inference"].get("max_auc", float("nan")),
             "mia": ev["privacy"]["membership_inference"].get("auc"),
             "detection": ev["detection"]["score"],
+            "c2st_auc": ev["detection"]["c2st"]["auc"],
+            "logistic_detection": ev["detection"]["logistic_detection"]["score"],
             "fit_s": fit_s,
         }
         rows.append(row)

@@ -316,3 +316,29 @@ def test_cli_evaluate_any_two_tables(table, tmp_path):
         "error: the synthetic table's columns do not match the real table's: missing x"
     ]
     assert not (tmp_path / "rep3").exists()
+
+
+def test_detection_breakdown_names_what_gives_the_rows_away():
+    from synthgen.evaluate import detection_breakdown
+
+    real = mixed_table(1500, seed=3)
+    fresh = mixed_table(1500, seed=7)
+    # every column's own values, but y no longer follows x: only the pair gives the rows away
+    broken = fresh.assign(y=fresh["y"].to_numpy()[np.random.default_rng(1).permutation(1500)])
+    schema = infer_schema(real)
+    same = detection_breakdown(real, fresh, schema, seed=0)
+    odd = detection_breakdown(real, broken, schema, seed=0)
+    assert same["c2st"]["folds"] == 5 and same["c2st"]["rows_per_side"] == 1500
+    assert same["c2st"]["auc"] < 0.6 and odd["c2st"]["auc"] > 0.8
+    assert max(c["auc"] for c in odd["columns"]) < 0.6  # no single column tells
+    top = odd["pairs"][0]
+    assert {top["column_1"], top["column_2"]} == {"x", "y"} and top["gain"] > 0.2
+    assert odd["importance"][0]["column"] in ("x", "y")
+    assert 0.0 <= odd["logistic_detection"]["score"] <= 1.0
+    # in the report: the C2ST and LogisticDetection columns and the breakdown's section
+    ev = evaluate(real, broken, schema=schema, seed=0)
+    assert ev["detection"]["pairs"][0]["gain"] > 0.2
+    page = render_html(
+        {"dataset": "t", "models": {"vae": {"evaluation": ev, "published": True}}, "config": {}}
+    )
+    assert "What gives the rows away" in page and "C2ST AUC" in page and "x × y" in page
