@@ -28,6 +28,7 @@ from synthgen.encoders.datetime import DatetimeEncoder, datetimes_to_ns
 from synthgen.errors import UserError
 from synthgen.models.draw import decoded, draw_given_z_t
 from synthgen.models.likelihood import sigma_of
+from synthgen.models.nets import gaussian_log_prob
 from synthgen.transform import TableTransformer
 
 log = logging.getLogger("synthgen")
@@ -80,7 +81,7 @@ def parse_conditions(
             if not values:
                 raise UserError(f"condition on {name!r}: the list of values is empty")
             kept = [_value(name, v, enc) for v in values]
-            series = pd.Series(kept, dtype=_series_dtype(enc, kept))
+            series = pd.Series(kept, dtype=_series_dtype(enc))
             out.append(Condition(name, enc.encode(series), tuple(kept)))
     return out
 
@@ -130,7 +131,7 @@ def _value(name: str, raw: Any, enc) -> Any:
     return _timestamp(name, raw, col)
 
 
-def _series_dtype(enc, values: list) -> Any:
+def _series_dtype(enc) -> Any:
     if enc.col.kind == "datetime" and not enc.col.datetime_format:
         return None
     if enc.col.kind == "numerical":
@@ -215,12 +216,7 @@ class _Proposal:
         prior = self.prior.log_prob(z)
         if self.mean is None:
             return prior
-        eps = torch.linalg.solve_triangular(self.chol, (z - self.mean).T, upper=False).T
-        fitted = (
-            -0.5 * eps.pow(2).sum(1)
-            - self.chol.diagonal().log().sum()
-            - 0.5 * z.shape[1] * math.log(2 * math.pi)
-        )
+        fitted = gaussian_log_prob(z, self.mean, self.chol)
         return torch.logaddexp(prior + math.log(PRIOR_SHARE), fitted + math.log(1 - PRIOR_SHARE))
 
     def fit(self, z: torch.Tensor, w: torch.Tensor) -> None:
@@ -516,16 +512,13 @@ def meets(
                 values = enc.values(df[c.column])
             with np.errstate(invalid="ignore"):
                 mask &= (values >= c.low) & (values <= c.high)
+        elif enc.col.kind == "numerical":  # the value itself, not its place in the encoding
+            values = enc.values(df[c.column])
+            wanted = [np.nan if v is None else float(v) - enc.offset for v in c.values]
+            mask &= np.isin(values, wanted) | (np.isnan(values) & np.isnan(wanted).any())
         else:
             codes = enc.encode(df[c.column])
-            hit = np.zeros(len(df), dtype=bool)
-            for row in c.encoded:
-                hit |= (codes == row).all(1)
-            if enc.col.kind == "numerical":  # the value itself, not its place in the encoding
-                values = enc.values(df[c.column])
-                wanted = [np.nan if v is None else float(v) - enc.offset for v in c.values]
-                hit = np.isin(values, wanted) | (np.isnan(values) & np.isnan(wanted).any())
-            mask &= hit
+            mask &= np.any([(codes == row).all(1) for row in c.encoded], axis=0)
     return mask
 
 

@@ -660,12 +660,7 @@ def detection_score(
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
     n = min(len(real), len(synthetic))
-    real, synthetic = _sample(real, n, seed), _sample(synthetic, n, seed + 1)
-    feats = _Features(real, schema)
-    x = _sparse_missing_filled(
-        np.concatenate([feats.codes(real), feats.codes(synthetic)]), feats.categorical_mask
-    )
-    y = np.r_[np.zeros(n), np.ones(n)]
+    real, synthetic, feats, x, y = _detection_data(real, synthetic, schema, n, seed)
     model = HistGradientBoostingClassifier(
         categorical_features=feats.categorical_mask, random_state=seed
     )
@@ -689,6 +684,20 @@ IMPORTANCE_COLUMNS = 30  # columns whose permutation importance is measured
 SHOWN = 10  # columns, pairs and features the breakdown keeps
 
 
+def _detection_data(
+    real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, n: int, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame, _Features, np.ndarray, np.ndarray]:
+    """n seeded rows of each table, the features fitted on the real ones, the stacked feature
+    matrix (real rows first) and the labels (1: synthetic), as the detection classifiers read
+    them."""
+    real, synthetic = _sample(real, n, seed), _sample(synthetic, n, seed + 1)
+    feats = _Features(real, schema)
+    x = _sparse_missing_filled(
+        np.concatenate([feats.codes(real), feats.codes(synthetic)]), feats.categorical_mask
+    )
+    return real, synthetic, feats, x, np.r_[np.zeros(n), np.ones(n)]
+
+
 def detection_breakdown(
     real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, *, seed: int = 0
 ) -> dict[str, Any]:
@@ -706,14 +715,9 @@ def detection_breakdown(
     from sklearn.model_selection import StratifiedKFold
 
     n = min(len(real), len(synthetic), C2ST_ROWS)
-    real, synthetic = _sample(real, n, seed), _sample(synthetic, n, seed + 1)
-    feats = _Features(real, schema)
+    real, synthetic, feats, x, y = _detection_data(real, synthetic, schema, n, seed)
     if n < C2ST_FOLDS or not feats.columns:  # too few rows for the folds, or nothing to compare
         return {}
-    x = _sparse_missing_filled(
-        np.concatenate([feats.codes(real), feats.codes(synthetic)]), feats.categorical_mask
-    )
-    y = np.r_[np.zeros(n), np.ones(n)]
     names = [c.name for c in feats.columns]
     folds = list(StratifiedKFold(C2ST_FOLDS, shuffle=True, random_state=seed).split(x, y))
     aucs, model = [], None

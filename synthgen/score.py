@@ -39,19 +39,14 @@ def score_matrix(model: nn.Module, matrix: np.ndarray) -> tuple[np.ndarray, np.n
     model.eval()
     device = next(model.parameters()).device
     parts = np.empty((len(matrix), len(model.likelihood.columns)), dtype=np.float64)
-    kl = np.empty(len(matrix)) if hasattr(model, "encode") else None
+    kls = []
     for a in range(0, len(matrix), CHUNK_ROWS):
         x = torch.from_numpy(matrix[a : a + CHUNK_ROWS]).to(device)
-        if kl is not None:
-            mu, logvar = model.encode(x)
-            kl[a : a + len(x)] = (
-                (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)).double().cpu().numpy()
-            )
-            z = mu
-        else:
-            z = model.encoder(x)
+        z, kl = model.point(x)
         parts[a : a + len(x)] = model.likelihood.row_nll(model.decoder(z), x).double().cpu()
-    return parts, kl
+        if kl is not None:
+            kls.append(kl.double().cpu().numpy())
+    return parts, (np.concatenate(kls) if kls else None)
 
 
 def score_table(
@@ -76,11 +71,9 @@ def score_table(
         knots = np.asarray(reference["quantiles"])
         out["percentile"] = np.interp(score, knots, np.linspace(0, 100, len(knots)))
     typical = np.array([(reference or {}).get("typical", {}).get(c, 0.0) for c in columns])
-    if len(columns):
-        excess = parts - typical
-        out["most_unusual"] = pd.Series(np.asarray(columns, dtype=object)[excess.argmax(1)]).values
-    else:
-        out["most_unusual"] = None
+    out["most_unusual"] = (
+        np.asarray(columns, dtype=object)[(parts - typical).argmax(1)] if columns else None
+    )
     if kl is not None:
         out["kl"] = kl
     where = {name: i for i, name in enumerate(columns)}

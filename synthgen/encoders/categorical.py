@@ -136,11 +136,11 @@ class CategoricalEncoder(ColumnEncoder):
         return codes.astype(np.float32)[:, None]
 
     def surprise(self, s: pd.Series) -> np.ndarray:
-        values = s.astype(object) if isinstance(s.dtype, pd.CategoricalDtype) else s
+        values = pd.Index(s.astype(object) if isinstance(s.dtype, pd.CategoricalDtype) else s)
         present = s.notna().to_numpy()
-        known = pd.Index(values).isin(pd.Index(self.categories, dtype=object)) | pd.Index(
-            values
-        ).isin(self._overflow_set)
+        known = values.isin(pd.Index(self.categories, dtype=object)) | values.isin(
+            self._overflow_set
+        )
         unseen = present & ~known
         out = np.zeros(len(s))
         n_rows = getattr(self, "n_rows", 0)  # saved before it was kept: no surprise

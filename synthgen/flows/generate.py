@@ -227,22 +227,24 @@ def score(
     model_dir: str | None = None,
 ) -> dict[str, Any]:
     """`gated`: apply the privacy gate (rows that will be published);
-    a scored variant is only scored. Rows generated under one set of conditions are scored against
-    the real rows that meet them (read with the model in `model_dir`)."""
+    a scored variant is only scored. With `model_dir` (a published model) the evaluation also holds
+    `latent`, the latent-space map of the same rows, and rows generated under one set of conditions
+    are scored against the real rows that meet them."""
     holdout = read_table(parts["holdout"]) if parts["holdout"] else None
-    real = read_table(parts["train"])
-    if isinstance(cfg.conditions, dict) and model_dir:
-        meets = Synthesizer.load(model_dir, device="cpu").meets
-        real = real[meets(real, cfg.conditions)].reset_index(drop=True)
+    train, synthetic = read_table(parts["train"]), read_table(sampled["path"])
+    synth = Synthesizer.load(model_dir, device="cpu") if model_dir else None
+    real = train
+    if isinstance(cfg.conditions, dict) and synth is not None:
+        real = train[synth.meets(train, cfg.conditions)].reset_index(drop=True)
         if holdout is not None:
-            holdout = holdout[meets(holdout, cfg.conditions)].reset_index(drop=True)
+            holdout = holdout[synth.meets(holdout, cfg.conditions)].reset_index(drop=True)
             holdout = holdout if len(holdout) >= MIN_CONDITIONED_HOLDOUT else None
         get_run_logger().info(
             "scoring against the %d training rows that meet the conditions", len(real)
         )
-    return evaluate(
+    evaluation = evaluate(
         real,
-        read_table(sampled["path"]),
+        synthetic,
         holdout=holdout,
         target=cfg.target if holdout is not None else None,
         schema=Schema.from_dict(schema),
@@ -251,19 +253,11 @@ def score(
         gate=cfg.privacy_gate.as_dict() if gated else None,
         sensitive=cfg.sensitive,
     )
-
-
-@task(name="latent-map", cache_policy=NO_CACHE)
-def latent(cfg: RunConfig, parts: dict, sampled: dict, model_dir: str) -> dict[str, Any]:
-    """Real and synthetic rows on the first two principal components of the latent space."""
-    synth = Synthesizer.load(model_dir, device="cpu")
-    return latent_map(
-        synth.net,
-        synth.transformer,
-        read_table(parts["train"]),
-        read_table(sampled["path"]),
-        seed=cfg.seed,
-    )
+    if synth is not None:
+        evaluation["latent"] = latent_map(
+            synth.net, synth.transformer, train, synthetic, seed=cfg.seed
+        )
+    return evaluation
 
 
 @task(name="publish-database", cache_policy=NO_CACHE)
@@ -357,11 +351,12 @@ def generate(
                     conditions=cfg.conditions,
                 )
             )
+            evaluation = score(cfg, parts, sampled, schema, model_dir=trained["model_dir"])
             results[model] = {
                 "trained": trained,
                 "sampled": sampled,
-                "evaluation": score(cfg, parts, sampled, schema, model_dir=trained["model_dir"]),
-                "latent": latent(cfg, parts, sampled, trained["model_dir"]),
+                "latent": evaluation.pop("latent"),
+                "evaluation": evaluation,
             }
         for variant, trained in scored_variants(cfg, {m: r["trained"] for m, r in results.items()}):
             sampled = sample(

@@ -28,5 +28,9 @@ class AE(TabularAutoencoder):
         return reconstruction, {"reconstruction": reconstruction, "parts": parts}
 
     @torch.no_grad()
+    def point(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.encoder(x), None  # no prior, no KL
+
+    @torch.no_grad()
     def codes(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         return self.encoder(x), None  # one point per row: no posterior variance

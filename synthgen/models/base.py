@@ -38,3 +38,8 @@ class TabularAutoencoder(nn.Module):
     def codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Each row's code, and its posterior variance where the model has one."""
         raise NotImplementedError
+
+    def point(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Each row's point in the latent space (the posterior mean, or the code) and its KL
+        divergence to the prior per row (None where the model has no prior: the AE)."""
+        raise NotImplementedError

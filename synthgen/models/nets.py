@@ -161,6 +161,18 @@ def mlp_forward_t(
     return out
 
 
+def gaussian_log_prob(
+    z: torch.Tensor, mean: torch.Tensor | None = None, chol: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(N,): the log-density of each z under N(mean, chol chol^T); N(0, I) without them."""
+    if mean is None:
+        eps, log_det = z, 0.0
+    else:
+        eps = torch.linalg.solve_triangular(chol, (z - mean).T, upper=False).T
+        log_det = chol.diagonal().log().sum()
+    return -0.5 * eps.pow(2).sum(1) - log_det - 0.5 * z.shape[1] * math.log(2 * math.pi)
+
+
 class LatentPrior(nn.Module):
     """Where generation draws z from: N(0, I) ("standard"), or a Gaussian with the mean and full
     covariance of the training codes ("fitted", set after training)."""
@@ -194,11 +206,8 @@ class LatentPrior(nn.Module):
     def log_prob(self, z: torch.Tensor, kind: str | None = None) -> torch.Tensor:
         """(N,): the log-density of each z under this prior (or `kind`'s)."""
         if (kind or self.kind) == "standard":
-            eps, log_det = z, 0.0
-        else:
-            eps = torch.linalg.solve_triangular(self.chol, (z - self.mean).T, upper=False).T
-            log_det = self.chol.diagonal().log().sum()
-        return -0.5 * eps.pow(2).sum(1) - log_det - 0.5 * z.shape[1] * math.log(2 * math.pi)
+            return gaussian_log_prob(z)
+        return gaussian_log_prob(z, self.mean, self.chol)
 
     def sample(
         self, n: int, generator: torch.Generator | None = None, kind: str | None = None

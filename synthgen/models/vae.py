@@ -32,7 +32,7 @@ class VAE(TabularAutoencoder):
         mu, logvar = self.encode(x)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)  # reparameterization
         reconstruction, parts = self.likelihood(self.decoder(z), x)
-        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1).mean()
+        kl = kl_per_row(mu, logvar).mean()
         return reconstruction + beta * kl, {
             "reconstruction": reconstruction,
             "kl": kl,
@@ -40,7 +40,17 @@ class VAE(TabularAutoencoder):
         }
 
     @torch.no_grad()
+    def point(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encode(x)
+        return mu, kl_per_row(mu, logvar)
+
+    @torch.no_grad()
     def codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior mean and variance per row: what a fitted prior matches (prior="fitted")."""
         mu, logvar = self.encode(x)
         return mu, logvar.exp()
+
+
+def kl_per_row(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """(B,): KL(N(mu, diag(exp(logvar))) || N(0, I)) of each row."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
