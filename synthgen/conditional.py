@@ -26,7 +26,7 @@ from torch import nn
 
 from synthgen.encoders.datetime import DatetimeEncoder, datetimes_to_ns
 from synthgen.errors import UserError
-from synthgen.models.draw import decoded, draw_given_z_t
+from synthgen.models.draw import compute_dtype, decoded, draw_given_z_t
 from synthgen.models.likelihood import sigma_of
 from synthgen.models.nets import gaussian_log_prob
 from synthgen.transform import TableTransformer
@@ -196,27 +196,29 @@ def _range_values(enc, block: np.ndarray) -> np.ndarray:
 
 
 class _Proposal:
-    """A mixture of the prior (PRIOR_SHARE) and N(mean, chol chol^T); the prior until fitted."""
+    """Over the prior's base draws e ~ N(0, I) (z = prior.transport(e), so any prior, a learned one
+    included, is sampled the same way): a mixture of N(0, I) (PRIOR_SHARE) and
+    N(mean, chol chol^T); N(0, I) until fitted."""
 
-    def __init__(self, model: nn.Module) -> None:
-        self.prior = model.prior
+    def __init__(self, dim: int, device: torch.device) -> None:
+        self.dim, self.device = dim, device
         self.mean: torch.Tensor | None = None
         self.chol: torch.Tensor | None = None
 
     def sample(self, m: int, generator: torch.Generator) -> torch.Tensor:
-        z = self.prior.sample(m, generator)
+        e = torch.randn(m, self.dim, generator=generator, device=self.device)
         if self.mean is None:
-            return z
-        eps = torch.randn(m, len(self.mean), generator=generator, device=self.mean.device)
+            return e
+        eps = torch.randn(m, self.dim, generator=generator, device=self.device)
         fitted = self.mean + eps @ self.chol.T
-        use_prior = torch.rand(m, generator=generator, device=self.mean.device) < PRIOR_SHARE
-        return torch.where(use_prior.unsqueeze(1), z, fitted)
+        use_prior = torch.rand(m, generator=generator, device=self.device) < PRIOR_SHARE
+        return torch.where(use_prior.unsqueeze(1), e, fitted)
 
-    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        prior = self.prior.log_prob(z)
+    def log_prob(self, e: torch.Tensor) -> torch.Tensor:
+        prior = gaussian_log_prob(e)
         if self.mean is None:
             return prior
-        fitted = gaussian_log_prob(z, self.mean, self.chol)
+        fitted = gaussian_log_prob(e, self.mean, self.chol)
         return torch.logaddexp(prior + math.log(PRIOR_SHARE), fitted + math.log(1 - PRIOR_SHARE))
 
     def fit(self, z: torch.Tensor, w: torch.Tensor) -> None:
@@ -317,6 +319,7 @@ class _Likelihood:
             codes = {}
             for blk in self.blocks[c.column]:
                 logits = out_t[blk.out_start : blk.out_start + blk.n_classes].float()
+                logits = logits / self.model.likelihood.temperature
                 if self.shift is not None:
                     shift = self.shift[blk.out_start : blk.out_start + blk.n_classes]
                     logits = logits + shift.unsqueeze(1)
@@ -329,6 +332,7 @@ class _Likelihood:
                 target, mean = float(value[slot.input_col - start]), out_t[slot.out_index].float()
                 if self.model.likelihood.continuous == "gaussian":
                     sigma = sigma_of(out_t[self.scale_start + i].float())
+                    sigma = sigma * self.model.likelihood.temperature
                     lp += -0.5 * ((target - mean) / sigma) ** 2 - sigma.log()
                 else:
                     lp += -0.5 * (target - mean) ** 2
@@ -350,32 +354,35 @@ def sample_latents(
     sampler did (pool size, effective sample size)."""
     model.eval()
     likelihood = _Likelihood(model, transformer, conditions, precision)
-    proposal = _Proposal(model)
+    prior = model.prior
+    proposal = _Proposal(prior.mean.shape[0], prior.mean.device)
+    dtype = compute_dtype(precision, prior.mean.device)
     pool = max(MIN_POOL_ROWS, min(POOL_ROWS, 4 * n))
     ess_share = 0.0
     for _ in range(ROUNDS):
-        z = proposal.sample(pool, generator)
-        log_lik, _ = likelihood(z, generator)
-        log_prior_q = proposal.prior.log_prob(z) - proposal.log_prob(z)
+        e = proposal.sample(pool, generator)
+        log_lik, _ = likelihood(prior.transport(e, dtype=dtype), generator)
+        log_prior_q = gaussian_log_prob(e) - proposal.log_prob(e)
         if not torch.isfinite(log_lik).any():
-            pool = min(pool * 4, MAX_POOL_VALUES // z.shape[1])
+            pool = min(pool * 4, MAX_POOL_VALUES // e.shape[1])
             continue
         ess_share = _ess(log_prior_q + log_lik) / pool
-        proposal.fit(z, torch.softmax(_tempered(log_prior_q, log_lik).double(), 0).float())
+        proposal.fit(e, torch.softmax(_tempered(log_prior_q, log_lik).double(), 0).float())
     if ess_share == 0.0 and proposal.mean is None:
         raise UserError(
             f"no draw of {pool:,} met the conditions ({_describe(conditions)}): "
             "the model gives them almost no probability"
         )
     # the final pool: enough draws for about n effective ones, within the memory cap
-    cap = max(n, MAX_POOL_VALUES // z.shape[1])
+    cap = max(n, MAX_POOL_VALUES // e.shape[1])
     final = int(min(cap, max(n, math.ceil(1.5 * n / max(ess_share, 1e-9)))))
     zs, log_ws, draws = [], [], []
     for a in range(0, final, POOL_ROWS * 4):
-        z = proposal.sample(min(POOL_ROWS * 4, final - a), generator)
+        e = proposal.sample(min(POOL_ROWS * 4, final - a), generator)
+        z = prior.transport(e, dtype=dtype)
         log_lik, drawn = likelihood(z, generator)
         zs.append(z)
-        log_ws.append(proposal.prior.log_prob(z) - proposal.log_prob(z) + log_lik)
+        log_ws.append(gaussian_log_prob(e) - proposal.log_prob(e) + log_lik)
         draws.append(drawn)
     z, log_w = torch.cat(zs), torch.cat(log_ws)
     if not torch.isfinite(log_w).any():
@@ -470,18 +477,32 @@ def sample_conditional(
     generator = torch.Generator(device=device).manual_seed(seed)
     z, drawn, stats = sample_latents(model, transformer, conditions, n, generator, precision)
     stats["warnings"] = _warnings(conditions, transformer, seen or {}, stats["probability"])
-    matrix = draw_given_z_t(model, z, generator, precision).T.cpu().numpy()
     likelihood = _Likelihood(model, transformer, conditions, precision)
+    values = {}  # each conditioned column's encoded slice per row (n, width)
     for c in conditions:
-        where = transformer._slices[c.column]
         if c.is_range:
-            matrix[:, where] = drawn[c.column]
+            values[c.column] = drawn[c.column]
         elif len(c.values) == 1:
-            matrix[:, where] = c.encoded[0]
+            values[c.column] = np.broadcast_to(c.encoded[0], (n, len(c.encoded[0])))
         else:  # one of several: each row's value drawn with its probability given its z
             probs = torch.softmax(likelihood.alternatives(z, c), 1)
             pick = torch.multinomial(probs, 1, generator=generator).squeeze(1).cpu().numpy()
-            matrix[:, where] = c.encoded[pick]
+            values[c.column] = c.encoded[pick]
+    # the conditioned columns' classes are set while drawing, so the other columns keep the
+    # structural zeros with them (models.exclusions)
+    index = {b.input_col: j for j, b in enumerate(transformer.layout.discrete)}
+    fixed = {
+        index[blk.input_col]: torch.tensor(
+            values[c.column][:, blk.input_col - transformer._slices[c.column].start],
+            dtype=torch.float32,
+            device=z.device,
+        )
+        for c in conditions
+        for blk in likelihood.blocks[c.column]
+    }
+    matrix = draw_given_z_t(model, z, generator, precision, fixed).T.cpu().numpy()
+    for c in conditions:
+        matrix[:, transformer._slices[c.column]] = values[c.column]
     df = transformer.inverse_transform(
         matrix,
         rng=np.random.default_rng([seed, 1]),

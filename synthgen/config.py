@@ -55,13 +55,32 @@ class ModelSettings(BaseModel):
     val_fraction: float = Field(
         0.1, ge=0.0, lt=0.5, description="training rows held out for early stopping"
     )
-    prior: Literal["standard", "fitted"] | None = Field(
+    prior: Literal["standard", "fitted", "learned"] | None = Field(
         None,
         description=(
             "where new rows draw z from: standard = N(0, I); fitted = a Gaussian with the codes' "
-            "mean and covariance (the VAE's aggregate posterior). None: standard for the VAE, "
+            "mean and covariance (the VAE's aggregate posterior); learned = a flow-matching model "
+            "of the training codes, fitted after the autoencoder. None: standard for the VAE, "
             "fitted for the AE"
         ),
+    )
+    prior_hidden: list[int] = Field(
+        default_factory=lambda: [256, 256, 256],
+        min_length=1,
+        description="hidden layer widths of the learned prior's velocity network",
+    )
+    prior_steps: int = Field(
+        10, ge=1, le=200, description="midpoint steps (two evaluations each) of the learned prior"
+    )
+    prior_epochs: int | None = Field(
+        None, ge=1, description="epochs of the learned prior's fit; None: from the table size"
+    )
+    temperature: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="decoding temperature: category logits divided by it, continuous noise "
+        "multiplied by it (below 1: rows nearer the decoder's mode)",
     )
     calibrate_marginals: bool = Field(
         True,
@@ -69,6 +88,11 @@ class ModelSettings(BaseModel):
             "after training, calibrate each column's marginal to the training column's on the "
             "model's own draws (ranks kept)"
         ),
+    )
+    structural_zeros: bool = Field(
+        True,
+        description="keep pairs of classes no training row holds (though independent columns "
+        "would give 10 rows) out of the drawn rows (not in DP mode)",
     )
     rare_threshold: int = Field(
         5,
@@ -108,6 +132,11 @@ class ModelSettings(BaseModel):
     def _default_prior(self) -> ModelSettings:
         if self.prior is None:
             object.__setattr__(self, "prior", "standard" if self.model == "vae" else "fitted")
+        if self.epsilon and self.prior == "learned":
+            raise ValueError(
+                "prior 'learned' reads the training codes, which DP mode cannot account for: "
+                "use 'standard' or 'fitted' with epsilon"
+            )
         # DP-SGD's noise grows with the parameters and its per-row gradients cost memory and time
         if self.epsilon and "hidden" not in self.model_fields_set:
             object.__setattr__(self, "hidden", list(DP_HIDDEN))
@@ -140,7 +169,7 @@ def validated(model_cls: type[BaseModel], values: dict[str, Any], where: str = "
         mappings = {e["loc"][0] for e in errors if len(e["loc"]) > 1 and "[" in str(e["loc"][1])}
         problems = []
         for err in errors:
-            if err["loc"][0] in mappings and err["loc"][1:2] == ("str",):
+            if err["loc"][:1] and err["loc"][0] in mappings and err["loc"][1:2] == ("str",):
                 continue
             loc = ".".join(str(p) for p in err["loc"] if "[" not in str(p)) or "value"
             msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]

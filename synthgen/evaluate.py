@@ -803,6 +803,14 @@ def _logistic_detection(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Sch
     from sdmetrics.single_table import LogisticDetection
 
     real_d, synth_d, meta = _sdv_frames(real, synthetic, schema)
+    # its encoder is fitted on the real rows and refuses a category they lack (pooled "(rare)"
+    # values, a missing value): such a value is passed as the real column's most common one
+    for name, col in meta["tables"][TABLE]["columns"].items():
+        if col.get("sdtype") == "categorical":
+            a, b = real_d[TABLE][name], synth_d[TABLE][name]
+            unseen = ~b.astype(str).isin(set(a.astype(str)))
+            if unseen.any() and a.notna().any():
+                synth_d[TABLE][name] = b.astype(object).where(~unseen, a.mode().iloc[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:

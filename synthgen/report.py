@@ -20,7 +20,7 @@ from synthgen.io import atomic_path, json_default
 REPORT_VERSION = 1
 QUALITY_LEVELS = ((0.90, "good"), (0.80, "fair"), (0.0, "poor"))
 MODEL_NAMES = {"vae": "VAE", "ae": "AE (baseline)"}
-PRIOR_NAMES = {"standard": "N(0, I)", "fitted": "a fitted Gaussian"}
+PRIOR_NAMES = {"standard": "N(0, I)", "fitted": "a fitted Gaussian", "learned": "a learned flow"}
 
 
 def variant_of(name: str, entry: dict[str, Any] | None) -> str | None:
@@ -602,15 +602,23 @@ def _sampling_note(report: dict[str, Any]) -> str:
                 else "Scores compare the rows with the whole training table."
             )
         )
+    learned = (
+        "a flow-matching model of its training codes (model setting prior: learned), integrated "
+        "from N(0, I)"
+    )
     if "vae" in models:
         notes.append(
             "The VAE draws z from a Gaussian fitted to its aggregate posterior (model setting "
             "prior: fitted), not from its N(0, I) prior."
             if prior("vae") == "fitted"
+            else f"The VAE draws z from {learned}, not from its N(0, I) prior."
+            if prior("vae") == "learned"
             else "The VAE draws z from its N(0, I) prior."
         )
     if "ae" in models:
-        if prior("ae") == "standard":
+        if prior("ae") == "learned":
+            notes.append(f"The plain AE has no prior: it is sampled from {learned}.")
+        elif prior("ae") == "standard":
             notes.append(
                 "The plain AE has no prior; this run samples it from N(0, I) (model setting prior: "
                 "standard), which shows why an AE alone is no generator."
@@ -625,6 +633,17 @@ def _sampling_note(report: dict[str, Any]) -> str:
             notes.append(
                 "The plain AE has no prior: "
                 "it is sampled from a Gaussian fitted to its training codes."
+            )
+    for name in ("vae", "ae"):
+        zeros = ((models.get(name) or {}).get("training") or {}).get("structural_zeros")
+        if zeros:
+            shown = ", ".join(" × ".join(map(str, z["columns"])) for z in zeros[:3])
+            notes.append(
+                f"The {model_label(name, models.get(name))} keeps {sum(z['pairs'] for z in zeros)} "
+                f"structural zeros in {len(zeros)} pairs of columns ({shown}"
+                f"{', ...' if len(zeros) > 3 else ''}): pairs of values no training row holds "
+                "together, though independent columns would give at least 10 rows, are never "
+                "drawn (model setting structural_zeros)."
             )
     calibrated = [
         model_label(name, models.get(name))

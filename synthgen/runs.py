@@ -359,6 +359,7 @@ def training_record(
         "plan": synth.info.get("plan"),
         "protection": synth.info.get("protection"),
         "differential_privacy": synth.info.get("privacy"),
+        "structural_zeros": _structural_zeros(synth),
     }
     return {
         "model_dir": str(model_dir),
@@ -367,6 +368,22 @@ def training_record(
         "settings": settings.fingerprint_fields(),
         "seconds": seconds,
     }
+
+
+def _structural_zeros(synth: Any) -> list[dict[str, Any]] | None:
+    """Per pair of columns, how many pairs of their classes no training row holds together and
+    drawn rows keep apart (models.exclusions); None where the model keeps none."""
+    found = synth.info.get("exclusions")
+    if found is None:
+        return None
+    blocks = synth.transformer.layout.discrete
+    return [
+        {
+            "columns": [blocks[p["a"]].column, blocks[p["b"]].column],
+            "pairs": int(sum(bin(b).count("1") for b in bytes.fromhex(p["excluded"]))),
+        }
+        for p in found
+    ]
 
 
 def scored_variants(

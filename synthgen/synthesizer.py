@@ -41,6 +41,7 @@ from synthgen.io import (
 )
 from synthgen.models import MODELS
 from synthgen.models.calibration import calibrate_marginals
+from synthgen.models.exclusions import find_exclusions
 from synthgen.runtime import resolve_device
 from synthgen.sample import Throughput, block_seed, iter_blocks, part_name, shard_range
 from synthgen.schema import Schema, infer_schema, load_metadata
@@ -238,6 +239,16 @@ class Synthesizer:
             self.info["privacy"] = privacy_account(
                 st.epsilon, st.delta, self._budget, self._dp_marginals, self.training.privacy
             )
+        if st.structural_zeros and not st.epsilon:  # DP mode: the pairs would read the rows
+            self.info["exclusions"] = find_exclusions(
+                matrix, layout, self.transformer.settings["rare_threshold"]
+            )
+            self.net.likelihood.set_exclusions(self.info["exclusions"])
+            log.info(
+                "%d pairs of columns hold classes no training row holds together: drawn rows keep "
+                "them apart",
+                len(self.info["exclusions"]),
+            )
         if st.calibrate_marginals:
             public = self._public_matrix if st.epsilon else matrix
             blocks, values = calibrate_marginals(
@@ -284,7 +295,8 @@ class Synthesizer:
         conditions: Mapping[str, Any] | list[dict] | pd.DataFrame | None = None,
     ) -> pd.DataFrame:
         """`n` new rows as a DataFrame with the training table's columns and dtypes. `prior`
-        ("standard" or "fitted") draws z from another prior than the model's own (for contrasts such
+        ("standard", "fitted", or "learned" where trained) draws z from another prior than the
+        model's own (for contrasts such
         as an AE from N(0, I)).
 
         `conditions`: `{"col": value | [values] | (low, high)}` gives n rows meeting all of them
@@ -479,8 +491,10 @@ class Synthesizer:
     def _blocks(
         self, rows: int, seed: int, start_row: int, prior: str | None, conditions: Any = None
     ) -> Iterator[pd.DataFrame]:
-        if prior not in (None, "standard", "fitted"):
-            raise UserError(f"prior must be 'standard' or 'fitted', got {prior!r}")
+        if prior not in (None, "standard", "fitted", "learned"):
+            raise UserError(f"prior must be 'standard', 'fitted' or 'learned', got {prior!r}")
+        if prior == "learned" and self.net.prior.flow is None:
+            raise UserError("this model has no learned prior: train it with prior='learned'")
         if conditions is not None:
             if prior is not None:
                 raise UserError("conditions draw z from the model's own prior: leave prior unset")
@@ -609,6 +623,7 @@ class Synthesizer:
         synth.net.to(resolve_device(device)).eval()
         synth.training = TrainResult(**manifest["training"]) if manifest.get("training") else None
         synth.info = manifest.get("info", {})
+        synth.net.likelihood.set_exclusions(synth.info.get("exclusions"))
         return synth
 
     def _require_fitted(self) -> None:

@@ -63,6 +63,7 @@ class TrainResult:
     column_val_loss: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     privacy: dict[str, Any] | None = None  # DP mode: what DP-SGD (and the prior) spent
+    prior_fit: dict[str, Any] | None = None  # prior="learned": how its flow was fitted
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -268,6 +269,7 @@ def _train(
     if state.best_weights is not None:
         model.load_state_dict(state.best_weights)
     model.eval()
+    prior_fit = None
     if model.prior.kind == "fitted":
         codes, variances = _codes(model, x_train, batch * 8, autocast)
         model.prior.fit(codes, variances)
@@ -276,6 +278,10 @@ def _train(
             "training codes" if variances is None else "aggregate posterior",
             len(codes),
         )
+    elif model.prior.kind == "learned":
+        codes, variances = _codes(model, x_train, batch * 8, autocast)
+        model.prior.fit(codes, variances)  # the Gaussian too: prior="fitted" as a contrast
+        prior_fit = fit_flow(model.prior.flow, codes, variances, settings, batch, autocast)
     hardest = sorted(state.column_val_loss.items(), key=lambda kv: -kv[1])[:3]
     if hardest:
         log.info(
@@ -298,7 +304,81 @@ def _train(
         cpu_threads=n_threads if device.type == "cpu" else None,
         column_val_loss=state.column_val_loss,
         history=state.history,
+        prior_fit=prior_fit,
     )
+
+
+# The learned prior's fit: about FLOW_ROW_VISITS code draws seen, within [FLOW_MIN_STEPS,
+# FLOW_MAX_STEPS] optimizer steps; its learning rate decays (cosine) to 5% of FLOW_LR.
+FLOW_ROW_VISITS, FLOW_MIN_STEPS, FLOW_MAX_STEPS = 4_000_000, 1_000, 8_000
+FLOW_LR = 1e-3
+
+
+def flow_epochs(n_rows: int, batch: int) -> int:
+    steps_per_epoch = max(1, math.ceil(n_rows / batch))
+    steps = int(np.clip(FLOW_ROW_VISITS // batch, FLOW_MIN_STEPS, FLOW_MAX_STEPS))
+    return max(1, round(steps / steps_per_epoch))
+
+
+def fit_flow(
+    flow: nn.Module,
+    codes: torch.Tensor,
+    variances: torch.Tensor | None,
+    settings: ModelSettings,
+    batch: int,
+    autocast,
+) -> dict[str, Any]:
+    """Fit the learned prior (models.nets.LatentFlow) to the training codes (N, latent): for the
+    VAE, a fresh draw from each row's posterior q(z|x) every time (the aggregate posterior the
+    decoder was trained on), for the AE the codes themselves."""
+    started = time.perf_counter()
+    std = variances.sqrt() if variances is not None else None
+    spread = codes.var(0) + (variances.mean(0) if variances is not None else 0.0)
+    flow.mean.copy_(codes.mean(0))
+    flow.scale.copy_(spread.sqrt().clamp_min(1e-6))
+    epochs = settings.prior_epochs or flow_epochs(len(codes), batch)
+    optimizer = torch.optim.AdamW(flow.parameters(), lr=FLOW_LR, weight_decay=0.0)
+    generator = torch.Generator(device=codes.device).manual_seed(settings.seed)
+    flow.train()
+    steps_per_epoch = max(1, math.ceil(len(codes) / batch))
+    total, step, losses = epochs * steps_per_epoch, 0, []
+    log.info(
+        "fitting the learned prior to %d codes: %d epochs, %d steps, %d parameters",
+        len(codes),
+        epochs,
+        total,
+        sum(p.numel() for p in flow.parameters()),
+    )
+    for epoch in range(1, epochs + 1):
+        perm = torch.randperm(len(codes), generator=generator, device=codes.device)
+        running = 0.0
+        for a in range(0, len(codes), batch):
+            idx = perm[a : a + batch]
+            z = codes[idx]
+            if std is not None:
+                z = z + std[idx] * torch.randn(
+                    z.shape, generator=generator, device=z.device, dtype=z.dtype
+                )
+            for group in optimizer.param_groups:
+                group["lr"] = FLOW_LR * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / total)))
+            with autocast:
+                loss = flow.loss(z)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            running += float(loss.detach())
+            step += 1
+        losses.append(running / steps_per_epoch)
+        if epoch % max(1, epochs // 5) == 0 or epoch == epochs:
+            log.info("learned prior: epoch %d/%d  loss %.4f", epoch, epochs, losses[-1])
+    flow.eval()
+    return {
+        "epochs": epochs,
+        "steps": total,
+        "loss": losses[-1],
+        "seconds": time.perf_counter() - started,
+        "ode_steps": flow.steps,
+    }
 
 
 # DP mode: each row's gradient is clipped to this L2 norm before the noise (Opacus' max_grad_norm)

@@ -25,7 +25,9 @@ class TabularAutoencoder(nn.Module):
         super().__init__()
         net = dict(activation=settings.activation, norm=settings.norm, dropout=settings.dropout)
         self.encoder = Encoder(layout, settings.hidden, code_width, **net)
-        self.likelihood = ColumnLikelihood(layout, continuous=continuous)
+        self.likelihood = ColumnLikelihood(
+            layout, continuous=continuous, temperature=settings.temperature
+        )
         if settings.calibrate_marginals:
             self.likelihood.calibration = MarginalCalibration(
                 len(layout.continuous), self.likelihood.n_logits
@@ -33,7 +35,9 @@ class TabularAutoencoder(nn.Module):
         self.decoder = Decoder(
             self.likelihood.out_width, settings.hidden, settings.latent_dim, **net
         )
-        self.prior = LatentPrior(settings.latent_dim, settings.prior)
+        self.prior = LatentPrior(
+            settings.latent_dim, settings.prior, settings.prior_hidden, settings.prior_steps
+        )
 
     def codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Each row's code, and its posterior variance where the model has one."""

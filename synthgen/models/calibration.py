@@ -133,14 +133,9 @@ def expected_shares(
     the calibration's shift; `chunk` rows at a time, fewer for wide tables (about 8M logits per
     chunk)."""
     chunk = max(256, min(chunk, 8_000_000 // max(likelihood.n_logits, 1)))
-    shift = (
-        likelihood.calibration.logit_shift.unsqueeze(1)
-        if likelihood.calibration is not None
-        else 0.0
-    )
     sums = torch.zeros(likelihood.n_logits + 1, device=logits_t.device)
     for a in range(0, logits_t.shape[1], chunk):
-        padded = with_padding_row(logits_t[:, a : a + chunk] + shift)
+        padded = with_padding_row(likelihood.decoding_logits(logits_t[:, a : a + chunk]))
         for group in likelihood.groups:
             sums.index_add_(
                 0, group.index.flatten(), torch.softmax(padded[group.index], dim=1).sum(2).flatten()
@@ -169,6 +164,28 @@ def calibrate_classes(
     )
 
 
+EXCLUSION_ROUNDS = 4  # rounds of the class-share fit on drawn codes, structural zeros kept
+
+
+@torch.no_grad()
+def calibrate_with_exclusions(
+    likelihood: ColumnLikelihood,
+    logits_t: torch.Tensor,
+    target: torch.Tensor,
+    generator: torch.Generator,
+) -> None:
+    """Correct the class shifts for the structural zeros (models.exclusions): a redrawn code
+    moves its row to another class, so shares are counted on codes drawn from `logits_t` with the
+    zeros kept, and each class's shift moves by the log ratio of its target count to its drawn
+    count (each plus one, so a class drawn rarely moves little on noise)."""
+    shift, n = likelihood.calibration.logit_shift, logits_t.shape[1]
+    for _ in range(EXCLUSION_ROUNDS):
+        uniforms, _ = likelihood.draw_noise(n, generator, logits_t.device)
+        drawn = class_shares(likelihood, likelihood.draw_classes(logits_t, uniforms).T)
+        shift += ((target * n + 1) / (drawn * n + 1)).log()
+        shift.clamp_(-MAX_LOGIT_SHIFT, MAX_LOGIT_SHIFT)
+
+
 CALIBRATION_ROWS = 65_536
 
 
@@ -194,9 +211,10 @@ def calibrate_marginals(
     blocks = sum(len(g.input_cols) for g in likelihood.groups)
     if blocks:
         logits_t = prior_logits_t(model, rows, generator, precision)
-        gap = calibrate_classes(
-            likelihood, logits_t, class_shares(likelihood, training_matrix.to(device))
-        )
+        target = class_shares(likelihood, training_matrix.to(device))
+        gap = calibrate_classes(likelihood, logits_t, target)
         log.debug("class shares calibrated to within %.2g of the training rows'", gap)
+        if likelihood.exclusions is not None:
+            calibrate_with_exclusions(likelihood, logits_t, target, generator)
     matrix_t = draw_matrix_t(model, rows, generator, precision)  # stays on the device
     return blocks, likelihood.calibration.fit(*likelihood.continuous_values_t(matrix_t))

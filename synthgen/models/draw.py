@@ -42,21 +42,28 @@ def draw_matrix_t(
 ) -> torch.Tensor:
     """What `sample_matrix` draws, transposed and on the model's device: (n_inputs, n). `prior`
     overrides where z comes from ("standard" or "fitted")."""
-    return draw_given_z_t(model, model.prior.sample(n, generator, prior), generator, precision)
+    z = model.prior.sample(n, generator, prior, compute_dtype(precision, model.prior.mean.device))
+    return draw_given_z_t(model, z, generator, precision)
 
 
 @torch.inference_mode()
 def draw_given_z_t(
-    model: nn.Module, z: torch.Tensor, generator: torch.Generator, precision: str = "auto"
+    model: nn.Module,
+    z: torch.Tensor,
+    generator: torch.Generator,
+    precision: str = "auto",
+    fixed: dict[int, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Decode z (n, latent) and draw every column from the decoder's distribution: the transposed
-    compact matrix (n_inputs, n)."""
+    compact matrix (n_inputs, n). `fixed`: softmax block index -> (n,) class codes set, not drawn
+    (conditions; the other blocks keep the structural zeros with them)."""
     n = len(z)
     uniforms, normals = model.likelihood.draw_noise(n, generator, z.device)
     matrix_t = torch.empty(model.likelihood.n_inputs, n, device=z.device)  # (n_inputs, n)
     for a, b, out_t in decoded(model, z, precision):
         noise = ([u[:, a:b] for u in uniforms], normals[:, a:b] if normals is not None else None)
-        matrix_t[:, a:b] = model.likelihood.sample(out_t, noise)
+        chunk = {j: codes[a:b] for j, codes in fixed.items()} if fixed else None
+        matrix_t[:, a:b] = model.likelihood.sample(out_t, noise, chunk)
     return matrix_t
 
 
@@ -65,7 +72,7 @@ def prior_logits_t(
 ) -> torch.Tensor:
     """The decoder's logits for n draws of z from the prior:
     (n_logits, n), on the model's device."""
-    z = model.prior.sample(n, generator)  # (n, latent)
+    z = model.prior.sample(n, generator, dtype=compute_dtype(precision, model.prior.mean.device))
     logits_t = torch.empty(model.likelihood.n_logits, n, device=z.device)
     for a, b, out_t in decoded(model, z, precision):
         logits_t[:, a:b] = out_t[: model.likelihood.n_logits]
@@ -77,8 +84,7 @@ def decoded(
 ) -> Iterator[tuple[int, int, torch.Tensor]]:
     """The decoder's transposed output for z, chunk by chunk: (a, b, (out_width, b - a)) for
     rows [a, b). The output buffer is reused: read each chunk before asking for the next."""
-    bf16 = precision == "bf16" or (precision == "auto" and fast_bf16(z.device.type))
-    dtype = torch.bfloat16 if bf16 else None
+    dtype = compute_dtype(precision, z.device)
     n = len(z)
     if z.device.type == "cuda":
         chunk = decoder_chunk = max(n, 1)
@@ -91,3 +97,9 @@ def decoded(
         b = min(a + chunk, n)
         model.decoder.forward_t(z[a:b], dtype, chunk=decoder_chunk, out=out_t[:, : b - a])
         yield a, b, out_t[:, : b - a]
+
+
+def compute_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The products' dtype when drawing: bf16 where asked or fast, else None (float32)."""
+    bf16 = precision == "bf16" or (precision == "auto" and fast_bf16(device.type))
+    return torch.bfloat16 if bf16 else None

@@ -17,6 +17,7 @@ import math
 import torch
 from torch import nn
 
+from synthgen.models.exclusions import Exclusions
 from synthgen.transform import Layout
 
 # the targets are standard normal: a scale above 1 explains nothing
@@ -24,10 +25,13 @@ SIGMA_MIN, SIGMA_MAX = 0.01, 1.0
 
 
 class ColumnLikelihood(nn.Module):
-    def __init__(self, layout: Layout, continuous: str = "gaussian") -> None:
+    def __init__(
+        self, layout: Layout, continuous: str = "gaussian", temperature: float = 1.0
+    ) -> None:
         super().__init__()
         assert continuous in ("gaussian", "mse")
         self.continuous = continuous
+        self.temperature = temperature  # of decoding only: `sample` and `decoding_logits`
         self.n_inputs = layout.n_inputs
         self.columns = list(
             dict.fromkeys(
@@ -73,6 +77,20 @@ class ColumnLikelihood(nn.Module):
         )
         # models.calibration.MarginalCalibration, set by the model
         self.calibration: nn.Module | None = None
+        # models.exclusions.Exclusions, set after training (`set_exclusions`)
+        self.exclusions: Exclusions | None = None
+        self.layout = layout
+        # block index (layout order) -> (group, row in the group): where its uniforms are
+        where = {
+            int(col): (g, r)
+            for g, group in enumerate(self.groups)
+            for r, col in enumerate(group.input_cols.tolist())
+        }
+        self.block_slot = [where[b.input_col] for b in layout.discrete]
+
+    def set_exclusions(self, found: list[dict] | None) -> None:
+        """Structural zeros (models.exclusions.find_exclusions) that drawn rows keep; None: none."""
+        self.exclusions = Exclusions(self.layout, found, self.part_of.device) if found else None
 
     def _padded_t(self, out: torch.Tensor) -> torch.Tensor:
         """(layout.out_width + 1, B): the decoder output
@@ -166,28 +184,21 @@ class ColumnLikelihood(nn.Module):
         self,
         out_t: torch.Tensor,
         noise: tuple[list[torch.Tensor], torch.Tensor | None] | None = None,
+        fixed: dict[int, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Draw a compact matrix, transposed (n_inputs, B), from the decoder's transposed output
-        (out_width, B): ancestral sampling from every column's distribution, never argmax. `noise`
-        comes from `draw_noise` (fresh when None)."""
+        (out_width, B): ancestral sampling from every column's distribution, never argmax, then
+        the structural zeros kept (`exclusions`). `noise` comes from `draw_noise` (fresh when
+        None); `fixed`: block index -> (B,) class codes set rather than drawn (conditions)."""
         n = out_t.shape[1]
         uniforms, normals = noise if noise is not None else self.draw_noise(n, device=out_t.device)
-        # the logits, plus one -inf row that the padded softmax groups point at
-        padded = out_t.new_empty(self.n_logits + 1, n, dtype=torch.float32)
-        if self.calibration is not None:  # shifted while copied: one pass
-            torch.add(
-                out_t[: self.n_logits], self.calibration.logit_shift.unsqueeze(1), out=padded[:-1]
-            )
-        else:
-            padded[:-1] = out_t[: self.n_logits]
-        padded[-1] = float("-inf")
-        matrix_t = torch.zeros(self.n_inputs, n, device=out_t.device)
-        for group, u in zip(self.groups, uniforms, strict=False):
-            matrix_t[group.input_cols] = group.sample(padded, u)
+        matrix_t = self.draw_classes(out_t[: self.n_logits], uniforms, fixed)
         if len(self.cont_cols):
             values = out_t[self.cont_out].float()  # (n_slots, B)
             if normals is not None:
                 sigma = sigma_of(out_t[self.scale_out].float())
+                if self.temperature != 1.0:
+                    sigma *= self.temperature
                 values += sigma * normals
             if self.calibration is not None:
                 values = self.calibration(values)
@@ -195,6 +206,42 @@ class ColumnLikelihood(nn.Module):
             values *= gate | ~self.gated.unsqueeze(1)
             matrix_t[self.cont_cols] = values
         return matrix_t
+
+    @torch.no_grad()
+    def draw_classes(
+        self,
+        logits_t: torch.Tensor,
+        uniforms: list[torch.Tensor],
+        fixed: dict[int, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """The class codes of every softmax block drawn from the decoder's logits (n_logits, B)
+        with `uniforms` (draw_noise's), `fixed` blocks set, the structural zeros kept: a compact
+        matrix, transposed (n_inputs, B), with the continuous values still 0."""
+        n = logits_t.shape[1]
+        # the logits, plus one -inf row that the padded softmax groups point at
+        padded = logits_t.new_empty(self.n_logits + 1, n, dtype=torch.float32)
+        self.decoding_logits(logits_t, out=padded[:-1])
+        padded[-1] = float("-inf")
+        matrix_t = torch.zeros(self.n_inputs, n, device=logits_t.device)
+        for group, u in zip(self.groups, uniforms, strict=False):
+            matrix_t[group.input_cols] = group.sample(padded, u)
+        for j, codes in (fixed or {}).items():
+            matrix_t[self.layout.discrete[j].input_col] = codes.to(matrix_t.dtype)
+        if self.exclusions is not None:
+            u_of = {j: uniforms[g][r] for j, (g, r) in enumerate(self.block_slot)}
+            self.exclusions.repair(matrix_t, padded, u_of, frozenset(fixed or ()))
+        return matrix_t
+
+    def decoding_logits(
+        self, logits_t: torch.Tensor, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The logits rows are drawn from (n_logits, B): the decoder's, divided by the temperature,
+        plus the calibration's shifts (into `out` when given: one pass)."""
+        scaled = logits_t if self.temperature == 1.0 else logits_t / self.temperature
+        if self.calibration is None:
+            return scaled.float() if out is None else out.copy_(scaled)
+        shift = self.calibration.logit_shift.unsqueeze(1)
+        return torch.add(scaled, shift) if out is None else torch.add(scaled, shift, out=out)
 
 
 def sigma_of(raw: torch.Tensor) -> torch.Tensor:
