@@ -57,7 +57,8 @@ def draw_as(
     decoded at `temperature`, with or without the structural zeros, the calibration refitted."""
     net = synth.net
     net.prior.kind, net.likelihood.temperature = prior, temperature
-    net.prior.flow.steps = steps
+    if net.prior.flow is not None:
+        net.prior.flow.steps = steps
     net.likelihood.set_exclusions(synth.info.get("exclusions") if zeros else None)
     matrix = synth.transformer.transform(synth._train_frame)
     calibrate_marginals(net, torch.from_numpy(matrix), synth.settings.seed, rows=65_536)
@@ -147,6 +148,7 @@ def main() -> None:
                     "logistic_detection": det["logistic_detection"]["score"],
                     "shapes": q["column_shapes"],
                     "trends_all": q["column_pair_trends_all_pairs"],
+                    "trends_aligned": q["column_pair_trends_aligned"],
                     "fit_s": fit_s,
                     "prior_fit_s": synth.training.prior_fit["seconds"],
                     "sample_rows_per_s": rate,

@@ -342,3 +342,16 @@ def test_detection_breakdown_names_what_gives_the_rows_away():
         {"dataset": "t", "models": {"vae": {"evaluation": ev, "published": True}}, "config": {}}
     )
     assert "What gives the rows away" in page and "C2ST AUC" in page and "x × y" in page
+
+
+def test_logistic_detection_reads_a_category_only_the_synthetic_rows_hold():
+    """Pooled "(rare)" values appear in synthetic rows only; SDMetrics' encoder, fitted on the
+    real rows, used to refuse them and the metric went missing."""
+    from synthgen.evaluate import _logistic_detection
+
+    rng = np.random.default_rng(0)
+    real = pd.DataFrame({"c": rng.choice(list("abcde"), 600), "x": rng.normal(size=600)})
+    synthetic = real.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    synthetic.loc[:30, "c"] = "(rare)"
+    out = _logistic_detection(real, synthetic, infer_schema(real))
+    assert out.get("error") is None and 0.9 < out["score"] <= 1.0
