@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
 import time
 import warnings
@@ -91,8 +92,6 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
-    import json
-
     extra = json.loads(args.settings)
     if args.flow_on == "means":  # a contrast: the flow learns the posterior means (TabSyn's)
         import synthgen.train as train_module

@@ -69,7 +69,7 @@ class Exclusions:
             self.parents.setdefault(pair["b"], []).append((pair["a"], table))
             # the same pair seen from a: used when a is drawn after b (b conditioned)
             self.parents.setdefault(pair["a"], []).append((pair["b"], table.T.contiguous()))
-        self.n_pairs, self.device = len(found), torch.device(device)
+        self.device = torch.device(device)
 
     def repair(
         self,
