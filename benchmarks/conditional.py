@@ -8,8 +8,9 @@ For each condition, ROWS rows are generated (RARE_ROWS for the rare category, ti
 against the real training rows that meet the condition (the rows the models learned): SDMetrics'
 Column Shapes over the columns that are not conditioned (our variant: a conditioned column is
 constant in both tables and would count as a perfect 1.0), the official Column Shapes over every
-column, and the share of rows where the conditioned column holds. Writes
-benchmarks/results/conditional-<date>.json.
+column (also against the test rows that meet it, which no model saw), and the share of rows where
+the conditioned column holds. The VAE is also run without its conditional class shares (the pair
+counts a model keeps), as a contrast. Writes benchmarks/results/conditional-<date>.json.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import sys
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -45,16 +47,27 @@ CONDITIONS = {
 RARE = "race=Amer-Indian-Eskimo (1%)"
 
 
-def scored(real: pd.DataFrame, rows: pd.DataFrame, schema, fixed: dict) -> dict:
+def scored(real: pd.DataFrame, held: pd.DataFrame, rows: pd.DataFrame, schema, fixed: dict) -> dict:
     q = quality(real, rows, schema)
+    q_held = quality(held, rows, schema)
     free = [c["score"] for c in q["columns"] if c["column"] not in fixed and c["score"] is not None]
     holds = np.mean([(rows[c].astype(str) == str(v)).mean() for c, v in fixed.items()])
     return {
         "shapes_free_columns": round(float(np.mean(free)), 4),
         "shapes_official": round(q["column_shapes"], 4),
+        "shapes_official_test_rows": round(q_held["column_shapes"], 4),
         "trends_all_pairs": round(q["column_pair_trends_all_pairs"], 4),
         "condition_holds": round(float(holds), 4),
     }
+
+
+def without_shares(vae: Synthesizer, seed: int, n: int, fixed: dict) -> pd.DataFrame:
+    """Rows drawn without the conditional class shares (as a model saved without pair counts)."""
+    counts, vae.info["pair_counts"] = vae.info["pair_counts"], None
+    try:
+        return vae.sample(n, seed, conditions=fixed)
+    finally:
+        vae.info["pair_counts"] = counts
 
 
 def gaussian_copula(train: pd.DataFrame, schema, seed: int):
@@ -83,7 +96,7 @@ def main() -> None:
     ap.add_argument("--models", type=Path, help="keep fitted VAEs here and reuse them")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
-    train, _ = compare.split("adult", args.data)
+    train, test = compare.split("adult", args.data)
     schema = infer_schema(train)
     results = []
     for seed in parse_seeds(args.seeds):
@@ -97,12 +110,14 @@ def main() -> None:
             if saved:
                 vae.save(saved)
         models = {"synthgen-vae": lambda n, fixed, s=seed, m=vae: m.sample(n, s, conditions=fixed)}
+        if vae.info.get("pair_counts"):  # a contrast: the model's own conditional alone
+            models["synthgen-vae, no class shares"] = partial(without_shares, vae, seed)
         if not args.no_sdv:
             models["sdv-gaussiancopula"] = gaussian_copula(train, schema, seed)
         for label, fixed in CONDITIONS.items():
-            real = train
+            real, held = train, test  # the rows the models learned, and rows they never saw
             for c, v in fixed.items():
-                real = real[real[c] == v]
+                real, held = real[real[c] == v], held[held[c] == v]
             n = RARE_ROWS if label == RARE else ROWS
             for model, sample in models.items():
                 t0 = time.perf_counter()
@@ -121,14 +136,21 @@ def main() -> None:
                     "rows": len(rows),
                     "real_rows": len(real),
                     "seconds": round(seconds, 2),
-                    **scored(real, rows, schema, fixed),
+                    "test_rows": len(held),
+                    **scored(real, held, rows, schema, fixed),
                 }
                 results.append(row)
                 print(json.dumps(row), flush=True)
     table = pd.DataFrame([r for r in results if "error" not in r])
     means = (
         table.groupby(["condition", "model"])[
-            ["shapes_free_columns", "shapes_official", "trends_all_pairs", "seconds"]
+            [
+                "shapes_free_columns",
+                "shapes_official",
+                "shapes_official_test_rows",
+                "trends_all_pairs",
+                "seconds",
+            ]
         ]
         .median()
         .round(4)

@@ -149,7 +149,7 @@ def main() -> None:
                     "trends_all": q["column_pair_trends_all_pairs"],
                     "trends_aligned": q["column_pair_trends_aligned"],
                     "fit_s": fit_s,
-                    "prior_fit_s": synth.training.prior_fit["seconds"],
+                    "prior_fit_s": (synth.training.prior_fit or {}).get("seconds"),
                     "sample_rows_per_s": rate,
                     "top_pair": (det["pairs"] or [{}])[0],
                     "top_importance": det["importance"][:3],

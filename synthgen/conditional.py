@@ -9,6 +9,11 @@ values of z are resampled by weight. Then every column is drawn given z, and the
 are set: a value exactly, a range with the value drawn for that z inside it (a pseudo-marginal
 weight: the draw counts when it lands in range). Rejection of whole rows is never needed; the effort
 is bounded and a condition the model cannot meet is an error, never a hang.
+
+A condition on one discrete column (a category, or a number's point mass) also sets the class
+shares of every other discrete column to those of the training rows that meet it (`pair_counts`),
+as the marginal calibration does for the whole table: one logit shift per class, fitted on the
+drawn z, so which rows lean to a class is still the model's.
 """
 
 from __future__ import annotations
@@ -26,6 +31,12 @@ from torch import nn
 
 from synthgen.encoders.datetime import DatetimeEncoder, datetimes_to_ns
 from synthgen.errors import UserError
+from synthgen.models.calibration import (
+    EXCLUSION_ROUNDS,
+    MAX_LOGIT_SHIFT,
+    class_shares,
+    expected_shares,
+)
 from synthgen.models.draw import compute_dtype, decoded, draw_given_z_t
 from synthgen.models.likelihood import sigma_of
 from synthgen.models.nets import gaussian_log_prob
@@ -42,6 +53,10 @@ MAX_POOL_VALUES = 1 << 26  # latent values the final pool may hold (256 MB of fl
 RANGE_KINDS = ("numerical", "datetime")
 # categories whose pairs a model remembers as seen, within 2^22 bits (512 kB of hex in its JSON)
 MAX_PAIR_COLUMNS, MAX_PAIR_CLASSES, MAX_PAIR_BITS = 60, 256, 1 << 22
+# class pairs whose counts a model keeps for the conditional class shares (about 1 MB of JSON)
+MAX_PAIR_COUNTS = 1 << 17
+MIN_CONDITION_ROWS = 50  # training rows a condition needs before its class shares are used
+SHARE_ROWS, SHARE_ROUNDS = 16_384, 8  # draws of z, and Sinkhorn rounds, of the shares' fit
 
 
 @dataclass(frozen=True)
@@ -469,10 +484,12 @@ def sample_conditional(
     precision: str = "auto",
     row_offset: int = 0,
     seen: dict[str, Any] | None = None,
+    counts: dict[str, list[int]] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, float]]:
     """n rows meeting `conditions` (parse_conditions), seeded, and the sampler's statistics;
     `row_offset` numbers the rows for new ids; `seen` (seen_pairs) warns about pairs of
-    categories no training row holds."""
+    categories no training row holds; `counts` (pair_counts) sets the other columns' class
+    shares under a condition on one discrete column (`conditional_shift`)."""
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     z, drawn, stats = sample_latents(model, transformer, conditions, n, generator, precision)
@@ -500,7 +517,11 @@ def sample_conditional(
         for c in conditions
         for blk in likelihood.blocks[c.column]
     }
-    matrix = draw_given_z_t(model, z, generator, precision, fixed).T.cpu().numpy()
+    shift = conditional_shift(
+        model, transformer, conditions, z, counts, generator, fixed, precision
+    )
+    stats["class_shares_set"] = shift is not None
+    matrix = draw_given_z_t(model, z, generator, precision, fixed, shift).T.cpu().numpy()
     for c in conditions:
         matrix[:, transformer._slices[c.column]] = values[c.column]
     df = transformer.inverse_transform(
@@ -642,3 +663,113 @@ def partial_row_groups(rows: pd.DataFrame, transformer: TableTransformer) -> lis
         )
         groups.setdefault(key, []).append(i)
     return [(dict(key), positions) for key, positions in groups.items()]
+
+
+def pair_counts(matrix: np.ndarray, transformer: TableTransformer, k: int) -> dict[str, list[int]]:
+    """How many training rows hold each pair of classes of two discrete blocks (categories, a
+    number's modes), within MAX_PAIR_COUNTS counts in all: {"a|b": counts over a's classes x b's,
+    flattened}. Counts under `k` are kept as 0, as value protection treats rare values."""
+    blocks = [b for b in transformer.layout.discrete if b.n_classes <= MAX_PAIR_CLASSES]
+    codes = {b.column: matrix[:, b.input_col].astype(np.int64) for b in blocks}
+    out, cells = {}, 0
+    for i, a in enumerate(blocks):
+        for b in blocks[i + 1 :]:
+            cells += a.n_classes * b.n_classes
+            if cells > MAX_PAIR_COUNTS:  # a model file stays small: later pairs are not kept
+                return out
+            n = np.bincount(
+                codes[a.column] * b.n_classes + codes[b.column], minlength=a.n_classes * b.n_classes
+            )
+            out[f"{a.column}|{b.column}"] = np.where(n >= max(k, 1), n, 0).tolist()
+    return out
+
+
+def conditional_shares(
+    transformer: TableTransformer, conditions: list[Condition], counts: dict[str, list[int]]
+) -> dict[int, np.ndarray]:
+    """Block index -> the class shares of the training rows that meet a condition on one discrete
+    column, for every other block whose counts with it were kept; {} for any other conditions,
+    or when fewer than MIN_CONDITION_ROWS training rows meet it."""
+    if len(conditions) != 1 or conditions[0].is_range or not counts:
+        return {}
+    c = conditions[0]
+    blocks = transformer.layout.discrete
+    own = [j for j, b in enumerate(blocks) if b.column == c.column]
+    if (
+        len(own) != 1
+        or transformer._slices[c.column].stop - transformer._slices[c.column].start != 1
+    ):
+        return {}  # a number with a continuous part: its value is not one class
+    cond = blocks[own[0]]
+    classes = sorted({int(v[0]) for v in c.encoded})
+    out = {}
+    for j, other in enumerate(blocks):
+        if j == own[0]:
+            continue
+        key, first = f"{cond.column}|{other.column}", True
+        if key not in counts:
+            key, first = f"{other.column}|{cond.column}", False
+        if key not in counts:
+            continue
+        table = np.asarray(counts[key], dtype=np.float64)
+        table = (
+            table.reshape(cond.n_classes, other.n_classes)
+            if first
+            else table.reshape(other.n_classes, cond.n_classes).T
+        )
+        held = table[classes].sum(0)
+        if held.sum() >= MIN_CONDITION_ROWS:
+            out[j] = held / held.sum()
+    return out
+
+
+@torch.inference_mode()
+def conditional_shift(
+    model: nn.Module,
+    transformer: TableTransformer,
+    conditions: list[Condition],
+    z: torch.Tensor,
+    counts: dict[str, list[int]] | None,
+    generator: torch.Generator,
+    fixed: dict[int, torch.Tensor],
+    precision: str = "auto",
+) -> torch.Tensor | None:
+    """Logit shifts (n_logits,) that give the rows drawn from z the class shares of the training
+    rows meeting the conditions (`conditional_shares`), fitted by Sinkhorn's iteration on the
+    mean softmax of up to SHARE_ROWS of the z, then, where structural zeros redraw codes, on
+    codes drawn with them kept and the `fixed` blocks set (as the marginal calibration does);
+    None where no shares apply."""
+    targets = conditional_shares(transformer, conditions, counts or {})
+    likelihood = model.likelihood
+    if not targets or likelihood.calibration is None:
+        return None
+    blocks = transformer.layout.discrete
+    z = z[:SHARE_ROWS]
+    logits_t = torch.empty(likelihood.n_logits, len(z), device=z.device)
+    for a, b, out_t in decoded(model, z, precision):
+        logits_t[:, a:b] = out_t[: likelihood.n_logits]
+    target = torch.zeros(likelihood.n_logits, device=z.device)
+    used = torch.zeros(likelihood.n_logits, dtype=torch.bool, device=z.device)
+    for j, shares in targets.items():
+        span = slice(blocks[j].out_start, blocks[j].out_start + blocks[j].n_classes)
+        target[span] = torch.as_tensor(shares, dtype=torch.float32, device=z.device)
+        used[span] = True
+    shift = torch.zeros(likelihood.n_logits, device=z.device)
+    log_target = target.clamp_min(1e-12).log()
+    for _ in range(SHARE_ROUNDS):
+        # the decoder's logits are divided by the temperature before the calibration's shifts
+        expected = expected_shares(likelihood, logits_t + shift.unsqueeze(1))
+        step = (log_target - expected.clamp_min(1e-12).log()) * likelihood.temperature
+        shift += torch.where(used, step, 0.0).clamp(-MAX_LOGIT_SHIFT, MAX_LOGIT_SHIFT)
+        shift.clamp_(-MAX_LOGIT_SHIFT, MAX_LOGIT_SHIFT)
+    if likelihood.exclusions is not None:
+        n = len(z)
+        fixed = {j: codes[:n] for j, codes in fixed.items()}
+        for _ in range(EXCLUSION_ROUNDS):
+            uniforms, _ = likelihood.draw_noise(n, generator, z.device)
+            codes_t = likelihood.draw_classes(logits_t + shift.unsqueeze(1), uniforms, fixed)
+            drawn = class_shares(likelihood, codes_t.T)
+            step = ((target * n + 1) / (drawn * n + 1)).log() * likelihood.temperature
+            shift += torch.where(used, step, 0.0)
+            shift.clamp_(-MAX_LOGIT_SHIFT, MAX_LOGIT_SHIFT)
+    return shift

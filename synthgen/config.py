@@ -36,6 +36,11 @@ class ModelSettings(BaseModel):
         min_length=1,
         description="hidden layer widths (DP mode: [128, 128])",
     )
+    encoder_hidden: list[int] | None = Field(
+        None,
+        min_length=1,
+        description="the encoder's hidden widths; None: `hidden` (the decoder reads it reversed)",
+    )
     activation: Literal["relu", "gelu", "silu", "leaky_relu"] = Field(
         "silu", description="activation of the hidden layers"
     )

@@ -12,22 +12,28 @@ from torch import nn
 from synthgen.transform import TableTransformer
 
 CHUNK_ROWS = 65_536  # rows through the network at once: flat memory for any table
-ENCODER_CHUNK = 4_096  # rows per product on a CPU: the intermediates stay in cache
+ENCODER_CHUNK = 8_192  # rows per product on a CPU: the intermediates stay in cache
 REFERENCE_ROWS = 20_000  # training rows the score's reference (quantiles, typical parts) reads
 LATENT_ROWS, LATENT_BINS = 5_000, 24  # rows per table and grid of the report's latent-space map
 
 
 @torch.inference_mode()
-def embed_matrix(model: nn.Module, matrix: np.ndarray) -> np.ndarray:
-    """(N, latent) float32: the VAE's posterior means, or the AE's codes, of encoded rows."""
+def embed_matrix(
+    model: nn.Module, matrix: np.ndarray, dtype: torch.dtype | None = None
+) -> np.ndarray:
+    """(N, latent) float32: the VAE's posterior means, or the AE's codes, of encoded rows; with
+    `dtype` (bf16) the products after the first layer run in it."""
     model.eval()
     device = next(model.parameters()).device
-    out = np.empty((len(matrix), model.prior.mean.shape[0]), dtype=np.float32)
+    latent = model.prior.mean.shape[0]
+    out = torch.empty(len(matrix), latent)
     for a in range(0, len(matrix), CHUNK_ROWS):
         x = torch.from_numpy(matrix[a : a + CHUNK_ROWS]).to(device)
-        codes_t = model.encoder.forward_t(x, chunk=ENCODER_CHUNK)[: out.shape[1]]
-        out[a : a + len(x)] = codes_t.T.cpu().numpy()
-    return out
+        into = out[a : a + len(x)] if device.type == "cpu" else None  # written in place
+        codes = model.encoder.infer(x, ENCODER_CHUNK, latent, dtype, out=into)
+        if into is None:
+            out[a : a + len(x)] = codes.cpu()
+    return out.numpy()
 
 
 @torch.inference_mode()

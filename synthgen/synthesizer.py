@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from synthgen import __version__, plan
 from synthgen.conditional import (
     meets,
+    pair_counts,
     parse_conditions,
     partial_row_groups,
     row_groups,
@@ -41,6 +42,7 @@ from synthgen.io import (
 )
 from synthgen.models import MODELS
 from synthgen.models.calibration import calibrate_marginals
+from synthgen.models.draw import compute_dtype
 from synthgen.models.exclusions import find_exclusions
 from synthgen.runtime import resolve_device
 from synthgen.sample import Throughput, block_seed, iter_blocks, part_name, shard_range
@@ -213,6 +215,7 @@ class Synthesizer:
             len(matrix),
             len(self.transformer.schema.columns),
             hidden=st.hidden,
+            encoder_hidden=st.encoder_hidden,
             latent_dim=st.latent_dim,
             batch_size=st.batch_size,
             variational=st.model == "vae",
@@ -267,9 +270,9 @@ class Synthesizer:
             )
         if not st.epsilon:  # DP mode: both read the rows, which would spend budget
             self.info["score_reference"] = score_reference(self.net, matrix, st.seed)
-            self.info["seen_pairs"] = seen_pairs(
-                matrix, self.transformer, self.transformer.settings["rare_threshold"]
-            )
+            k = self.transformer.settings["rare_threshold"]
+            self.info["seen_pairs"] = seen_pairs(matrix, self.transformer, k)
+            self.info["pair_counts"] = pair_counts(matrix, self.transformer, k)
         self.info["plan"] = memory.to_dict()
         return self
 
@@ -350,6 +353,7 @@ class Synthesizer:
                     self.settings.precision,
                     row_offset=done,
                     seen=self.info.get("seen_pairs"),
+                    counts=self.info.get("pair_counts"),
                 )
                 if a == 0:  # once per group of conditions
                     for warning in stats["warnings"]:
@@ -371,6 +375,7 @@ class Synthesizer:
                 self.settings.precision,
                 row_offset=done,
                 seen=self.info.get("seen_pairs"),
+                counts=self.info.get("pair_counts"),
             )
             done += len(positions)
             warned += stats["warnings"][:1] * len(positions)
@@ -408,10 +413,13 @@ class Synthesizer:
     ) -> pd.DataFrame:
         """Each row's place in the latent space: the VAE's posterior mean, or the AE's code, as
         columns z0..z{latent_dim - 1}, the table's index kept. `data` as `fit` takes it (a
-        database: `table=` or `query=`)."""
+        database: `table=` or `query=`). Products after the first layer run in bf16 where the
+        `precision` setting lets sampling use it (codes within about 0.02 of float32's, which
+        precision="fp32" gives)."""
         self._require_fitted()
         df = _rows(data, encoding, table, query)
-        z = embed_matrix(self.net, self.transformer.transform(df))
+        dtype = compute_dtype(self.settings.precision, next(self.net.parameters()).device)
+        z = embed_matrix(self.net, self.transformer.transform(df), dtype)
         return pd.DataFrame(z, index=df.index, columns=[f"z{i}" for i in range(z.shape[1])])
 
     def score(

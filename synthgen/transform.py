@@ -10,11 +10,13 @@ places their matrix columns side by side and describes them to the models:
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from pandas.api import types as ptypes
 
 from synthgen.encoders import DEFAULT_RARE_PLACEHOLDER, ColumnEncoder, DecodeContext, make_encoder
@@ -25,6 +27,7 @@ from synthgen.schema import Schema
 # copy that costs a large share of decoding. pandas warns about frames of over 100 blocks (a user's
 # df[new] = ... on one), so wider tables are merged.
 MAX_UNMERGED_COLUMNS = 100
+PARALLEL_ROWS = 50_000  # tables at least this long are encoded by several threads
 
 
 @dataclass(frozen=True)
@@ -142,8 +145,20 @@ class TableTransformer:
                 f"table lacks columns the model was trained on: {', '.join(map(str, missing))}"
             )
         out = np.empty((len(df), self.layout.n_inputs), dtype=np.float32)
-        for name in modelled:
-            out[:, self._slices[name]] = self.encoders[name].encode(df[name])
+        columns = {name: df[name] for name in modelled}  # pandas' column cache: one thread
+
+        def encode(name: str) -> None:
+            out[:, self._slices[name]] = self.encoders[name].encode(columns[name])
+
+        # columns are independent, and NumPy's work releases the GIL: a large table's columns
+        # are encoded by as many threads as torch may use
+        threads = min(torch.get_num_threads(), len(modelled)) if len(df) >= PARALLEL_ROWS else 1
+        if threads > 1:
+            with ThreadPoolExecutor(threads, thread_name_prefix="synthgen-encode") as pool:
+                list(pool.map(encode, modelled))
+        else:
+            for name in modelled:
+                encode(name)
         return out
 
     def inverse_transform(

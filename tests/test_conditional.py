@@ -38,6 +38,37 @@ def test_a_condition_holds_exactly_and_the_rest_follows_the_real_subset(churn_mo
     )
 
 
+def test_a_condition_on_one_category_gets_the_real_subsets_class_shares(churn_model, demo_df):
+    """The other discrete columns are drawn at the class shares of the training rows that meet
+    the condition (the pair counts a model keeps), closer than the model alone draws them."""
+    from synthgen.conditional import pair_counts
+
+    subset = demo_df[demo_df["payment_method"] == "Electronic check"]
+    columns = ["contract", "internet_service", "churn"]
+    counts = churn_model.info["pair_counts"]
+
+    def gap(rows: pd.DataFrame) -> float:
+        return max(
+            (rows[c].value_counts(normalize=True) - subset[c].value_counts(normalize=True))
+            .abs()
+            .max()
+            for c in columns
+        )
+
+    condition = {"payment_method": "Electronic check"}
+    kept = churn_model.sample(8000, seed=4, conditions=condition)
+    churn_model.info["pair_counts"] = None  # as a model saved before the counts were kept
+    try:
+        alone = churn_model.sample(8000, seed=4, conditions=condition)
+    finally:
+        churn_model.info["pair_counts"] = counts
+    assert gap(kept) < 0.02 < gap(alone)
+    # what the model keeps: counts of class pairs, none under rare_threshold
+    matrix = churn_model.transformer.transform(demo_df)
+    assert pair_counts(matrix, churn_model.transformer, 5) == counts
+    assert all(v == 0 or v >= 5 for table in counts.values() for v in table)
+
+
 def test_values_ranges_and_open_ranges(churn_model):
     rows = churn_model.sample(
         2000,

@@ -79,6 +79,26 @@ def test_inference_decoder_matches_forward(activation, norm):
     assert (low - expected).abs().max() < 0.05 * expected.abs().max()
 
 
+@pytest.mark.parametrize("norm", ["none", "layer"])
+@pytest.mark.parametrize("encoder_hidden", [None, [24]])
+def test_inference_encoder_matches_forward(norm, encoder_hidden):
+    """Embedding's encoder (first layer summed from the class codes' weight rows, only the first
+    `outputs` numbers) computes what the training forward does."""
+    tt, x = encoded(tiny_table())
+    torch.manual_seed(0)
+    settings = ModelSettings(
+        latent_dim=4, hidden=[32, 16], norm=norm, encoder_hidden=encoder_hidden
+    )
+    model = VAE(tt.layout, settings).eval()
+    assert model.encoder.net[0].out_features == (encoder_hidden or [32])[0]
+    with torch.no_grad():
+        expected = model.encoder(x[:50])
+    got = model.encoder.infer(x[:50], chunk=16)
+    assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
+    means = model.encoder.infer(x[:50], chunk=64, outputs=4)
+    assert torch.allclose(means, expected[:, :4], atol=1e-5)
+
+
 def test_vae_has_positive_kl_and_ae_has_none():
     tt, x = encoded(tiny_table())
     vae = VAE(tt.layout, ModelSettings(latent_dim=4, hidden=[16]))
@@ -307,6 +327,16 @@ def test_chunked_decoding_and_drawing_do_not_change_rows(fitted_vae, monkeypatch
     monkeypatch.setattr(sample_module, "SAMPLE_CHUNK", 777)
     monkeypatch.setattr(sample_module, "DECODER_CHUNK", 100)
     pd.testing.assert_frame_equal(synth.sample(5000, seed=4), chunked)
+
+
+def test_a_narrower_encoder_is_saved_and_loaded_with_its_widths(tmp_path):
+    df = tiny_table(600)
+    settings = {"epochs": 2, "hidden": [32, 32], "encoder_hidden": [16], "latent_dim": 4}
+    synth = Synthesizer("vae", **settings).fit(df, progress=False)
+    assert [m.out_features for m in synth.net.encoder.net if hasattr(m, "out_features")] == [16, 8]
+    loaded = Synthesizer.load(synth.save(tmp_path / "model"))
+    pd.testing.assert_frame_equal(loaded.embed(df), synth.embed(df))
+    pd.testing.assert_frame_equal(loaded.sample(200, seed=1), synth.sample(200, seed=1))
 
 
 def test_save_load_sample_and_refusals(fitted_vae, tmp_path):

@@ -155,6 +155,26 @@ def test_category_cap_keeps_frequencies_of_overflow_values():
     assert (common - synth.reindex(common.index)).abs().max() < 0.01
 
 
+def test_category_columns_and_large_tables_encode_as_their_values_do():
+    """A pandas category column maps through its categories, and a table long enough to be
+    encoded by several threads gets the matrix one thread gives: kept, rare, overflow, missing
+    and never-seen values alike."""
+    rng = np.random.default_rng(0)
+    n = 60_000
+    values = np.array([f"v{v}" for v in rng.zipf(1.5, n) % 60], dtype=object)
+    values[rng.random(n) < 0.05] = None
+    df = pd.DataFrame({"c": values, "x": rng.normal(size=n), "k": rng.choice(["a", "b"], n)})
+    tt = TableTransformer(max_categories=10).fit(df, infer_schema(df))
+    new = df.copy()
+    new.loc[:9, "c"] = "never seen"
+    expected = np.vstack([tt.transform(new.iloc[a : a + 1000]) for a in range(0, n, 1000)])
+    np.testing.assert_array_equal(tt.transform(new), expected)  # several threads
+    as_category = new.assign(c=new["c"].astype("category"), k=new["k"].astype("category"))
+    np.testing.assert_array_equal(tt.transform(as_category), expected)
+    block = next(b for b in tt.layout.discrete if b.column == "c")
+    assert len(np.unique(expected[:, block.input_col])) == block.n_classes  # every kind seen
+
+
 def test_point_masses_and_missing_get_their_own_classes():
     rng = np.random.default_rng(0)
     x = np.where(rng.random(5000) < 0.6, 0.0, rng.lognormal(5, 1, 5000).round(2))

@@ -105,6 +105,7 @@ class CategoricalEncoder(ColumnEncoder):
             c is not None for c in (self.rare_code, self.other_code, self.missing_code)
         )
         self._overflow_set = pd.Index(self.overflow_values)
+        self._kept = pd.Index(self.categories, dtype=object)
 
     @property
     def width(self) -> int:
@@ -114,26 +115,31 @@ class CategoricalEncoder(ColumnEncoder):
         return Outputs(softmax=(SoftmaxPart(0, self.n_classes, "category"),))
 
     def encode(self, s: pd.Series) -> np.ndarray:
-        values = s.astype(object) if isinstance(s.dtype, pd.CategoricalDtype) else s
-        categories = pd.Index(self.categories, dtype=object) if self.categories else []
-        codes = pd.Categorical(values, categories=categories).codes.astype(np.int64)
-        unknown = (codes < 0) & s.notna().to_numpy()
-        if unknown.any():
-            if self.other_code is not None:
-                in_overflow = unknown & pd.Index(values).isin(self._overflow_set)
-            else:
-                in_overflow = np.zeros_like(unknown)
-            codes[in_overflow] = self.other_code if self.other_code is not None else -1
-            rest = unknown & ~in_overflow
-            if rest.any():
+        codes = self._kept_codes(s)
+        # missing, rare, overflow or never seen: usually few rows, so only they are looked at again
+        negative = np.flatnonzero(codes < 0)
+        if len(negative):
+            rest = s.iloc[negative]
+            missing = rest.isna().to_numpy()
+            codes[negative[missing]] = self.missing_code if self.has_missing else 0
+            unknown = negative[~missing]
+            if len(unknown):
+                in_overflow = np.zeros(len(unknown), dtype=bool)
+                if self.other_code is not None:
+                    in_overflow = pd.Index(rest[~missing].astype(object)).isin(self._overflow_set)
                 # rare at fit time, or never seen: the rare class (or the most frequent one when
                 # nothing was rare)
-                codes[rest] = self.rare_code if self.rare_code is not None else 0
-        if self.has_missing:
-            codes[s.isna().to_numpy()] = self.missing_code
-        elif s.isna().any():
-            codes[s.isna().to_numpy()] = 0
+                rare = self.rare_code if self.rare_code is not None else 0
+                codes[unknown] = np.where(in_overflow, self.other_code or 0, rare)
         return codes.astype(np.float32)[:, None]
+
+    def _kept_codes(self, s: pd.Series) -> np.ndarray:
+        """Each value's code among the kept categories, -1 for any other value or a missing one.
+        A pandas category column is mapped through its categories, not value by value."""
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            lookup = self._kept.get_indexer(s.cat.categories.astype(object))
+            return np.append(lookup, -1)[s.cat.codes.to_numpy()].astype(np.int64)
+        return pd.Categorical(s, categories=self._kept).codes.astype(np.int64)
 
     def surprise(self, s: pd.Series) -> np.ndarray:
         values = pd.Index(s.astype(object) if isinstance(s.dtype, pd.CategoricalDtype) else s)

@@ -24,7 +24,9 @@ class TabularAutoencoder(nn.Module):
     ) -> None:
         super().__init__()
         net = dict(activation=settings.activation, norm=settings.norm, dropout=settings.dropout)
-        self.encoder = Encoder(layout, settings.hidden, code_width, **net)
+        self.encoder = Encoder(
+            layout, settings.encoder_hidden or settings.hidden, code_width, **net
+        )
         self.likelihood = ColumnLikelihood(
             layout, continuous=continuous, temperature=settings.temperature
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +52,23 @@ class InputExpander(nn.Module):
             onehot.scatter_(1, x[:, self.code_cols].long() + self.offsets, 1.0)
         return torch.cat([onehot, x[:, self.cont_cols]], dim=1)
 
+    def first_layer(self, layer: nn.Linear) -> Callable[[torch.Tensor], torch.Tensor]:
+        """`x -> layer(self(x))` for inference, without the one-hot: each row sums the weight
+        rows of its classes (embedding_bag), then adds its continuous values times theirs."""
+        table = layer.weight[:, : self.n_onehot].T.contiguous()  # (n_onehot, out)
+        continuous = layer.weight[:, self.n_onehot :].T.contiguous()  # (n_continuous, out)
+
+        def apply(x: torch.Tensor) -> torch.Tensor:  # (B, n_inputs) -> (B, out)
+            if len(self.code_cols):
+                h = F.embedding_bag(x[:, self.code_cols].long() + self.offsets, table, mode="sum")
+            else:
+                h = torch.zeros(len(x), layer.out_features, device=x.device)
+            if len(self.cont_cols):
+                h.addmm_(x[:, self.cont_cols], continuous)
+            return h.add_(layer.bias)
+
+        return apply
+
 
 def mlp(
     d_in: int,
@@ -88,9 +106,37 @@ class Encoder(nn.Module):
         return self.net(self.expand(x))
 
     @torch.no_grad()
-    def forward_t(self, x: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
-        """Inference only: the same output, transposed (d_out, B), `chunk` rows at a time."""
-        return mlp_forward_t(self.net, self.expand(x), chunk=chunk)
+    def infer(
+        self,
+        x: torch.Tensor,
+        chunk: int,
+        outputs: int | None = None,
+        dtype: torch.dtype | None = None,
+        out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Inference only: the first `outputs` numbers (all by default) of each row, (B, outputs),
+        float32, `chunk` rows at a time (into `out` when given). The first layer reads the class
+        codes (`InputExpander.first_layer`), so no one-hot is built; with `dtype` (bf16) the
+        later layers' products run in it; activations run in place."""
+        first, *body, last = self.net
+        layer_one = self.expand.first_layer(first)
+        if not any(isinstance(m, nn.Linear) for m in body):
+            dtype = None  # one hidden layer: the last product alone costs less than the cast
+        cast = (lambda t: t.to(dtype)) if dtype else (lambda t: t)
+        linears = {id(m): (cast(m.weight), cast(m.bias)) for m in body if isinstance(m, nn.Linear)}
+        weight, bias = cast(last.weight[:outputs]), cast(last.bias[:outputs])
+        out = torch.empty(len(x), len(weight), device=x.device) if out is None else out
+        for a in range(0, len(x), chunk):
+            h = layer_one(x[a : a + chunk])
+            for layer in body:
+                if isinstance(layer, nn.Linear):
+                    h = F.linear(cast(h), *linears[id(layer)])
+                elif isinstance(layer, tuple(ACTIVATIONS.values())):
+                    h = _activate_(layer, h)
+                elif not isinstance(layer, nn.Dropout):  # normalization, in float32
+                    h = layer(h.float())
+            out[a : a + chunk] = torch.addmm(bias, cast(h), weight.T)
+        return out
 
 
 class Decoder(nn.Module):
