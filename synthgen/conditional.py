@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,12 +31,7 @@ from torch import nn
 
 from synthgen.encoders.datetime import DatetimeEncoder, datetimes_to_ns
 from synthgen.errors import UserError
-from synthgen.models.calibration import (
-    EXCLUSION_ROUNDS,
-    MAX_LOGIT_SHIFT,
-    class_shares,
-    expected_shares,
-)
+from synthgen.models.calibration import calibrate_classes, calibrate_with_exclusions
 from synthgen.models.draw import compute_dtype, decoded, draw_given_z_t
 from synthgen.models.likelihood import sigma_of
 from synthgen.models.nets import gaussian_log_prob
@@ -520,7 +515,6 @@ def sample_conditional(
     shift = conditional_shift(
         model, transformer, conditions, z, counts, generator, fixed, precision
     )
-    stats["class_shares_set"] = shift is not None
     matrix = draw_given_z_t(model, z, generator, precision, fixed, shift).T.cpu().numpy()
     for c in conditions:
         matrix[:, transformer._slices[c.column]] = values[c.column]
@@ -575,18 +569,25 @@ def seen_pairs(matrix: np.ndarray, transformer: TableTransformer, k: int) -> dic
         for b in transformer.layout.discrete
         if b.role == "category" and b.n_classes <= MAX_PAIR_CLASSES
     ][:MAX_PAIR_COLUMNS]
+    return {
+        key: np.packbits(counts >= max(k, 1)).tobytes().hex()
+        for key, counts in _pair_tables(matrix, blocks, MAX_PAIR_BITS)
+    }
+
+
+def _pair_tables(matrix: np.ndarray, blocks: list, budget: int) -> Iterator[tuple[str, np.ndarray]]:
+    """("a|b", the training rows' counts over a's classes x b's, flattened) for each pair of
+    `blocks` in order, until the counts would pass `budget` cells in all (a model file stays
+    small: later pairs are left out)."""
     codes = {b.column: matrix[:, b.input_col].astype(np.int64) for b in blocks}
-    out, bits = {}, 0
+    cells = 0
     for i, a in enumerate(blocks):
         for b in blocks[i + 1 :]:
-            bits += a.n_classes * b.n_classes
-            if bits > MAX_PAIR_BITS:  # a model file stays small: later pairs go unchecked
-                return out
-            counts = np.bincount(
-                codes[a.column] * b.n_classes + codes[b.column], minlength=a.n_classes * b.n_classes
-            )
-            out[f"{a.column}|{b.column}"] = np.packbits(counts >= max(k, 1)).tobytes().hex()
-    return out
+            cells += a.n_classes * b.n_classes
+            if cells > budget:
+                return
+            pairs = codes[a.column] * b.n_classes + codes[b.column]
+            yield f"{a.column}|{b.column}", np.bincount(pairs, minlength=a.n_classes * b.n_classes)
 
 
 def unseen_pairs(
@@ -670,18 +671,10 @@ def pair_counts(matrix: np.ndarray, transformer: TableTransformer, k: int) -> di
     number's modes), within MAX_PAIR_COUNTS counts in all: {"a|b": counts over a's classes x b's,
     flattened}. Counts under `k` are kept as 0, as value protection treats rare values."""
     blocks = [b for b in transformer.layout.discrete if b.n_classes <= MAX_PAIR_CLASSES]
-    codes = {b.column: matrix[:, b.input_col].astype(np.int64) for b in blocks}
-    out, cells = {}, 0
-    for i, a in enumerate(blocks):
-        for b in blocks[i + 1 :]:
-            cells += a.n_classes * b.n_classes
-            if cells > MAX_PAIR_COUNTS:  # a model file stays small: later pairs are not kept
-                return out
-            n = np.bincount(
-                codes[a.column] * b.n_classes + codes[b.column], minlength=a.n_classes * b.n_classes
-            )
-            out[f"{a.column}|{b.column}"] = np.where(n >= max(k, 1), n, 0).tolist()
-    return out
+    return {
+        key: np.where(counts >= max(k, 1), counts, 0).tolist()
+        for key, counts in _pair_tables(matrix, blocks, MAX_PAIR_COUNTS)
+    }
 
 
 def conditional_shares(
@@ -734,11 +727,11 @@ def conditional_shift(
     fixed: dict[int, torch.Tensor],
     precision: str = "auto",
 ) -> torch.Tensor | None:
-    """Logit shifts (n_logits,) that give the rows drawn from z the class shares of the training
-    rows meeting the conditions (`conditional_shares`), fitted by Sinkhorn's iteration on the
-    mean softmax of up to SHARE_ROWS of the z, then, where structural zeros redraw codes, on
-    codes drawn with them kept and the `fixed` blocks set (as the marginal calibration does);
-    None where no shares apply."""
+    """Class shifts (n_logits,) to draw with instead of the calibration's, so that the rows drawn
+    from z get the class shares of the training rows meeting the conditions
+    (`conditional_shares`): the calibration's shifts, refitted for those blocks only on up to
+    SHARE_ROWS of the z (`calibrate_classes`, then `calibrate_with_exclusions` with the `fixed`
+    blocks set, as the marginal calibration does); None where no shares apply."""
     targets = conditional_shares(transformer, conditions, counts or {})
     likelihood = model.likelihood
     if not targets or likelihood.calibration is None:
@@ -754,22 +747,9 @@ def conditional_shift(
         span = slice(blocks[j].out_start, blocks[j].out_start + blocks[j].n_classes)
         target[span] = torch.as_tensor(shares, dtype=torch.float32, device=z.device)
         used[span] = True
-    shift = torch.zeros(likelihood.n_logits, device=z.device)
-    log_target = target.clamp_min(1e-12).log()
-    for _ in range(SHARE_ROUNDS):
-        # the decoder's logits are divided by the temperature before the calibration's shifts
-        expected = expected_shares(likelihood, logits_t + shift.unsqueeze(1))
-        step = (log_target - expected.clamp_min(1e-12).log()) * likelihood.temperature
-        shift += torch.where(used, step, 0.0).clamp(-MAX_LOGIT_SHIFT, MAX_LOGIT_SHIFT)
-        shift.clamp_(-MAX_LOGIT_SHIFT, MAX_LOGIT_SHIFT)
+    shift = likelihood.calibration.logit_shift.clone()
+    calibrate_classes(likelihood, logits_t, target, shift, used, rounds=SHARE_ROUNDS)
     if likelihood.exclusions is not None:
-        n = len(z)
-        fixed = {j: codes[:n] for j, codes in fixed.items()}
-        for _ in range(EXCLUSION_ROUNDS):
-            uniforms, _ = likelihood.draw_noise(n, generator, z.device)
-            codes_t = likelihood.draw_classes(logits_t + shift.unsqueeze(1), uniforms, fixed)
-            drawn = class_shares(likelihood, codes_t.T)
-            step = ((target * n + 1) / (drawn * n + 1)).log() * likelihood.temperature
-            shift += torch.where(used, step, 0.0)
-            shift.clamp_(-MAX_LOGIT_SHIFT, MAX_LOGIT_SHIFT)
+        fixed = {j: codes[: len(z)] for j, codes in fixed.items()}
+        calibrate_with_exclusions(likelihood, logits_t, target, generator, shift, used, fixed)
     return shift

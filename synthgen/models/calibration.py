@@ -127,15 +127,20 @@ def class_shares(likelihood: ColumnLikelihood, matrix: torch.Tensor) -> torch.Te
 
 
 def expected_shares(
-    likelihood: ColumnLikelihood, logits_t: torch.Tensor, chunk: int = 16_384
+    likelihood: ColumnLikelihood,
+    logits_t: torch.Tensor,
+    chunk: int = 16_384,
+    shift: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean softmax probability of each class over the rows of transposed logits (n_logits, N), with
-    the calibration's shift; `chunk` rows at a time, fewer for wide tables (about 8M logits per
-    chunk)."""
+    the class shifts (`shift`, else the calibration's); `chunk` rows at a time, fewer for wide
+    tables (about 8M logits per chunk)."""
     chunk = max(256, min(chunk, 8_000_000 // max(likelihood.n_logits, 1)))
     sums = torch.zeros(likelihood.n_logits + 1, device=logits_t.device)
     for a in range(0, logits_t.shape[1], chunk):
-        padded = with_padding_row(likelihood.decoding_logits(logits_t[:, a : a + chunk]))
+        padded = with_padding_row(
+            likelihood.decoding_logits(logits_t[:, a : a + chunk], shift=shift)
+        )
         for group in likelihood.groups:
             sums.index_add_(
                 0, group.index.flatten(), torch.softmax(padded[group.index], dim=1).sum(2).flatten()
@@ -145,23 +150,31 @@ def expected_shares(
 
 @torch.no_grad()
 def calibrate_classes(
-    likelihood: ColumnLikelihood, logits_t: torch.Tensor, target: torch.Tensor
+    likelihood: ColumnLikelihood,
+    logits_t: torch.Tensor,
+    target: torch.Tensor,
+    shift: torch.Tensor | None = None,
+    used: torch.Tensor | None = None,
+    rounds: int = CLASS_ROUNDS,
 ) -> float:
-    """Fit the calibration's logit shifts so that the mean softmax over drawn logits (n_logits, N)
-    is `target`, the training rows' class shares (`class_shares`). Alternating the softmax with a
-    per-class correction is Sinkhorn's iteration, which converges. Returns the largest gap left
-    between a class's expected and target share."""
-    shift = likelihood.calibration.logit_shift
-    shift.zero_()
+    """Fit logit shifts so that the mean softmax over drawn logits (n_logits, N) is `target`, the
+    training rows' class shares (`class_shares`): the calibration's, from zero, or `shift` in
+    place from where it stands, moving only the `used` classes (a bool mask) when given.
+    Alternating the softmax with a per-class correction is Sinkhorn's iteration, which converges.
+    Returns the largest gap left between a class's expected and target share."""
+    if shift is None:
+        shift = likelihood.calibration.logit_shift
+        shift.zero_()
     log_target = target.clamp_min(1e-12).log()
-    for _ in range(CLASS_ROUNDS):
-        shift += log_target - expected_shares(likelihood, logits_t).clamp_min(1e-12).log()
+    for _ in range(rounds):
+        expected = expected_shares(likelihood, logits_t, shift=shift)
+        step = log_target - expected.clamp_min(1e-12).log()
+        shift += step if used is None else torch.where(used, step, 0.0)
         shift.clamp_(-MAX_LOGIT_SHIFT, MAX_LOGIT_SHIFT)
-    return (
-        float((expected_shares(likelihood, logits_t) - target).abs().max())
-        if likelihood.n_logits
-        else 0.0
-    )
+    if not likelihood.n_logits:
+        return 0.0
+    gap = (expected_shares(likelihood, logits_t, shift=shift) - target).abs()
+    return float(gap.max() if used is None else gap[used].max())
 
 
 EXCLUSION_ROUNDS = 4  # rounds of the class-share fit on drawn codes, structural zeros kept
@@ -173,16 +186,22 @@ def calibrate_with_exclusions(
     logits_t: torch.Tensor,
     target: torch.Tensor,
     generator: torch.Generator,
+    shift: torch.Tensor | None = None,
+    used: torch.Tensor | None = None,
+    fixed: dict[int, torch.Tensor] | None = None,
 ) -> None:
-    """Correct the class shifts for the structural zeros (models.exclusions): a redrawn code
-    moves its row to another class, so shares are counted on codes drawn from `logits_t` with the
-    zeros kept, and each class's shift moves by the log ratio of its target count to its drawn
-    count (each plus one, so a class drawn rarely moves little on noise)."""
-    shift, n = likelihood.calibration.logit_shift, logits_t.shape[1]
+    """Correct the class shifts (the calibration's, or `shift`, only the `used` classes when
+    given) for the structural zeros (models.exclusions): a redrawn code moves its row to another
+    class, so shares are counted on codes drawn from `logits_t` with the zeros kept and the
+    `fixed` blocks set, and each class's shift moves by the log ratio of its target count to its
+    drawn count (each plus one, so a class drawn rarely moves little on noise)."""
+    shift = likelihood.calibration.logit_shift if shift is None else shift
+    n = logits_t.shape[1]
     for _ in range(EXCLUSION_ROUNDS):
         uniforms, _ = likelihood.draw_noise(n, generator, logits_t.device)
-        drawn = class_shares(likelihood, likelihood.draw_classes(logits_t, uniforms).T)
-        shift += ((target * n + 1) / (drawn * n + 1)).log()
+        codes_t = likelihood.draw_classes(logits_t, uniforms, fixed, shift)
+        step = ((target * n + 1) / (class_shares(likelihood, codes_t.T) * n + 1)).log()
+        shift += step if used is None else torch.where(used, step, 0.0)
         shift.clamp_(-MAX_LOGIT_SHIFT, MAX_LOGIT_SHIFT)
 
 

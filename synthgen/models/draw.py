@@ -58,16 +58,15 @@ def draw_given_z_t(
     """Decode z (n, latent) and draw every column from the decoder's distribution: the transposed
     compact matrix (n_inputs, n). `fixed`: softmax block index -> (n,) class codes set, not drawn
     (conditions; the other blocks keep the structural zeros with them). `logit_shift`
-    (n_logits,): added to the decoder's logits (a condition's class shares)."""
+    (n_logits,): the class shifts to draw with instead of the calibration's (a condition's class
+    shares)."""
     n = len(z)
     uniforms, normals = model.likelihood.draw_noise(n, generator, z.device)
     matrix_t = torch.empty(model.likelihood.n_inputs, n, device=z.device)  # (n_inputs, n)
     for a, b, out_t in decoded(model, z, precision):
         noise = ([u[:, a:b] for u in uniforms], normals[:, a:b] if normals is not None else None)
         chunk = {j: codes[a:b] for j, codes in fixed.items()} if fixed else None
-        if logit_shift is not None:
-            out_t[: len(logit_shift)] += logit_shift.unsqueeze(1).to(out_t.dtype)
-        matrix_t[:, a:b] = model.likelihood.sample(out_t, noise, chunk)
+        matrix_t[:, a:b] = model.likelihood.sample(out_t, noise, chunk, logit_shift)
     return matrix_t
 
 

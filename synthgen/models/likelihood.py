@@ -185,14 +185,16 @@ class ColumnLikelihood(nn.Module):
         out_t: torch.Tensor,
         noise: tuple[list[torch.Tensor], torch.Tensor | None] | None = None,
         fixed: dict[int, torch.Tensor] | None = None,
+        shift: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Draw a compact matrix, transposed (n_inputs, B), from the decoder's transposed output
         (out_width, B): ancestral sampling from every column's distribution, never argmax, then
         the structural zeros kept (`exclusions`). `noise` comes from `draw_noise` (fresh when
-        None); `fixed`: block index -> (B,) class codes set rather than drawn (conditions)."""
+        None); `fixed`: block index -> (B,) class codes set rather than drawn (conditions);
+        `shift`: the class shifts to draw with (`decoding_logits`)."""
         n = out_t.shape[1]
         uniforms, normals = noise if noise is not None else self.draw_noise(n, device=out_t.device)
-        matrix_t = self.draw_classes(out_t[: self.n_logits], uniforms, fixed)
+        matrix_t = self.draw_classes(out_t[: self.n_logits], uniforms, fixed, shift)
         if len(self.cont_cols):
             values = out_t[self.cont_out].float()  # (n_slots, B)
             if normals is not None:
@@ -213,14 +215,16 @@ class ColumnLikelihood(nn.Module):
         logits_t: torch.Tensor,
         uniforms: list[torch.Tensor],
         fixed: dict[int, torch.Tensor] | None = None,
+        shift: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The class codes of every softmax block drawn from the decoder's logits (n_logits, B)
         with `uniforms` (draw_noise's), `fixed` blocks set, the structural zeros kept: a compact
-        matrix, transposed (n_inputs, B), with the continuous values still 0."""
+        matrix, transposed (n_inputs, B), with the continuous values still 0. `shift`: as in
+        `decoding_logits`."""
         n = logits_t.shape[1]
         # the logits, plus one -inf row that the padded softmax groups point at
         padded = logits_t.new_empty(self.n_logits + 1, n, dtype=torch.float32)
-        self.decoding_logits(logits_t, out=padded[:-1])
+        self.decoding_logits(logits_t, out=padded[:-1], shift=shift)
         padded[-1] = float("-inf")
         matrix_t = torch.zeros(self.n_inputs, n, device=logits_t.device)
         for group, u in zip(self.groups, uniforms, strict=False):
@@ -233,14 +237,20 @@ class ColumnLikelihood(nn.Module):
         return matrix_t
 
     def decoding_logits(
-        self, logits_t: torch.Tensor, out: torch.Tensor | None = None
+        self,
+        logits_t: torch.Tensor,
+        out: torch.Tensor | None = None,
+        shift: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The logits rows are drawn from (n_logits, B): the decoder's, divided by the temperature,
-        plus the calibration's shifts (into `out` when given: one pass)."""
+        plus the class shifts (into `out` when given: one pass). `shift` (n_logits,) replaces the
+        calibration's (a condition's class shares)."""
         scaled = logits_t if self.temperature == 1.0 else logits_t / self.temperature
-        if self.calibration is None:
+        if shift is None and self.calibration is not None:
+            shift = self.calibration.logit_shift
+        if shift is None:
             return scaled.float() if out is None else out.copy_(scaled)
-        shift = self.calibration.logit_shift.unsqueeze(1)
+        shift = shift.unsqueeze(1)
         return torch.add(scaled, shift) if out is None else torch.add(scaled, shift, out=out)
 
 
