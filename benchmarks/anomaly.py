@@ -109,8 +109,10 @@ def main() -> None:
     ap.add_argument("--datasets", default="adult,diamonds,cps1988,telco_churn,credit")
     ap.add_argument("--seeds", default="0-2", help="anomaly injection seeds")
     ap.add_argument("--data", type=Path, default=compare.DATASETS)
+    ap.add_argument("--settings", default="{}", help="model settings, as JSON (default: none)")
     ap.add_argument("--models", type=Path, help="keep fitted models here and reuse them")
     args = ap.parse_args()
+    settings = json.loads(args.settings)
     warnings.filterwarnings("ignore")
     from sklearn.metrics import roc_auc_score
 
@@ -125,7 +127,7 @@ def main() -> None:
             if saved and saved.exists():
                 synth = Synthesizer.load(saved)
             else:
-                synth = Synthesizer(model, seed=0).fit(train, progress=False)
+                synth = Synthesizer(model, seed=0, **settings).fit(train, progress=False)
                 print(f"{name}: {model} fitted in {time.perf_counter() - t0:.0f} s", flush=True)
                 if saved:
                     synth.save(saved)
@@ -145,7 +147,7 @@ def main() -> None:
     table = pd.DataFrame(results)
     scored = ["vae", "ae", "isolation_forest", "isolation_forest_ordinal"]
     means = table.groupby(["dataset", "kind"])[scored].mean().round(3)
-    compare.save_results("anomaly", results, means)
+    compare.save_results("anomaly", results, means, settings)
 
 
 if __name__ == "__main__":

@@ -73,12 +73,17 @@ def split(name: str, datasets: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return df.iloc[perm[k:]].reset_index(drop=True), df.iloc[perm[:k]].reset_index(drop=True)
 
 
-def save_results(kind: str, runs: list[dict], summary: pd.DataFrame) -> Path:
+def save_results(
+    kind: str, runs: list[dict], summary: pd.DataFrame, settings: dict | None = None
+) -> Path:
     """Print a benchmark's summary table and write its runs and summary to
-    benchmarks/results/<kind>-<date>.json."""
+    benchmarks/results/<kind>-<date>.json (<kind>-settings-<date>.json, with the settings
+    recorded, when the models were fitted with non-default `settings`)."""
     print(summary.to_string())
-    out = ROOT / "benchmarks" / "results" / f"{kind}-{datetime.now(timezone.utc).date()}.json"
-    out.write_text(json.dumps({"runs": runs, "summary": summary.reset_index().to_dict("records")}))
+    tag = "-settings" if settings else ""
+    out = ROOT / "benchmarks" / "results" / f"{kind}{tag}-{datetime.now(timezone.utc).date()}.json"
+    record = {"runs": runs, "summary": summary.reset_index().to_dict("records")}
+    out.write_text(json.dumps({"settings": settings, **record} if settings else record))
     print(f"wrote {out}")
     return out
 

@@ -93,8 +93,10 @@ def main() -> None:
     ap.add_argument("--seeds", default="0-2")
     ap.add_argument("--data", type=Path, default=compare.DATASETS)
     ap.add_argument("--no-sdv", action="store_true", help="skip GaussianCopula")
+    ap.add_argument("--settings", default="{}", help="model settings, as JSON (default: none)")
     ap.add_argument("--models", type=Path, help="keep fitted VAEs here and reuse them")
     args = ap.parse_args()
+    settings = json.loads(args.settings)
     warnings.filterwarnings("ignore")
     train, test = compare.split("adult", args.data)
     schema = infer_schema(train)
@@ -105,7 +107,7 @@ def main() -> None:
         if saved and saved.exists():
             vae = Synthesizer.load(saved)
         else:
-            vae = Synthesizer("vae", seed=seed).fit(train, progress=False)
+            vae = Synthesizer("vae", seed=seed, **settings).fit(train, progress=False)
             print(f"seed {seed}: vae fitted in {time.perf_counter() - t0:.0f} s", flush=True)
             if saved:
                 vae.save(saved)
@@ -155,7 +157,7 @@ def main() -> None:
         .median()
         .round(4)
     )
-    compare.save_results("conditional", results, means)
+    compare.save_results("conditional", results, means, settings)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ class ModelSettings(BaseModel):
     encoder_hidden: list[int] | None = Field(
         None,
         min_length=1,
-        description="the encoder's hidden widths; None: `hidden` (the decoder reads it reversed)",
+        description="the encoder's hidden widths; None: the first of `hidden` alone (DP mode: "
+        "`hidden`); the decoder reads `hidden` reversed",
     )
     activation: Literal["relu", "gelu", "silu", "leaky_relu"] = Field(
         "silu", description="activation of the hidden layers"
@@ -145,6 +146,11 @@ class ModelSettings(BaseModel):
         # DP-SGD's noise grows with the parameters and its per-row gradients cost memory and time
         if self.epsilon and "hidden" not in self.model_fields_set:
             object.__setattr__(self, "hidden", list(DP_HIDDEN))
+        # one hidden layer encodes as well as two (validation split) and embeds twice as fast;
+        # DP mode keeps the encoder its defaults were measured with
+        if self.encoder_hidden is None:
+            widths = self.hidden if self.epsilon else self.hidden[:1]
+            object.__setattr__(self, "encoder_hidden", list(widths))
         # DP mode trains few, noisy steps: a larger step learns more of the table in them
         if self.epsilon and "lr" not in self.model_fields_set:
             object.__setattr__(self, "lr", DP_LR)

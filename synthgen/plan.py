@@ -155,7 +155,7 @@ def plan_fit(
     n_slots = len(layout.continuous)
     in_w = layout.onehot_width
     out_w = layout.out_width + (n_slots if variational else 0)
-    widths = [in_w, *(encoder_hidden or hidden), latent_dim * (2 if variational else 1)]
+    widths = [in_w, *(encoder_hidden or hidden[:1]), latent_dim * (2 if variational else 1)]
     dec = [latent_dim, *reversed(hidden), out_w]
     params = sum((a + 1) * b for a, b in zip(widths, widths[1:], strict=False)) + sum(
         (a + 1) * b for a, b in zip(dec, dec[1:], strict=False)

@@ -4,11 +4,14 @@ parts per column)."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
+from synthgen.runtime import torch_threads
 from synthgen.transform import TableTransformer
 
 CHUNK_ROWS = 65_536  # rows through the network at once: flat memory for any table
@@ -22,17 +25,28 @@ def embed_matrix(
     model: nn.Module, matrix: np.ndarray, dtype: torch.dtype | None = None
 ) -> np.ndarray:
     """(N, latent) float32: the VAE's posterior means, or the AE's codes, of encoded rows; with
-    `dtype` (bf16) the products after the first layer run in it."""
+    `dtype` (bf16) the encoder's layers run in it."""
     model.eval()
     device = next(model.parameters()).device
     latent = model.prior.mean.shape[0]
     out = torch.empty(len(matrix), latent)
-    for a in range(0, len(matrix), CHUNK_ROWS):
+
+    @torch.inference_mode()  # per thread
+    def embed_rows(a: int) -> None:
         x = torch.from_numpy(matrix[a : a + CHUNK_ROWS]).to(device)
         into = out[a : a + len(x)] if device.type == "cpu" else None  # written in place
         codes = model.encoder.infer(x, ENCODER_CHUNK, latent, dtype, out=into)
         if into is None:
             out[a : a + len(x)] = codes.cpu()
+
+    starts = range(0, len(matrix), CHUNK_ROWS)
+    threads = min(torch.get_num_threads(), len(starts)) if device.type == "cpu" else 1
+    if threads > 1:  # one torch thread per slice: its layers stay in that core's cache
+        with torch_threads(1), ThreadPoolExecutor(threads, thread_name_prefix="synthgen") as pool:
+            list(pool.map(embed_rows, starts))
+    else:
+        for a in starts:
+            embed_rows(a)
     return out.numpy()
 
 

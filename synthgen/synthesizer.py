@@ -57,7 +57,7 @@ log = logging.getLogger("synthgen")
 FORMAT = "synthgen-model"
 FORMAT_VERSION = 1
 # Bumped when a code change alters what training produces: cached models and checkpoints retrain.
-TRAINING_REVISION = 7
+TRAINING_REVISION = 8
 WEIGHTS, MANIFEST = "model.safetensors", "synthgen.json"
 MIN_ROWS = 10  # fewer rows are refused: nothing to learn a distribution from
 MAX_COLUMNS_LOGGED = 40  # per-column log lines of a wide table stop here
@@ -413,9 +413,9 @@ class Synthesizer:
     ) -> pd.DataFrame:
         """Each row's place in the latent space: the VAE's posterior mean, or the AE's code, as
         columns z0..z{latent_dim - 1}, the table's index kept. `data` as `fit` takes it (a
-        database: `table=` or `query=`). Products after the first layer run in bf16 where the
-        `precision` setting lets sampling use it (codes within about 0.02 of float32's, which
-        precision="fp32" gives)."""
+        database: `table=` or `query=`). The encoder runs in bf16 where the `precision` setting
+        lets sampling use it (codes within about 0.02 of float32's, which precision="fp32"
+        gives)."""
         self._require_fitted()
         df = _rows(data, encoding, table, query)
         dtype = compute_dtype(self.settings.precision, next(self.net.parameters()).device)
@@ -610,6 +610,9 @@ class Synthesizer:
         settings = dict(manifest["settings"], device=device)
         # saved before the setting existed: no calibration weights
         settings.setdefault("calibrate_marginals", False)
+        # saved while the encoder's default was `hidden` (a saved model now names its widths)
+        if settings.get("encoder_hidden") is None:
+            settings["encoder_hidden"] = settings["hidden"]
         synth = cls(**settings)
         synth.transformer = TableTransformer.from_state(manifest["transformer"])
         synth.net = MODELS[synth.settings.model](synth.transformer.layout, synth.settings)

@@ -8,6 +8,8 @@ import pandas as pd
 import pytest
 
 from synthgen import Synthesizer, UserError
+from synthgen import score as score_module
+from synthgen.runtime import torch_threads
 
 SETTINGS = {"epochs": 25, "hidden": [64, 64], "latent_dim": 8, "seed": 0}
 
@@ -28,6 +30,16 @@ def test_embed_gives_the_codes_with_the_index_kept(saved, demo_df):
     assert codes.std().max() > 0.05  # rows differ in the latent space
     # the same row, alone or among others, gets the same code
     np.testing.assert_allclose(synth.embed(rows.iloc[[5]]).to_numpy(), codes.iloc[[5]], atol=1e-5)
+
+
+def test_embedding_slices_on_several_threads_give_one_threads_codes(saved, demo_df, monkeypatch):
+    synth = Synthesizer.load(saved)
+    rows = demo_df.iloc[:700]
+    monkeypatch.setattr(score_module, "CHUNK_ROWS", 64)  # 11 slices
+    with torch_threads(2):
+        threaded = synth.embed(rows)
+    with torch_threads(1):
+        pd.testing.assert_frame_equal(synth.embed(rows), threaded)
 
 
 def test_score_parts_add_up_and_unusual_rows_score_higher(saved, demo_df):

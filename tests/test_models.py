@@ -80,7 +80,7 @@ def test_inference_decoder_matches_forward(activation, norm):
 
 
 @pytest.mark.parametrize("norm", ["none", "layer"])
-@pytest.mark.parametrize("encoder_hidden", [None, [24]])
+@pytest.mark.parametrize("encoder_hidden", [None, [24, 12]])
 def test_inference_encoder_matches_forward(norm, encoder_hidden):
     """Embedding's encoder (first layer summed from the class codes' weight rows, only the first
     `outputs` numbers) computes what the training forward does."""
@@ -97,6 +97,8 @@ def test_inference_encoder_matches_forward(norm, encoder_hidden):
     assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
     means = model.encoder.infer(x[:50], chunk=64, outputs=4)
     assert torch.allclose(means, expected[:, :4], atol=1e-5)
+    low = model.encoder.infer(x[:50], chunk=16, dtype=torch.bfloat16)  # close, not equal
+    assert (low - expected).abs().max() < 0.05 * expected.abs().max()
 
 
 def test_vae_has_positive_kl_and_ae_has_none():
@@ -337,6 +339,22 @@ def test_a_narrower_encoder_is_saved_and_loaded_with_its_widths(tmp_path):
     loaded = Synthesizer.load(synth.save(tmp_path / "model"))
     pd.testing.assert_frame_equal(loaded.embed(df), synth.embed(df))
     pd.testing.assert_frame_equal(loaded.sample(200, seed=1), synth.sample(200, seed=1))
+
+
+def test_the_default_encoder_has_one_hidden_layer_and_old_models_load_with_two(tmp_path):
+    df = tiny_table(600)
+    synth = Synthesizer("vae", epochs=2, hidden=[32, 24], latent_dim=4).fit(df, progress=False)
+    assert [m.out_features for m in synth.net.encoder.net if hasattr(m, "out_features")] == [32, 8]
+    assert Synthesizer("vae", epsilon=3.0).settings.encoder_hidden == [128, 128]  # as measured
+    # a model saved while the default was `hidden` has `encoder_hidden: null` and two layers
+    old = Synthesizer("vae", epochs=2, hidden=[32, 24], encoder_hidden=[32, 24], latent_dim=4)
+    path = old.fit(df, progress=False).save(tmp_path / "old")
+    manifest = json.loads((path / "synthgen.json").read_text())
+    manifest["settings"]["encoder_hidden"] = None
+    (path / "synthgen.json").write_text(json.dumps(manifest))
+    loaded = Synthesizer.load(path)
+    assert loaded.settings.encoder_hidden == [32, 24]
+    pd.testing.assert_frame_equal(loaded.embed(df), old.embed(df))
 
 
 def test_save_load_sample_and_refusals(fitted_vae, tmp_path):

@@ -156,9 +156,9 @@ def test_category_cap_keeps_frequencies_of_overflow_values():
 
 
 def test_category_columns_and_large_tables_encode_as_their_values_do():
-    """A pandas category column maps through its categories, and a table long enough to be
-    encoded by several threads gets the matrix one thread gives: kept, rare, overflow, missing
-    and never-seen values alike."""
+    """A pandas category column maps through its categories, text that repeats its Python objects
+    through them, and a table long enough to be encoded by several threads gets the matrix one
+    thread gives: kept, rare, overflow, missing and never-seen values alike."""
     rng = np.random.default_rng(0)
     n = 60_000
     values = np.array([f"v{v}" for v in rng.zipf(1.5, n) % 60], dtype=object)
@@ -171,6 +171,10 @@ def test_category_columns_and_large_tables_encode_as_their_values_do():
     np.testing.assert_array_equal(tt.transform(new), expected)  # several threads
     as_category = new.assign(c=new["c"].astype("category"), k=new["k"].astype("category"))
     np.testing.assert_array_equal(tt.transform(as_category), expected)
+    # each value one of a few Python objects (as pandas' readers give): looked up once per object
+    shared = as_category.astype(object)
+    assert shared["c"].map(id).nunique() < 100 < new["c"].map(id).nunique()
+    np.testing.assert_array_equal(tt.transform(shared), expected)
     block = next(b for b in tt.layout.discrete if b.column == "c")
     assert len(np.unique(expected[:, block.input_col])) == block.n_classes  # every kind seen
 

@@ -25,7 +25,7 @@ class TabularAutoencoder(nn.Module):
         super().__init__()
         net = dict(activation=settings.activation, norm=settings.norm, dropout=settings.dropout)
         self.encoder = Encoder(
-            layout, settings.encoder_hidden or settings.hidden, code_width, **net
+            layout, settings.encoder_hidden or settings.hidden[:1], code_width, **net
         )
         self.likelihood = ColumnLikelihood(
             layout, continuous=continuous, temperature=settings.temperature

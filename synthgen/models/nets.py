@@ -52,20 +52,28 @@ class InputExpander(nn.Module):
             onehot.scatter_(1, x[:, self.code_cols].long() + self.offsets, 1.0)
         return torch.cat([onehot, x[:, self.cont_cols]], dim=1)
 
-    def first_layer(self, layer: nn.Linear) -> Callable[[torch.Tensor], torch.Tensor]:
-        """`x -> layer(self(x))` for inference, without the one-hot: each row sums the weight
-        rows of its classes (embedding_bag), then adds its continuous values times theirs."""
-        table = layer.weight[:, : self.n_onehot].T.contiguous()  # (n_onehot, out)
-        continuous = layer.weight[:, self.n_onehot :].T.contiguous()  # (n_continuous, out)
+    def first_layer(
+        self, layer: nn.Linear, dtype: torch.dtype | None = None
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """`x -> layer(self(x))` for inference, without the one-hot: one weighted `embedding_bag`
+        over the layer's weight rows (one row per class, one per continuous value, and the bias
+        as the last row) sums, for each row, its classes' rows (weight 1), its continuous values
+        times theirs, and the bias; in `dtype` (bf16) when given, float32 otherwise."""
+        table = torch.cat([layer.weight.T, layer.bias[None]]).contiguous()  # (n_in + 1, out)
+        table = table.to(dtype or table.dtype)
+        n_codes, n_continuous = len(self.code_cols), len(self.cont_cols)
+        columns = torch.cat([self.code_cols, self.cont_cols])
+        rows = self.n_onehot + torch.arange(n_continuous + 1, device=table.device)
 
         def apply(x: torch.Tensor) -> torch.Tensor:  # (B, n_inputs) -> (B, out)
-            if len(self.code_cols):
-                h = F.embedding_bag(x[:, self.code_cols].long() + self.offsets, table, mode="sum")
-            else:
-                h = torch.zeros(len(x), layer.out_features, device=x.device)
-            if len(self.cont_cols):
-                h.addmm_(x[:, self.cont_cols], continuous)
-            return h.add_(layer.bias)
+            read = x.index_select(1, columns)
+            index = torch.empty(len(x), n_codes + len(rows), dtype=torch.long, device=x.device)
+            index[:, :n_codes] = read[:, :n_codes]
+            index[:, :n_codes] += self.offsets
+            index[:, n_codes:] = rows
+            weights = torch.ones(index.shape, device=x.device, dtype=table.dtype)
+            weights[:, n_codes : n_codes + n_continuous] = read[:, n_codes:]
+            return F.embedding_bag(index, table, per_sample_weights=weights, mode="sum")
 
         return apply
 
@@ -116,12 +124,10 @@ class Encoder(nn.Module):
     ) -> torch.Tensor:
         """Inference only: the first `outputs` numbers (all by default) of each row, (B, outputs),
         float32, `chunk` rows at a time (into `out` when given). The first layer reads the class
-        codes (`InputExpander.first_layer`), so no one-hot is built; with `dtype` (bf16) the
-        later layers' products run in it; activations run in place."""
+        codes (`InputExpander.first_layer`), so no one-hot is built; with `dtype` (bf16) every
+        layer runs in it (half the memory traffic); activations run in place."""
         first, *body, last = self.net
-        layer_one = self.expand.first_layer(first)
-        if not any(isinstance(m, nn.Linear) for m in body):
-            dtype = None  # one hidden layer: the last product alone costs less than the cast
+        layer_one = self.expand.first_layer(first, dtype)
         cast = (lambda t: t.to(dtype)) if dtype else (lambda t: t)
         linears = {id(m): (cast(m.weight), cast(m.bias)) for m in body if isinstance(m, nn.Linear)}
         weight, bias = cast(last.weight[:outputs]), cast(last.bias[:outputs])
@@ -135,7 +141,10 @@ class Encoder(nn.Module):
                     h = _activate_(layer, h)
                 elif not isinstance(layer, nn.Dropout):  # normalization, in float32
                     h = layer(h.float())
-            out[a : a + chunk] = torch.addmm(bias, cast(h), weight.T)
+            if dtype:  # converted to float32 as it is written
+                out[a : a + chunk] = torch.addmm(bias, cast(h), weight.T)
+            else:
+                torch.addmm(bias, h, weight.T, out=out[a : a + chunk])
         return out
 
 
