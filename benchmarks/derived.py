@@ -2,6 +2,7 @@
 outside the library: nothing here is used by synthgen itself.
 
     python benchmarks/derived.py --datasets telco_churn,diamonds --seeds 0-2
+    python benchmarks/derived.py --datasets telco_churn --seeds 0-2 --sums
 
 A column that follows from others (telco_churn's total charges = monthly charges x tenure, a
 diamond's carat from its length and depth) is drawn by the VAE independently of them given z, which
@@ -41,6 +42,10 @@ from synthgen.evaluate import detection_breakdown, quality  # noqa: E402
 from synthgen.schema import Schema, infer_schema  # noqa: E402
 
 TOLERANCE, GAIN, MAX_PARENTS = 0.08, 5.0, 3
+SUM_GAIN, MAX_CLASSES = (
+    10.0,
+    10,
+)  # --sums: residual sd at most 1/10; numbers of <= 10 values are classes
 MIN_DISTINCT = 20  # numerical columns with fewer distinct values are left as they are
 
 
@@ -127,6 +132,47 @@ def from_residuals(
     return out
 
 
+def find_sums(df: pd.DataFrame, skip: dict) -> dict[str, tuple[list[str], list[str], np.ndarray]]:
+    """Numerical columns that are nearly a sum of per-class amounts of the table's categories (a
+    price list: telco_churn's monthly charges from its services): least squares on the classes'
+    indicators, accepted when the residual's sd is at most 1/SUM_GAIN of the column's own.
+    Column -> (category columns, indicator names, coefficients with the intercept first)."""
+    categories = [
+        c
+        for c in df.columns
+        if df[c].dtype == object or (df[c].nunique() <= MAX_CLASSES and c not in skip)
+    ]
+    sums = {}
+    for c in df.columns:
+        if c in skip or c in categories or not pd.api.types.is_numeric_dtype(df[c]):
+            continue
+        if df[c].nunique() < MIN_DISTINCT or df[c].isna().any():
+            continue
+        names, coef = _fit_sum(df, categories, df[c].to_numpy(dtype=np.float64))
+        sd = float(np.std(df[c].to_numpy(dtype=np.float64) - _summed(df, categories, names, coef)))
+        if sd * SUM_GAIN < float(df[c].std()):
+            sums[c] = (categories, names, coef)
+            print(f"  {c} = sum over {len(names)} classes of {categories}: residual sd {sd:.3f}")
+    return sums
+
+
+def _indicators(df: pd.DataFrame, categories: list[str], names: list[str] | None) -> pd.DataFrame:
+    x = pd.get_dummies(df[categories].astype(str)).astype(np.float64)
+    return x if names is None else x.reindex(columns=names, fill_value=0.0)
+
+
+def _fit_sum(
+    df: pd.DataFrame, categories: list[str], y: np.ndarray
+) -> tuple[list[str], np.ndarray]:
+    x = _indicators(df, categories, None)
+    coef = np.linalg.lstsq(np.c_[np.ones(len(x)), x.to_numpy()], y, rcond=None)[0]
+    return list(x.columns), coef
+
+
+def _summed(df: pd.DataFrame, categories: list[str], names: list[str], coef: np.ndarray):
+    return coef[0] + _indicators(df, categories, names).to_numpy() @ coef[1:]
+
+
 def scored(train: pd.DataFrame, rows: pd.DataFrame, schema, seed: int, fit_s: float) -> dict:
     det = detection_breakdown(train, rows, schema, seed=seed)
     q = quality(train, rows, schema)
@@ -143,6 +189,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--datasets", default="telco_churn,diamonds")
     ap.add_argument("--seeds", default="0-2")
+    ap.add_argument("--sums", action="store_true", help="also sums of per-class amounts")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     runs = []
@@ -151,26 +198,38 @@ def main() -> None:
         schema = infer_schema(train)
         print(f"{name}:", flush=True)
         relations = find_relations(train)
-        if not relations:
+        sums = find_sums(train, relations) if args.sums else {}
+        if not relations and not sums:
             print("  no relation found", flush=True)
             continue
+        derived = to_residuals(train, relations)
+        for c, (categories, names, coef) in sums.items():  # the products read the real amounts
+            derived[c] = train[c] - _summed(train, categories, names, coef)
         for seed in parse_seeds(args.seeds):
-            for variant, table in (("as is", train), ("derived", to_residuals(train, relations))):
+            for variant, table in (("as is", train), ("derived", derived)):
                 t0 = time.perf_counter()
                 synth = Synthesizer("vae", seed=seed).fit(table, progress=False)
                 rows = synth.sample(len(train), seed=seed + 1)
                 fit_s = time.perf_counter() - t0
                 if variant == "derived":
+                    for c, (categories, names, coef) in sums.items():  # first: a product's parent
+                        values = rows[c].to_numpy(dtype=np.float64) + _summed(
+                            rows, categories, names, coef
+                        )
+                        if schema[c].decimals is not None:
+                            values = np.round(values, schema[c].decimals)
+                        rows[c] = np.clip(values, train[c].min(), train[c].max())
                     rows = from_residuals(rows, relations, train, schema)
                 row = {"dataset": name, "seed": seed, "variant": variant}
                 row.update(scored(train, rows, schema, seed, fit_s))
                 row["relations"] = {c: p for c, (p, _) in relations.items()}
+                row["sums"] = {c: cats for c, (cats, _, _) in sums.items()}
                 runs.append(row)
                 print(json.dumps(row), flush=True)
     table = pd.DataFrame(runs)
     if len(table):
         means = table.groupby(["dataset", "variant"])[["c2st_auc", "shapes", "trends_all"]].mean()
-        compare.save_results("derived", runs, means.round(4))
+        compare.save_results("derived", runs, means.round(4), {"sums": True} if args.sums else None)
 
 
 if __name__ == "__main__":
