@@ -6,6 +6,10 @@ import contextlib
 import functools
 import os
 import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -15,6 +19,7 @@ from synthgen.errors import UserError
 # Below this many parameters a CPU training step is a few hundred small ops, too small to split
 # across threads (docs/design.md, "Threads on a CPU").
 ONE_THREAD_PARAMS = 1_000_000
+T, R = TypeVar("T"), TypeVar("R")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -66,6 +71,27 @@ def fast_bf16(device_type: str) -> bool:
             torch.mm(x, w)
         timings[dtype] = time.perf_counter() - t0
     return timings[torch.bfloat16] < 0.7 * timings[torch.float32]
+
+
+def in_order(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator[R]:
+    """fn(item) for each item, in order, computed by `threads` threads with at most `threads`
+    results held ahead (ThreadPoolExecutor.map would submit every item at once and hold all results
+    a slow consumer has not read)."""
+    if threads == 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="synthgen") as pool:
+        pending: deque = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) == threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:  # a consumer that stops early does not wait for results nobody will read
+            for future in pending:
+                future.cancel()
 
 
 @contextlib.contextmanager

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -20,7 +18,7 @@ import torch
 from torch import nn
 
 from synthgen.models.draw import sample_matrix
-from synthgen.runtime import torch_threads
+from synthgen.runtime import in_order, torch_threads
 from synthgen.transform import TableTransformer
 
 log = logging.getLogger("synthgen")
@@ -82,28 +80,7 @@ def iter_blocks(
         1, min(threads or min(torch.get_num_threads(), MAX_SAMPLING_THREADS), len(firsts))
     )
     with torch_threads(1):
-        yield from _in_order(draw, firsts, threads)
-
-
-def _in_order(fn, items, threads: int) -> Iterator:
-    """fn(item) for each item, in order, computed by `threads` threads with at most `threads`
-    results held ahead (ThreadPoolExecutor.map would submit every item at once and hold all results
-    a slow consumer has not read)."""
-    if threads == 1:
-        yield from map(fn, items)
-        return
-    with ThreadPoolExecutor(threads, thread_name_prefix="synthgen-sample") as pool:
-        pending: deque = deque()
-        try:
-            for item in items:
-                pending.append(pool.submit(fn, item))
-                if len(pending) == threads:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:  # a consumer that stops early does not wait for results nobody will read
-            for future in pending:
-                future.cancel()
+        yield from in_order(draw, firsts, threads)
 
 
 def shard_range(

@@ -4,14 +4,12 @@ parts per column)."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from synthgen.runtime import torch_threads
+from synthgen.runtime import in_order, torch_threads
 from synthgen.transform import TableTransformer
 
 CHUNK_ROWS = 65_536  # rows through the network at once: flat memory for any table
@@ -41,12 +39,9 @@ def embed_matrix(
 
     starts = range(0, len(matrix), CHUNK_ROWS)
     threads = min(torch.get_num_threads(), len(starts)) if device.type == "cpu" else 1
-    if threads > 1:  # one torch thread per slice: its layers stay in that core's cache
-        with torch_threads(1), ThreadPoolExecutor(threads, thread_name_prefix="synthgen") as pool:
-            list(pool.map(embed_rows, starts))
-    else:
-        for a in starts:
-            embed_rows(a)
+    with torch_threads(1 if threads > 1 else None):  # a slice's layers stay in its core's cache
+        for _ in in_order(embed_rows, starts, threads):
+            pass
     return out.numpy()
 
 

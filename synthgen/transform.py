@@ -10,7 +10,6 @@ places their matrix columns side by side and describes them to the models:
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +20,7 @@ from pandas.api import types as ptypes
 
 from synthgen.encoders import DEFAULT_RARE_PLACEHOLDER, ColumnEncoder, DecodeContext, make_encoder
 from synthgen.errors import UserError
+from synthgen.runtime import in_order
 from synthgen.schema import Schema
 
 # Decoded tables keep one pandas block per column: merging same-typed columns into 2-D blocks is a
@@ -153,12 +153,8 @@ class TableTransformer:
         # columns are independent, and NumPy's work releases the GIL: a large table's columns
         # are encoded by as many threads as torch may use
         threads = min(torch.get_num_threads(), len(modelled)) if len(df) >= PARALLEL_ROWS else 1
-        if threads > 1:
-            with ThreadPoolExecutor(threads, thread_name_prefix="synthgen-encode") as pool:
-                list(pool.map(encode, modelled))
-        else:
-            for name in modelled:
-                encode(name)
+        for _ in in_order(encode, modelled, threads):
+            pass
         return out
 
     def inverse_transform(
