@@ -86,6 +86,12 @@ def parse_conditions(
             spec = (spec.get("low"), spec.get("high"))
         if isinstance(spec, tuple):
             out.append(_range(name, spec, enc))
+        elif name in transformer.derived:
+            parents = ", ".join(map(str, enc.parents))
+            raise UserError(
+                f"condition on {name!r}: it follows from {parents} (a derived column), so it "
+                "takes a range (low, high), not an exact value"
+            )
         else:
             values = list(spec) if isinstance(spec, (list, set, pd.Series, np.ndarray)) else [spec]
             if not values:
@@ -198,11 +204,12 @@ def _bound(name: str, raw: Any, enc, i: int) -> float:
     return _number(name, raw) - enc.offset
 
 
-def _range_values(enc, block: np.ndarray) -> np.ndarray:
+def _range_values(transformer: TableTransformer, name: str, matrix: np.ndarray) -> np.ndarray:
     """Drawn values of a range-conditioned column in `_bound`'s units, as they will be written."""
+    enc = transformer.encoders[name]
     if isinstance(enc, DatetimeEncoder):
-        return np.round(enc.numeric.decode_values(block, False))
-    return enc.decode_values(block, False)
+        return np.round(enc.numeric.decode_values(matrix[:, transformer._slices[name]], False))
+    return transformer.column_values(name, matrix)
 
 
 class _Proposal:
@@ -275,6 +282,15 @@ class _Likelihood:
         self.model, self.transformer, self.conditions = model, transformer, conditions
         self.precision = precision
         self.slices = {c.column: transformer._slices[c.column] for c in conditions}
+        # the matrix columns a condition sets: a derived column's with those it follows from
+        self.spans = {c.column: transformer.span(c.column) for c in conditions}
+        derived = [c.column for c in conditions if c.is_range and c.column in transformer.derived]
+        for c in conditions:
+            if len(c.values) > 1 and any(c.column in transformer.ancestors(d) for d in derived):
+                raise UserError(
+                    f"condition on {c.column!r}: give one value, not several, with a range on "
+                    f"{derived[0]!r}, which follows from it"
+                )
         layout = transformer.layout
         self.blocks = {
             c.column: [b for b in layout.discrete if b.column == c.column] for c in conditions
@@ -305,12 +321,14 @@ class _Likelihood:
                     None if noise[1] is None else noise[1][:, a:b],
                 )
                 matrix = likelihood.sample(out_t, chunk).T.cpu().numpy()
+                for c in self.conditions:  # what a derived column's range follows from
+                    if len(c.values) == 1:
+                        matrix[:, self.slices[c.column]] = c.encoded[0]
                 for c in ranges:
-                    block = matrix[:, self.slices[c.column]]
-                    values = _range_values(self.transformer.encoders[c.column], block)
+                    values = _range_values(self.transformer, c.column, matrix)
                     miss = torch.from_numpy(~((values >= c.low) & (values <= c.high)))
                     log_lik[a:b].masked_fill_(miss.to(z.device), -math.inf)
-                    drawn[c.column].append(block)
+                    drawn[c.column].append(matrix[:, self.spans[c.column]])
         return log_lik, {name: np.concatenate(blocks) for name, blocks in drawn.items()}
 
     def alternatives(self, z: torch.Tensor, c: Condition) -> torch.Tensor:
@@ -502,22 +520,21 @@ def sample_conditional(
             values[c.column] = c.encoded[pick]
     # the conditioned columns' classes are set while drawing, so the other columns keep the
     # structural zeros with them (models.exclusions)
-    index = {b.input_col: j for j, b in enumerate(transformer.layout.discrete)}
-    fixed = {
-        index[blk.input_col]: torch.tensor(
-            values[c.column][:, blk.input_col - transformer._slices[c.column].start],
-            dtype=torch.float32,
-            device=z.device,
-        )
-        for c in conditions
-        for blk in likelihood.blocks[c.column]
-    }
+    # (a derived column's range: the classes of the columns it follows from, too)
+    fixed = {}
+    for c in conditions:
+        at = {col: i for i, col in enumerate(likelihood.spans[c.column])}
+        for j, blk in enumerate(transformer.layout.discrete):
+            if blk.input_col in at:
+                fixed[j] = torch.tensor(
+                    values[c.column][:, at[blk.input_col]], dtype=torch.float32, device=z.device
+                )
     shift = conditional_shift(
         model, transformer, conditions, z, counts, generator, fixed, precision
     )
     matrix = draw_given_z_t(model, z, generator, precision, fixed, shift).T.cpu().numpy()
     for c in conditions:
-        matrix[:, transformer._slices[c.column]] = values[c.column]
+        matrix[:, likelihood.spans[c.column]] = values[c.column]
     df = transformer.inverse_transform(
         matrix,
         rng=np.random.default_rng([seed, 1]),

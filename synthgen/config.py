@@ -100,6 +100,12 @@ class ModelSettings(BaseModel):
         description="keep pairs of classes no training row holds (though independent columns "
         "would give 10 rows) out of the drawn rows (not in DP mode)",
     )
+    derived_columns: bool = Field(
+        True,
+        description="learn a number that follows from other columns (a product of positive "
+        "numbers, or a sum of an amount per category) as what they leave unexplained, and write "
+        "it back from them (not in DP mode)",
+    )
     rare_threshold: int = Field(
         5,
         ge=0,

@@ -645,6 +645,14 @@ def _sampling_note(report: dict[str, Any]) -> str:
                 "together, though independent columns would give at least 10 rows, are never "
                 "drawn (model setting structural_zeros)."
             )
+    for name in ("vae", "ae"):
+        derived = ((models.get(name) or {}).get("training") or {}).get("derived_columns")
+        if derived:
+            notes.append(
+                f"The {model_label(name, models.get(name))} writes {len(derived)} column(s) back "
+                f"from the columns they follow from ({'; '.join(derived)}), learning only what "
+                "those leave unexplained (model setting derived_columns)."
+            )
     calibrated = [
         model_label(name, models.get(name))
         for name in ("vae", "ae")

@@ -360,6 +360,7 @@ def training_record(
         "protection": synth.info.get("protection"),
         "differential_privacy": synth.info.get("privacy"),
         "structural_zeros": _structural_zeros(synth),
+        "derived_columns": synth.transformer.relations(),
     }
     return {
         "model_dir": str(model_dir),

@@ -57,7 +57,7 @@ log = logging.getLogger("synthgen")
 FORMAT = "synthgen-model"
 FORMAT_VERSION = 1
 # Bumped when a code change alters what training produces: cached models and checkpoints retrain.
-TRAINING_REVISION = 8
+TRAINING_REVISION = 9
 WEIGHTS, MANIFEST = "model.safetensors", "synthgen.json"
 MIN_ROWS = 10  # fewer rows are refused: nothing to learn a distribution from
 MAX_COLUMNS_LOGGED = 40  # per-column log lines of a wide table stop here
@@ -171,7 +171,10 @@ class Synthesizer:
             rare_threshold=st.rare_threshold,
             max_categories=max_categories,
             point_mass_share=st.point_mass_share,
+            derive=st.derived_columns and not st.epsilon,  # DP: the search would read the rows
         ).fit(fit_df, schema)
+        for relation in self.transformer.relations():
+            log.info("derived column: %s (learned as its residual)", relation)
         _log_pooling(self.transformer.pooling_summary(), max_categories)
         protection = self.transformer.protection_summary()
         _log_protection(protection, st.rare_threshold)

@@ -5,7 +5,9 @@ places their matrix columns side by side and describes them to the models:
 - categorical / text: one column holding the class code (the models one-hot it per batch);
 - numerical / datetime: a *mode* code when the column has point masses or missing values, and a
   *continuous* value when some rows are not in a point mass;
-- id / empty / unsupported: nothing (regenerated / written back all-missing).
+- id / empty / unsupported: nothing (regenerated / written back all-missing);
+- a number that follows from other columns (`derive=True`, `encoders.derived`): its mode code and
+  the residual of its relation; it is encoded and decoded after the columns it follows from.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ import torch
 from pandas.api import types as ptypes
 
 from synthgen.encoders import DEFAULT_RARE_PLACEHOLDER, ColumnEncoder, DecodeContext, make_encoder
+from synthgen.encoders.base import _as_float
+from synthgen.encoders.derived import DerivedEncoder, find_relations
+from synthgen.encoders.numerical import NumericalEncoder, written
 from synthgen.errors import UserError
 from synthgen.runtime import in_order
 from synthgen.schema import Schema
@@ -80,6 +85,7 @@ class TableTransformer:
         point_mass_share: float = 0.02,
         n_quantiles: int = 1000,
         rare_placeholder: str = DEFAULT_RARE_PLACEHOLDER,
+        derive: bool = False,
     ) -> None:
         if rare_threshold < 0 or (max_categories is not None and max_categories < 1):
             raise UserError("rare_threshold must be >= 0 and max_categories >= 1")
@@ -91,9 +97,11 @@ class TableTransformer:
             "point_mass_share": point_mass_share,
             "n_quantiles": n_quantiles,
             "rare_placeholder": rare_placeholder,
+            "derive": derive,
         }
         self.schema: Schema | None = None
         self.encoders: dict[str, ColumnEncoder] = {}  # every column, in the schema's order
+        self.derived: list[str] = []  # derived columns, in the order they decode
 
     def fit(self, df: pd.DataFrame, schema: Schema) -> TableTransformer:
         self.schema = schema
@@ -103,8 +111,63 @@ class TableTransformer:
             if enc.modelled:
                 enc.fit(df[col.name])
             self.encoders[col.name] = enc
+        self.derived = []
+        if self.settings["derive"]:
+            for relation in find_relations(df, schema, self.encoders):
+                name = relation.column
+                enc = DerivedEncoder(schema[name], relation, self.encoders[name], self.settings)
+                self.encoders[name] = enc.fit_with(df[name], self._raw_parents(df, enc))
+                self.derived.append(name)
         self._build_layout()
         return self
+
+    def relations(self) -> list[str]:
+        """The derived columns' relations, in words."""
+        return [self.encoders[name].relation.describe() for name in self.derived]
+
+    def ancestors(self, name: str) -> set[str]:
+        """The columns a derived column follows from, directly or through others."""
+        enc = self.encoders[name]
+        out = set()
+        for p in enc.parents if isinstance(enc, DerivedEncoder) else ():
+            out |= {p} | self.ancestors(p)
+        return out
+
+    def span(self, name: str) -> np.ndarray:
+        """The matrix columns a column's values are decoded from: its own, and for a derived
+        column those of the columns it follows from."""
+        cols = set(range(self.layout.n_inputs)[self._slices[name]])
+        for p in self.ancestors(name):
+            cols |= set(range(self.layout.n_inputs)[self._slices[p]])
+        return np.array(sorted(cols), dtype=np.int64)
+
+    def column_values(self, name: str, matrix: np.ndarray) -> np.ndarray:
+        """A numerical column's values (less its offset) as `inverse_transform(matrix,
+        exact=False)` writes them, without decoding the rest of the table."""
+        enc = self.encoders[name]
+        block = matrix[:, self._slices[name]]
+        if isinstance(enc, DerivedEncoder):
+            relation = enc.relation
+            inputs = {p: matrix[:, self._slices[p].start] for p in relation.classes}
+            inputs.update({p: self.column_values(p, matrix) for p in relation.parents})
+            return enc.values_with(block, inputs, exact=False)
+        assert isinstance(enc, NumericalEncoder), f"{name} is not a number"
+        return written(enc.decode_values(block, False), enc.col, enc.offset)
+
+    def _raw_parents(self, df: pd.DataFrame, enc: DerivedEncoder) -> dict[str, np.ndarray]:
+        """What a derived column's relation reads: its numbers' values, its categories' class
+        codes."""
+        inputs = {p: self.encoders[p].encode(df[p])[:, 0] for p in enc.relation.classes}
+        inputs.update({p: _as_float(df[p]) for p in enc.relation.parents})
+        return inputs
+
+    def _matrix_parents(
+        self, enc: DerivedEncoder, matrix: np.ndarray, values: dict[str, Any]
+    ) -> dict[str, np.ndarray]:
+        """The same from a matrix (class codes) and the columns decoded so far (values)."""
+        inputs = {p: matrix[:, self._slices[p].start] for p in enc.relation.classes}
+        inputs.update({p: _as_float(pd.Series(values[p])) for p in enc.relation.parents})
+        return inputs
 
     def _build_layout(self) -> None:
         """Place the encoders' blocks side by side: every softmax block, then every Gaussian."""
@@ -152,9 +215,14 @@ class TableTransformer:
 
         # columns are independent, and NumPy's work releases the GIL: a large table's columns
         # are encoded by as many threads as torch may use
-        threads = min(torch.get_num_threads(), len(modelled)) if len(df) >= PARALLEL_ROWS else 1
-        for _ in in_order(encode, modelled, threads):
+        plain = [name for name in modelled if name not in self.derived]
+        threads = min(torch.get_num_threads(), len(plain)) if len(df) >= PARALLEL_ROWS else 1
+        for _ in in_order(encode, plain, threads):
             pass
+        for name in self.derived:  # their parents' codes are in `out` now
+            enc = self.encoders[name]
+            parents = self._matrix_parents(enc, out, columns)
+            out[:, self._slices[name]] = enc.encode_with(columns[name], parents)
         return out
 
     def inverse_transform(
@@ -184,7 +252,12 @@ class TableTransformer:
         data = {
             name: enc.decode(matrix[:, self._slices[name]], ctx)
             for name, enc in self.encoders.items()
+            if name not in self.derived
         }
+        for name in self.derived:  # after their parents
+            enc = self.encoders[name]
+            parents = self._matrix_parents(enc, matrix, data)
+            data[name] = enc.decode_with(matrix[:, self._slices[name]], parents, ctx)
         return pd.DataFrame(data, columns=self.schema.names, copy=len(data) > MAX_UNMERGED_COLUMNS)
 
     # -- persistence: plain JSON, no pickles
@@ -194,15 +267,21 @@ class TableTransformer:
             "settings": self.settings,
             "schema": self.schema.to_dict(),
             "encoders": {name: enc.state() for name, enc in self.encoders.items() if enc.modelled},
+            "derived": self.derived,
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> TableTransformer:
         tt = cls(**state["settings"])
         tt.schema = Schema.from_dict(state["schema"])
+        tt.derived = list(state.get("derived", []))  # saved before derived columns: none
         for col in tt.schema.columns:
+            saved = state["encoders"].get(col.name)
+            if col.name in tt.derived:
+                tt.encoders[col.name] = DerivedEncoder.from_state(col, saved, tt.settings)
+                continue
             enc = make_encoder(col, tt.settings)
-            tt.encoders[col.name] = enc.load(state["encoders"][col.name]) if enc.modelled else enc
+            tt.encoders[col.name] = enc.load(saved) if enc.modelled else enc
         tt._build_layout()
         return tt
 

@@ -91,6 +91,10 @@ def test_run_publishes_parquet_manifest_report_and_artifacts(
         != report["models"]["ae"]["evaluation"]["quality"]["overall"]
     )
     assert 'in the row "AE, z ~ N(0, I)" from N(0, I)' in (report_dir / "report.md").read_text()
+    # the churn table's charges follow from tenure and the services: the report says so
+    derived = report["models"]["vae"]["training"]["derived_columns"]
+    assert [d.split(" ~ ")[0] for d in derived] == ["monthly_charges", "total_charges"]
+    assert "total_charges ~ " in (report_dir / "report.md").read_text()
     assert [r["privacy_gate"] for r in summary["scores"]] == [
         "not set",
         "not set",

@@ -271,6 +271,14 @@ class NumericalEncoder(ColumnEncoder):
 
     def decode_values(self, block: np.ndarray, exact: bool = True) -> np.ndarray:
         """Float64 values less `offset`, NaN where the missing class was drawn."""
+        x, cont = self.decode_modes(block)
+        if self.has_continuous:
+            x[cont] = self._protect(self._from_normal(block[cont, -1].astype(np.float64), exact))
+        return x
+
+    def decode_modes(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """From the mode code in the block's first column: the point masses' values (NaN
+        elsewhere), and which rows drew the continuous class."""
         if self.has_mode_block:
             code = block[:, 0].astype(np.int64)
         else:
@@ -281,10 +289,7 @@ class NumericalEncoder(ColumnEncoder):
         if len(self._modes):
             is_mode = code < len(self._modes)
             x[is_mode] = self._modes[code[is_mode]]
-        if self.has_continuous:
-            cont = code == self.continuous_code
-            x[cont] = self._protect(self._from_normal(block[cont, -1].astype(np.float64), exact))
-        return x
+        return x, code == self.continuous_code
 
     def _to_normal(self, x: np.ndarray) -> np.ndarray:
         u = np.interp(x, self._kx, self._ku)
@@ -452,14 +457,21 @@ def _window_means(values: np.ndarray, counts: np.ndarray, ranks: np.ndarray, k: 
     return (head_sum(start + width) - head_sum(start)) / width * scale
 
 
+def written(x: np.ndarray, col: ColumnSchema, offset: int = 0) -> np.ndarray:
+    """Decoded float values (less `offset`) as the column writes them: within its range, at its
+    decimals."""
+    if col.min is not None:  # infinities are point masses of their own: kept
+        x = np.where(np.isfinite(x), np.clip(x, col.min - offset, col.max - offset), x)
+    if col.decimals is not None:
+        x = np.round(x, col.decimals)
+    return x
+
+
 def _restore_numeric(x: np.ndarray, col: ColumnSchema, offset: int = 0) -> pd.Series | np.ndarray:
     """Decoded values within the column's range and decimals, in its dtype."""
     missing = np.isnan(x)
     finite = np.isfinite(x)
-    if col.min is not None:  # infinities are point masses of their own: kept
-        x = np.where(finite, np.clip(x, col.min - offset, col.max - offset), x)
-    if col.decimals is not None:
-        x = np.round(x, col.decimals)
+    x = written(x, col, offset)
     if offset:  # integers beyond 2**53: offset + value in exact integers, kept within [min, max]
         ints = [
             None if m else min(max(offset + int(v), int(col.min)), int(col.max))
