@@ -301,14 +301,17 @@ def _products(
     def depends(a: str, b: str) -> bool:  # does a follow from b, directly or through others?
         return a in relations and any(p == b or depends(p, b) for p in relations[a].parents)
 
+    tried: dict[tuple[str, ...], Relation | None] = {}  # a column's fit with each pool
     while True:
         best = None
         for c in sorted(logs, key=lambda c: -distinct[c]):  # the finest-grained first
             if c in relations or c in skip or distinct[c] < MIN_DISTINCT:
                 continue
             ranked = corr[c].drop(c).sort_values(ascending=False).index
-            pool = [p for p in ranked if not depends(p, c)][:TOP_PARENTS]
-            best = _product_fit(logs, c, pool, classes)
+            pool = (c, *[p for p in ranked if not depends(p, c)][:TOP_PARENTS])
+            if pool not in tried:
+                tried[pool] = _product_fit(logs, c, list(pool[1:]), classes)
+            best = tried[pool]
             if best is not None:
                 break
         if best is None:
@@ -387,18 +390,35 @@ def _held_out_fit(
     """Least squares of y on x, whose last columns are the indicators of categories with
     `class_sizes` classes: (residual sd on the odd rows of a fit on the even ones, the
     coefficients before the indicators from a fit on all rows, each category's amounts)."""
-    if len(y) < 4 * x.shape[1]:
+    fits = _held_out_fits(x, y[:, None], class_sizes)
+    return None if fits is None else fits[0]
+
+
+def _held_out_fits(
+    x: np.ndarray, ys: np.ndarray, class_sizes: list[int]
+) -> list[tuple[float, list[float], list[list[float]]]] | None:
+    """`_held_out_fit` of each column of `ys` (n, m) at once."""
+    if len(ys) < 4 * x.shape[1]:
         return None
     even, odd = slice(0, None, 2), slice(1, None, 2)
-    coef = np.linalg.lstsq(x[even], y[even], rcond=None)[0]
-    sd = float(np.std(y[odd] - x[odd] @ coef))
-    coef = np.linalg.lstsq(x, y, rcond=None)[0]
-    start = x.shape[1] - sum(class_sizes)
-    amounts = []
-    for n in class_sizes:
-        amounts.append([float(v) for v in coef[start : start + n]])
-        start += n
-    return sd, [float(v) for v in coef[: x.shape[1] - sum(class_sizes)]], amounts
+    sds = np.std(ys[odd] - x[odd] @ _solve(x[even], ys[even]), axis=0)
+    coef = _solve(x, ys)
+    plain = x.shape[1] - sum(class_sizes)
+    out = []
+    for j, sd in enumerate(sds):
+        amounts, start = [], plain
+        for n in class_sizes:
+            amounts.append([float(v) for v in coef[start : start + n, j]])
+            start += n
+        out.append((float(sd), [float(v) for v in coef[:plain, j]], amounts))
+    return out
+
+
+def _solve(x: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Least squares by the normal equations (x is tall and at most a few hundred columns
+    wide); the directions the indicators' sums make collinear are cut, leaving the shortest
+    solution."""
+    return np.linalg.lstsq(x.T @ x, x.T @ ys, rcond=1e-10)[0]
 
 
 def _parents_first(relations: list[Relation]) -> list[Relation]:
@@ -421,16 +441,27 @@ def _sums(
     list), by least squares on the classes' indicators: fitted on half the sample and accepted
     when the residual's sd on the other half is at most 1/SUM_GAIN of the column's own;
     categories whose amounts vary less than that residual are dropped."""
-    if not classes:
+    candidates = [
+        c
+        for c, y in numbers.items()
+        if len(np.unique(y[~np.isnan(y)])) >= MIN_DISTINCT and np.nanstd(y) > 0
+    ]
+    if not classes or not candidates:
         return []
+    everywhere = [c for c in candidates if not np.isnan(numbers[c]).any()]
+    fits = {}
+    if everywhere:  # one fit for every column no row lacks
+        rows = np.ones(len(numbers[everywhere[0]]), dtype=bool)
+        x, sizes = _sum_design(rows, classes, list(classes))
+        found = _held_out_fits(x, np.column_stack([numbers[c] for c in everywhere]), sizes)
+        fits = dict(zip(everywhere, found or [None] * len(everywhere), strict=True))
     out = []
-    for c, y in numbers.items():
+    for c in candidates:
+        y = numbers[c]
         present = ~np.isnan(y)
-        if len(np.unique(y[present])) < MIN_DISTINCT or np.std(y[present]) == 0:
-            continue
         spread = float(np.std(y[present]))
         chosen = list(classes)
-        fit = _sum_fit(y, present, classes, chosen)
+        fit = fits[c] if c in fits else _sum_fit(y, present, classes, chosen)
         if fit is None or fit[0] * SUM_GAIN > spread:
             continue
         kept = [p for p, a in zip(chosen, fit[2], strict=True) if max(a) - min(a) >= fit[0]]
@@ -442,13 +473,21 @@ def _sums(
     return out
 
 
+def _sum_design(
+    rows: np.ndarray, classes: Mapping[str, tuple[np.ndarray, int]], chosen: list[str]
+) -> tuple[np.ndarray, list[int]]:
+    """An intercept and the chosen categories' class indicators, for `rows`."""
+    x = np.column_stack(
+        [np.ones(int(rows.sum()))] + [_indicators(classes[c], rows) for c in chosen]
+    )
+    return x, [classes[c][1] for c in chosen]
+
+
 def _sum_fit(
     y: np.ndarray,
     present: np.ndarray,
     classes: Mapping[str, tuple[np.ndarray, int]],
     chosen: list[str],
 ) -> tuple[float, list[float], list[list[float]]] | None:
-    x = np.column_stack(
-        [np.ones(int(present.sum()))] + [_indicators(classes[c], present) for c in chosen]
-    )
-    return _held_out_fit(x, y[present], [classes[c][1] for c in chosen])
+    x, sizes = _sum_design(present, classes, chosen)
+    return _held_out_fit(x, y[present], sizes)
