@@ -1,19 +1,22 @@
 """Derived columns (`derived_columns`, synthgen.encoders.derived) on and off, for issue 21.
 
     python benchmarks/derived.py --datasets telco_churn,diamonds --seeds 0-2
+    python benchmarks/derived.py --datasets telco_churn,diamonds --seeds 0 --speed 1000000
 
 On `latent_prior.py`'s validation split (80% of compare.py's training rows; the test rows are never
 read), per seed: the default VAE with derived columns off and on, each drawing as many rows as it
 was fitted on (seed + 1), scored against the fit rows with synthgen.evaluate's C2ST (XGBoost-style
 boosted trees, 5-fold) and SDMetrics' Column Shapes and all-pairs Column Pair Trends. A table where
-the search finds no relation is fitted once (both variants are the same model). Results:
-benchmarks/results/derived-columns-<date>.json.
+the search finds no relation is fitted once (both variants are the same model). `--speed N`: also
+rows/s of sampling N rows into a DataFrame, both models alternating, the median of 3 draws each.
+Results: benchmarks/results/derived-columns[-speed]-<date>.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 import warnings
@@ -43,10 +46,25 @@ def scored(train: pd.DataFrame, rows: pd.DataFrame, schema, seed: int, fit_s: fl
     }
 
 
+def sampling_rates(models: dict, rows: int, repeats: int = 3) -> dict:
+    """Rows/s of `sample(rows)` per model, alternating, the median of `repeats` draws (after a
+    warm-up draw each)."""
+    times: dict = {k: [] for k in models}
+    for synth in models.values():
+        synth.sample(rows, seed=0)
+    for _ in range(repeats):
+        for k, synth in models.items():
+            t0 = time.perf_counter()
+            synth.sample(rows, seed=1)
+            times[k].append(time.perf_counter() - t0)
+    return {k: round(rows / statistics.median(v)) for k, v in times.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--datasets", default="telco_churn,diamonds")
     ap.add_argument("--seeds", default="0-2")
+    ap.add_argument("--speed", type=int, default=0, help="rows to time sampling with (0: none)")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     runs = []
@@ -55,10 +73,12 @@ def main() -> None:
         schema = infer_schema(train)
         print(f"{name}:", flush=True)
         for seed in parse_seeds(args.seeds):
+            models = {}
             for derived in (True, False):
                 t0 = time.perf_counter()
                 synth = Synthesizer("vae", seed=seed, derived_columns=derived)
                 synth.fit(train, progress=False)
+                models[derived] = synth
                 rows = synth.sample(len(train), seed=seed + 1)
                 fit_s = time.perf_counter() - t0
                 relations = synth.transformer.relations()
@@ -70,9 +90,15 @@ def main() -> None:
                 if derived and not relations:  # off would fit the same model
                     runs.append({**row, "derived_columns": False})
                     break
+            if args.speed and len(models) == 2:
+                rates = sampling_rates(models, args.speed)
+                print(json.dumps({"dataset": name, "seed": seed, "rows_per_s": rates}), flush=True)
+                for row in runs[-2:]:
+                    row["sample_rows_per_s"] = rates[row["derived_columns"]]
     table = pd.DataFrame(runs)
     means = table.groupby(["dataset", "derived_columns"])[["c2st_auc", "shapes", "trends_all"]]
-    compare.save_results("derived-columns", runs, means.mean().round(4))
+    kind = "derived-columns-speed" if args.speed else "derived-columns"
+    compare.save_results(kind, runs, means.mean().round(4))
 
 
 if __name__ == "__main__":

@@ -166,7 +166,7 @@ class TableTransformer:
     ) -> dict[str, np.ndarray]:
         """The same from a matrix (class codes) and the columns decoded so far (values)."""
         inputs = {p: matrix[:, self._slices[p].start] for p in enc.relation.classes}
-        inputs.update({p: _as_float(pd.Series(values[p])) for p in enc.relation.parents})
+        inputs.update({p: _numbers(values[p]) for p in enc.relation.parents})
         return inputs
 
     def _build_layout(self) -> None:
@@ -320,6 +320,13 @@ class TableTransformer:
         """Per categorical column: values and rows pooled as rare, values pooled as overflow."""
         pooled = {name: enc.pooling() for name, enc in self.encoders.items()}
         return {name: summary for name, summary in pooled.items() if summary}
+
+
+def _numbers(values: Any) -> np.ndarray:
+    """A decoded numerical column as float64 (NaN for missing)."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
+        return values.astype(np.float64, copy=False)
+    return _as_float(pd.Series(values))
 
 
 def column_differences(

@@ -64,8 +64,8 @@ class Relation:
             for a, p in zip(self.coefficients, self.parents, strict=True):
                 out += a * np.log(_positive(np.asarray(inputs[p], dtype=np.float64)))
         for amounts, p in zip(self.amounts, self.classes, strict=True):
-            codes = np.asarray(inputs[p]).astype(np.int64)
-            out += np.asarray(amounts)[np.clip(codes, 0, len(amounts) - 1)]
+            codes = np.asarray(inputs[p]).astype(np.intp)
+            out += np.take(np.asarray(amounts), codes, mode="clip")
         return out
 
     def residual(self, x: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -189,7 +189,8 @@ class DerivedEncoder(ColumnEncoder):
     def decode_with(
         self, block: np.ndarray, parents: Mapping[str, np.ndarray], ctx: DecodeContext
     ) -> pd.Series | np.ndarray:
-        return _restore_numeric(self.values_with(block, parents, ctx.exact), self.col, self.offset)
+        x = self._values(block, parents, ctx.exact)
+        return _restore_numeric(x, self.col, self.offset)  # within its range, at its decimals
 
     def values_with(
         self, block: np.ndarray, parents: Mapping[str, np.ndarray], exact: bool = True
@@ -198,6 +199,11 @@ class DerivedEncoder(ColumnEncoder):
         column's own code; continuous values from the parents and the drawn residual, or, where
         the relation gives none, from the drawn normal score through the column's own quantile
         map."""
+        return written(self._values(block, parents, exact), self.col, self.own.offset)
+
+    def _values(
+        self, block: np.ndarray, parents: Mapping[str, np.ndarray], exact: bool
+    ) -> np.ndarray:
         own = self.own
         k = int(own.has_mode_block)
         x, cont = own.decode_modes(block)
@@ -214,7 +220,7 @@ class DerivedEncoder(ColumnEncoder):
                 else:
                     value[fallback] = np.interp(0.5, own._ku, own._kx)
             x[cont] = own._protect(value)
-        return written(x, self.col, own.offset)
+        return x
 
     # what conditions on a range of the column read: the column's own encoding
     offset = property(lambda self: self.own.offset)
