@@ -147,9 +147,8 @@ class TableTransformer:
         enc = self.encoders[name]
         block = matrix[:, self._slices[name]]
         if isinstance(enc, DerivedEncoder):
-            relation = enc.relation
-            inputs = {p: matrix[:, self._slices[p].start] for p in relation.classes}
-            inputs.update({p: self.column_values(p, matrix) for p in relation.parents})
+            numbers = {p: self.column_values(p, matrix) for p in enc.relation.parents}
+            inputs = self._matrix_parents(enc, matrix, numbers)
             return enc.values_with(block, inputs, exact=False)
         assert isinstance(enc, NumericalEncoder), f"{name} is not a number"
         return written(enc.decode_values(block, False), enc.col, enc.offset)

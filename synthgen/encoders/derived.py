@@ -179,7 +179,7 @@ class DerivedEncoder(ColumnEncoder):
         out = np.empty((len(x), self.width), dtype=np.float32)
         k = int(self.own.has_mode_block)
         if k:
-            out[:, 0] = self.own.encode_values(x)[:, 0]
+            out[:, 0] = self.own.mode_codes(x)
         out[:, k:] = self.residual.encode_values(self._residuals(x, parents))
         return out
 

@@ -216,29 +216,35 @@ class NumericalEncoder(ColumnEncoder):
     def encode_values(self, x: np.ndarray) -> np.ndarray:
         """Encode float64 values `x` (NaN for missing)."""
         out = np.zeros((len(x), self.width), dtype=np.float32)
+        code = self.mode_codes(x)
+        if self.has_continuous:
+            cont = code == self.continuous_code
+            out[cont, -1] = self._to_normal(self._protect(x[cont]))
+        # a value missing where training had none and no point mass: z = 0, the median
+        if self.has_mode_block:
+            out[:, 0] = code
+        return out
+
+    def mode_codes(self, x: np.ndarray) -> np.ndarray:
+        """Each value's mode code: its point mass, the continuous class or the missing class; a
+        value missing where training had none gets the first point mass (-1 without one)."""
         missing = np.isnan(x)
         code = np.full(len(x), -1, dtype=np.int64)
         if len(self._modes):
             pos = np.clip(np.searchsorted(self._modes, x), 0, len(self._modes) - 1)
             hit = ~missing & (self._modes[pos] == x)
             code[hit] = pos[hit]
+        rest = (code < 0) & ~missing
         if self.has_continuous:
-            cont = (code < 0) & ~missing
-            code[cont] = self.continuous_code
-            out[cont, -1] = self._to_normal(self._protect(x[cont]))
-        elif ((code < 0) & ~missing).any():  # unseen, no continuous part: the nearest point mass
-            rest = (code < 0) & ~missing
+            code[rest] = self.continuous_code
+        elif rest.any():  # unseen, no continuous part: the nearest point mass
             distance = np.nan_to_num(np.abs(x[rest, None] - self._modes[None, :]), nan=np.inf)
             code[rest] = distance.argmin(1)
         if self.has_missing:
             code[missing] = self.missing_code
         elif missing.any():
             code[missing] = 0 if len(self._modes) else -1
-            if (missing & (code < 0)).any():
-                out[missing & (code < 0), -1] = 0.0  # imputed at the median (z = 0)
-        if self.has_mode_block:
-            out[:, 0] = code
-        return out
+        return code
 
     def surprise(self, s: pd.Series) -> np.ndarray:
         return self.surprise_values(self.values(s))
