@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Train synthgen's VAE on diamonds on CUDA; print epoch time, rows/s and the device. Fails loudly without CUDA.
-# Also times the same fit with eager steps (SYNTHGEN_CUDA_GRAPH=0) beside the default CUDA-graph replays.
+# Also times the same fit with eager steps (SYNTHGEN_CUDA_GRAPH=0) beside the default CUDA-graph replays,
+# and the VAE and the AE with the learned prior (prior="learned": its flow's fit, and sampling through its ODE).
 #   bash benchmarks/gpu_check.sh [path/to/diamonds.parquet]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,4 +42,14 @@ os.environ["SYNTHGEN_CUDA_GRAPH"] = "0"
 _, eager_fit_s, eager_median = fit(20)
 print(f"eager steps (SYNTHGEN_CUDA_GRAPH=0): median epoch {eager_median:.3f}s, {tr.train_rows / eager_median:,.0f} train rows/s; "
       f"CUDA graphs {eager_median / median:.1f}x faster per epoch")
+del os.environ["SYNTHGEN_CUDA_GRAPH"]
+for model in ("vae", "ae"):
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    learned = Synthesizer(model, epochs=60, device="cuda", patience=1000, prior="learned").fit(df, progress=False)
+    fit_s, pf = time.perf_counter() - t0, learned.training.prior_fit
+    torch.cuda.synchronize()
+    t0 = time.perf_counter(); rows = learned.sample(2_000_000, seed=0); sample_s = time.perf_counter() - t0
+    print(f"{model} prior learned: fit {fit_s:.1f}s, of which the flow {pf['seconds']:.1f}s ({pf['steps']} steps, loss {pf['loss']:.3f}); "
+          f"sampling {len(rows) / sample_s:,.0f} rows/s with {pf['ode_steps']} midpoint ODE steps")
 PY

@@ -138,7 +138,7 @@ def _train(
     )
     del data
     model.to(device)
-    optimizer = _adamw(list(model.parameters()), settings)
+    optimizer = _adamw(list(model.parameters()), settings.lr, settings.weight_decay)
     batch = min(settings.batch_size, len(x_train))
     epochs = settings.epochs or auto_epochs(len(x_train), batch)
     rows_per_epoch = epoch_rows(len(x_train), batch)
@@ -337,7 +337,7 @@ def fit_flow(
     flow.mean.copy_(codes.mean(0))
     flow.scale.copy_(spread.sqrt().clamp_min(1e-6))
     epochs = settings.prior_epochs or flow_epochs(len(codes), batch)
-    optimizer = torch.optim.AdamW(flow.parameters(), lr=FLOW_LR, weight_decay=0.0)
+    optimizer = _adamw(list(flow.parameters()), FLOW_LR, 0.0)
     generator = torch.Generator(device=codes.device).manual_seed(settings.seed)
     flow.train()
     steps_per_epoch = max(1, math.ceil(len(codes) / batch))
@@ -351,7 +351,7 @@ def fit_flow(
     )
     for epoch in range(1, epochs + 1):
         perm = torch.randperm(len(codes), generator=generator, device=codes.device)
-        running = 0.0
+        running = torch.zeros((), device=codes.device)  # summed on the device: no sync per step
         for a in range(0, len(codes), batch):
             idx = perm[a : a + batch]
             z = codes[idx]
@@ -366,9 +366,9 @@ def fit_flow(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            running += float(loss.detach())
+            running += loss.detach()
             step += 1
-        losses.append(running / steps_per_epoch)
+        losses.append(float(running) / steps_per_epoch)
         if epoch % max(1, epochs // 5) == 0 or epoch == epochs:
             log.info("learned prior: epoch %d/%d  loss %.4f", epoch, epochs, losses[-1])
     flow.eval()
@@ -580,19 +580,17 @@ def _fit_private_prior(
     return note
 
 
-def _adamw(params: list[nn.Parameter], settings: ModelSettings) -> torch.optim.AdamW:
+def _adamw(params: list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW with the fused kernel where this torch has one for the device (CPU since torch 2.4):
     one op per step instead of about ten per tensor. On CUDA it is also capturable (its step count
     lives on the GPU), so that a CUDA graph can hold the whole step."""
     cuda = bool(params) and params[0].device.type == "cuda"
     try:
         return torch.optim.AdamW(
-            params, lr=settings.lr, weight_decay=settings.weight_decay, fused=True, capturable=cuda
+            params, lr=lr, weight_decay=weight_decay, fused=True, capturable=cuda
         )
     except RuntimeError:
-        return torch.optim.AdamW(
-            params, lr=settings.lr, weight_decay=settings.weight_decay, capturable=cuda
-        )
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, capturable=cuda)
 
 
 class _TrainStep:
