@@ -77,6 +77,7 @@ def parse_conditions(
     unknown columns, values of the wrong type and values no training row holds are UserErrors."""
     if not isinstance(conditions, Mapping) or not conditions:
         raise UserError("conditions must map column names to a value, a list or a (low, high)")
+    conditions = _through_lookups(conditions, transformer)
     out = []
     for name, spec in conditions.items():
         enc = _conditionable(name, transformer)
@@ -99,6 +100,33 @@ def parse_conditions(
             kept = [_value(name, v, enc) for v in values]
             series = pd.Series(kept, dtype=_series_dtype(enc))
             out.append(Condition(name, enc.encode(series), tuple(kept)))
+    return out
+
+
+def _through_lookups(conditions: Mapping[str, Any], transformer: TableTransformer) -> dict:
+    """Conditions on a lookup column become conditions on the column that determines it: its
+    values whose rows hold the wanted value (or one in the wanted range)."""
+    out = dict(conditions)
+    for name in [n for n in conditions if n in transformer.lookups]:
+        enc, spec = transformer.encoders[name], out.pop(name)
+        if isinstance(spec, Mapping) and set(spec) <= {"low", "high"}:
+            spec = (spec.get("low"), spec.get("high"))
+        if isinstance(spec, tuple):
+            low = -math.inf if spec[0] is None else _number(name, spec[0])
+            high = math.inf if len(spec) < 2 or spec[1] is None else _number(name, spec[1])
+            keys = enc.keys_for(lambda v, lo=low, hi=high: v is not None and lo <= v <= hi)
+        else:
+            wanted = list(spec) if isinstance(spec, (list, set, pd.Series, np.ndarray)) else [spec]
+            texts = {str(w).strip().lower() for w in wanted}
+            keys = enc.keys_for(lambda v, w=wanted, t=texts: v in w or str(v).lower() in t)
+        if not keys:
+            raise UserError(f"no training row has {name}={spec!r}")
+        if enc.parent in conditions:
+            raise UserError(
+                f"condition on {name!r} or on {enc.parent!r}, not both: {name!r} follows from "
+                f"{enc.parent!r} (a lookup column)"
+            )
+        out[enc.parent] = keys if len(keys) > 1 else keys[0]
     return out
 
 

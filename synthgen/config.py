@@ -106,6 +106,12 @@ class ModelSettings(BaseModel):
         "numbers, or a sum of an amount per category) as what they leave unexplained, and write "
         "it back from them (not in DP mode)",
     )
+    lookup_columns: bool = Field(
+        True,
+        description="write a column that another one determines on every training row (a code "
+        "and its label, a subtype's type) from that column's value, rather than draw it (not in "
+        "DP mode)",
+    )
     rare_threshold: int = Field(
         5,
         ge=0,
@@ -117,6 +123,14 @@ class ModelSettings(BaseModel):
     )
     point_mass_share: float = Field(
         0.02, gt=0, le=1, description="share of rows that makes a number's value a class"
+    )
+    heap_share: float = Field(
+        0.002,
+        ge=0,
+        le=1,
+        description="share of rows (and at least rare_threshold rows) that makes a number's "
+        "value a heap: its rows' span of the quantile map decodes to exactly that value, so round "
+        "amounts keep their share (0: none)",
     )
     max_train_rows: int | None = Field(
         None, ge=100, description="train on a seeded sample of this many rows"

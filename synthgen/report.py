@@ -645,14 +645,20 @@ def _sampling_note(report: dict[str, Any]) -> str:
                 "together, though independent columns would give at least 10 rows, are never "
                 "drawn (model setting structural_zeros)."
             )
+    written_from = {  # training key: how the note names what those columns are written from
+        "derived_columns": "the columns they follow from ({}), learning only what those leave "
+        "unexplained (model setting derived_columns)",
+        "lookup_columns": "the column that determines them on every training row ({}), rather "
+        "than drawing them (model setting lookup_columns)",
+    }
     for name in ("vae", "ae"):
-        derived = ((models.get(name) or {}).get("training") or {}).get("derived_columns")
-        if derived:
-            notes.append(
-                f"The {model_label(name, models.get(name))} writes {len(derived)} column(s) back "
-                f"from the columns they follow from ({'; '.join(derived)}), learning only what "
-                "those leave unexplained (model setting derived_columns)."
-            )
+        training = (models.get(name) or {}).get("training") or {}
+        for key, source in written_from.items():
+            if training.get(key):
+                notes.append(
+                    f"The {model_label(name, models.get(name))} writes {len(training[key])} "
+                    f"column(s) back from {source.format('; '.join(training[key]))}."
+                )
     calibrated = [
         model_label(name, models.get(name))
         for name in ("vae", "ae")

@@ -361,6 +361,8 @@ def training_record(
         "differential_privacy": synth.info.get("privacy"),
         "structural_zeros": _structural_zeros(synth),
         "derived_columns": synth.transformer.relations(),
+        "lookup_columns": synth.transformer.lookup_maps(),
+        "heaped_values": synth.transformer.heap_summary(),
     }
     return {
         "model_dir": str(model_dir),

@@ -77,9 +77,15 @@ def score_table(
     through the encoders' `surprise`, not refused."""
     matrix = transformer.transform(df)
     parts, kl = score_matrix(model, matrix)
-    columns = model.likelihood.columns
+    columns = list(model.likelihood.columns)
     for i, name in enumerate(columns):
         parts[:, i] += transformer.encoders[name].surprise(df[name])
+    # a lookup column is not modelled: its part is the surprise of a value its parent does not give
+    lookups = [transformer.encoders[name] for name in transformer.lookups]
+    if lookups:
+        extra = [enc.surprise_with(df[enc.col.name], df[enc.parent]) for enc in lookups]
+        parts = np.column_stack([parts, *extra])
+        columns += [enc.col.name for enc in lookups]
     score = parts.sum(1) + (kl if kl is not None else 0.0)
     out = pd.DataFrame({"score": score}, index=df.index)
     if reference:

@@ -57,7 +57,7 @@ log = logging.getLogger("synthgen")
 FORMAT = "synthgen-model"
 FORMAT_VERSION = 1
 # Bumped when a code change alters what training produces: cached models and checkpoints retrain.
-TRAINING_REVISION = 9
+TRAINING_REVISION = 10
 WEIGHTS, MANIFEST = "model.safetensors", "synthgen.json"
 MIN_ROWS = 10  # fewer rows are refused: nothing to learn a distribution from
 MAX_COLUMNS_LOGGED = 40  # per-column log lines of a wide table stop here
@@ -171,11 +171,21 @@ class Synthesizer:
             rare_threshold=st.rare_threshold,
             max_categories=max_categories,
             point_mass_share=st.point_mass_share,
+            heap_share=st.heap_share,
             derive=st.derived_columns and not st.epsilon,  # DP: the search would read the rows
+            lookups=st.lookup_columns and not st.epsilon,
         ).fit(fit_df, schema)
+        for lookup in self.transformer.lookup_maps():
+            log.info("lookup column: %s (written from it, not drawn)", lookup)
         for relation in self.transformer.relations():
             log.info("derived column: %s (learned as its residual)", relation)
         _log_pooling(self.transformer.pooling_summary(), max_categories)
+        heaps = self.transformer.heap_summary()
+        if heaps:
+            log.info(
+                "heaped values, each decoded exactly with its share of the rows: %s",
+                ", ".join(f"{k} {v['values']}" for k, v in heaps.items()),
+            )
         protection = self.transformer.protection_summary()
         _log_protection(protection, st.rare_threshold)
         matrix = self.transformer.transform(train_df)

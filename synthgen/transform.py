@@ -7,7 +7,9 @@ places their matrix columns side by side and describes them to the models:
   *continuous* value when some rows are not in a point mass;
 - id / empty / unsupported: nothing (regenerated / written back all-missing);
 - a number that follows from other columns (`derive=True`, `encoders.derived`): its mode code and
-  the residual of its relation; it is encoded and decoded after the columns it follows from.
+  the residual of its relation; it is encoded and decoded after the columns it follows from;
+- a column another one determines (`lookups=True`, `encoders.lookup`): nothing; it is written
+  from that column's decoded value, last.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pandas.api import types as ptypes
 from synthgen.encoders import DEFAULT_RARE_PLACEHOLDER, ColumnEncoder, DecodeContext, make_encoder
 from synthgen.encoders.base import _as_float
 from synthgen.encoders.derived import DerivedEncoder, find_relations
+from synthgen.encoders.lookup import LookupEncoder, find_lookups
 from synthgen.encoders.numerical import NumericalEncoder, written
 from synthgen.errors import UserError
 from synthgen.runtime import in_order
@@ -83,9 +86,11 @@ class TableTransformer:
         rare_threshold: int = 5,
         max_categories: int | None = 150,
         point_mass_share: float = 0.02,
+        heap_share: float = 0.0,
         n_quantiles: int = 1000,
         rare_placeholder: str = DEFAULT_RARE_PLACEHOLDER,
         derive: bool = False,
+        lookups: bool = False,
     ) -> None:
         if rare_threshold < 0 or (max_categories is not None and max_categories < 1):
             raise UserError("rare_threshold must be >= 0 and max_categories >= 1")
@@ -95,13 +100,16 @@ class TableTransformer:
             "rare_threshold": rare_threshold,
             "max_categories": max_categories,
             "point_mass_share": point_mass_share,
+            "heap_share": heap_share,
             "n_quantiles": n_quantiles,
             "rare_placeholder": rare_placeholder,
             "derive": derive,
+            "lookups": lookups,
         }
         self.schema: Schema | None = None
         self.encoders: dict[str, ColumnEncoder] = {}  # every column, in the schema's order
         self.derived: list[str] = []  # derived columns, in the order they decode
+        self.lookups: list[str] = []  # columns written from the column that determines them
 
     def fit(self, df: pd.DataFrame, schema: Schema) -> TableTransformer:
         self.schema = schema
@@ -111,6 +119,15 @@ class TableTransformer:
             if enc.modelled:
                 enc.fit(df[col.name])
             self.encoders[col.name] = enc
+        self.lookups = []
+        if self.settings["lookups"]:
+            for lookup in find_lookups(df, schema, self.encoders):
+                name, k = lookup.column, self.settings["rare_threshold"]
+                own, parent = self.encoders[name], df[lookup.parent]
+                enc = LookupEncoder.fitted(schema[name], own, lookup, parent, df[name], k)
+                if len(enc.lookup.keys) >= 2:  # else too few parent values are kept as keys
+                    self.encoders[name] = enc
+                    self.lookups.append(name)
         self.derived = []
         if self.settings["derive"]:
             for relation in find_relations(df, schema, self.encoders):
@@ -125,9 +142,15 @@ class TableTransformer:
         """The derived columns' relations, in words."""
         return [self.encoders[name].relation.describe() for name in self.derived]
 
+    def lookup_maps(self) -> list[str]:
+        """The columns written from the column that determines them, in words."""
+        return [self.encoders[name].lookup.describe() for name in self.lookups]
+
     def ancestors(self, name: str) -> set[str]:
-        """The columns a derived column follows from, directly or through others."""
+        """The columns a derived or lookup column follows from, directly or through others."""
         enc = self.encoders[name]
+        if isinstance(enc, LookupEncoder):
+            return {enc.parent} | self.ancestors(enc.parent)
         out = set()
         for p in enc.parents if isinstance(enc, DerivedEncoder) else ():
             out |= {p} | self.ancestors(p)
@@ -214,7 +237,7 @@ class TableTransformer:
 
         # columns are independent, and NumPy's work releases the GIL: a large table's columns
         # are encoded by as many threads as torch may use
-        plain = [name for name in modelled if name not in self.derived]
+        plain = [n for n in modelled if n not in self.derived and n not in self.lookups]
         threads = min(torch.get_num_threads(), len(plain)) if len(df) >= PARALLEL_ROWS else 1
         for _ in in_order(encode, plain, threads):
             pass
@@ -248,15 +271,18 @@ class TableTransformer:
             id_seed=id_seed,
             exact=exact,
         )
+        later = {*self.derived, *self.lookups}
         data = {
             name: enc.decode(matrix[:, self._slices[name]], ctx)
             for name, enc in self.encoders.items()
-            if name not in self.derived
+            if name not in later
         }
         for name in self.derived:  # after their parents
             enc = self.encoders[name]
             parents = self._matrix_parents(enc, matrix, data)
             data[name] = enc.decode_with(matrix[:, self._slices[name]], parents, ctx)
+        for name in self.lookups:  # from the decoded column that determines them
+            data[name] = self.encoders[name].decode_from(data[self.encoders[name].parent], ctx)
         return pd.DataFrame(data, columns=self.schema.names, copy=len(data) > MAX_UNMERGED_COLUMNS)
 
     # -- persistence: plain JSON, no pickles
@@ -267,6 +293,7 @@ class TableTransformer:
             "schema": self.schema.to_dict(),
             "encoders": {name: enc.state() for name, enc in self.encoders.items() if enc.modelled},
             "derived": self.derived,
+            "lookups": self.lookups,
         }
 
     @classmethod
@@ -274,8 +301,13 @@ class TableTransformer:
         tt = cls(**state["settings"])
         tt.schema = Schema.from_dict(state["schema"])
         tt.derived = list(state.get("derived", []))  # saved before derived columns: none
+        tt.lookups = list(state.get("lookups", []))  # saved before lookups: none
         for col in tt.schema.columns:
             saved = state["encoders"].get(col.name)
+            if col.name in tt.lookups:
+                own = make_encoder(col, tt.settings)
+                tt.encoders[col.name] = LookupEncoder.from_state(col, saved, own)
+                continue
             if col.name in tt.derived:
                 tt.encoders[col.name] = DerivedEncoder.from_state(col, saved, tt.settings)
                 continue
@@ -313,6 +345,16 @@ class TableTransformer:
                     "lowest_written": ends["lowest_written"],
                     "highest_written": ends["highest_written"],
                 }
+        return out
+
+    def heap_summary(self) -> dict[str, dict[str, float]]:
+        """Per number with heaps: how many values, and the share of its continuous values held."""
+        out = {}
+        for name, enc in self.encoders.items():
+            heaps = getattr(enc, "heaps", None)
+            if heaps:
+                rows = sum(high - low for _, low, high in heaps)
+                out[name] = {"values": len(heaps), "share": round(rows, 4)}
         return out
 
     def pooling_summary(self) -> dict[str, dict[str, int]]:

@@ -95,6 +95,10 @@ def test_run_publishes_parquet_manifest_report_and_artifacts(
     derived = report["models"]["vae"]["training"]["derived_columns"]
     assert [d.split(" ~ ")[0] for d in derived] == ["monthly_charges", "total_charges"]
     assert "total_charges ~ " in (report_dir / "report.md").read_text()
+    # and phone service follows from multiple lines ("No phone service"): written, not drawn
+    lookups = report["models"]["vae"]["training"]["lookup_columns"]
+    assert lookups == ["phone_service follows from multiple_lines (3 values)"]
+    assert "phone_service follows from multiple_lines" in (report_dir / "report.md").read_text()
     assert [r["privacy_gate"] for r in summary["scores"]] == [
         "not set",
         "not set",

@@ -195,6 +195,56 @@ def test_point_masses_and_missing_get_their_own_classes():
     assert np.abs(matrix[:, 1]).max() <= 5
 
 
+def heaped_wages(n: int = 20000, seed: int = 0) -> pd.DataFrame:
+    """Wages heaped on round amounts (each under the 2% of a point mass), the rest spread."""
+    rng = np.random.default_rng(seed)
+    rounds = np.array([300.0, 400.0, 500.0, 600.0, 750.0, 1000.0])
+    heaped = rng.random(n) < 0.09  # 1.5% of the rows on each round amount
+    x = np.where(heaped, rng.choice(rounds, n), rng.lognormal(6.3, 0.5, n).round(2))
+    return pd.DataFrame({"wage": x})
+
+
+def test_heaps_decode_to_their_value_with_their_share_and_keep_ranks():
+    df = heaped_wages()
+    plain = TableTransformer(heap_share=0.0).fit(df, infer_schema(df))
+    heaped = TableTransformer(heap_share=0.005).fit(df, infer_schema(df))
+    enc = heaped.encoders["wage"]
+    assert {h[0] for h in enc.heaps} == {300.0, 400.0, 500.0, 600.0, 750.0, 1000.0}
+    assert all(h[0] not in enc.modes for h in enc.heaps)  # heaps stay in the continuous part
+    # standard normal scores, as a calibrated model draws them, in increasing order
+    z = np.sort(np.random.default_rng(1).standard_normal(200000)).astype(np.float32)
+    shares = df["wage"].value_counts(normalize=True)
+    for tt, expect_heaps in ((plain, False), (heaped, True)):
+        x = tt.encoders["wage"]._from_normal(z.astype(np.float64))
+        assert (np.diff(x) >= 0).all()  # monotone: each row's rank is kept
+        for value in (300.0, 1000.0):
+            drawn = (x == value).mean()
+            if expect_heaps:
+                assert abs(drawn - shares[value]) < 0.004, (value, drawn, shares[value])
+            else:
+                assert drawn < 0.001
+    assert_round_trip(df, heap_share=0.005, **NO_POOLING)
+
+
+def test_a_heap_needs_rare_threshold_rows_and_survives_save_and_load():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(size=600).round(3), [7.5] * 4, [2.25] * 12])
+    df = pd.DataFrame({"v": x})
+    tt = TableTransformer(heap_share=0.005, rare_threshold=5).fit(df, infer_schema(df))
+    heaps = [h[0] for h in tt.encoders["v"].heaps]
+    assert 2.25 in heaps and 7.5 not in heaps  # 4 rows are too few to write out
+    state = tt.state()
+    back = TableTransformer.from_state(state)
+    z = np.linspace(-3, 3, 1001)
+    assert np.array_equal(back.encoders["v"]._from_normal(z), tt.encoders["v"]._from_normal(z))
+    legacy = {  # saved before heaps
+        "settings": {k: v for k, v in state["settings"].items() if k != "heap_share"},
+        "schema": state["schema"],
+        "encoders": {"v": {k: v for k, v in state["encoders"]["v"].items() if k != "heaps"}},
+    }
+    assert TableTransformer.from_state(legacy).encoders["v"].heaps == []
+
+
 def test_quantile_transform_maps_to_standard_normal():
     rng = np.random.default_rng(0)
     df = pd.DataFrame({"skewed": rng.pareto(1.5, 50000)})

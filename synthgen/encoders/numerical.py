@@ -53,10 +53,17 @@ class NumericalEncoder(ColumnEncoder):
     """
 
     def __init__(
-        self, col: ColumnSchema, point_mass_share: float, n_quantiles: int, min_mass_rows: int = 1
+        self,
+        col: ColumnSchema,
+        point_mass_share: float,
+        n_quantiles: int,
+        min_mass_rows: int = 1,
+        heap_share: float = 0.0,
     ) -> None:
         super().__init__(col)
         self.point_mass_share = point_mass_share
+        self.heap_share = heap_share
+        self.heaps: list[list[float]] = []  # [value, u_low, u_high]: flat steps of the inverse CDF
         self.n_quantiles = n_quantiles
         self.min_mass_rows = max(1, min_mass_rows)
         self.offset = 0
@@ -71,7 +78,11 @@ class NumericalEncoder(ColumnEncoder):
     @classmethod
     def from_settings(cls, col: ColumnSchema, settings: Mapping[str, Any]) -> NumericalEncoder:
         return cls(
-            col, settings["point_mass_share"], settings["n_quantiles"], settings["rare_threshold"]
+            col,
+            settings["point_mass_share"],
+            settings["n_quantiles"],
+            settings["rare_threshold"],
+            settings.get("heap_share", 0.0),
         )
 
     def values(self, s: pd.Series) -> np.ndarray:
@@ -122,6 +133,9 @@ class NumericalEncoder(ColumnEncoder):
             self.knots_x, self.knots_u = _quantile_knots(
                 rest_values, rest_counts, self.n_quantiles, self.min_mass_rows
             )
+            if self.heap_share > 0:
+                least = max(self.heap_share * len(present), self.min_mass_rows, 2)
+                self.heaps = _heaps(rest_values, rest_counts, least)
         else:
             self.knots_x, self.knots_u = [], []
         self._build()
@@ -196,6 +210,9 @@ class NumericalEncoder(ColumnEncoder):
         self._modes = np.asarray(self.modes, dtype=np.float64)
         self._kx = np.asarray(self.knots_x, dtype=np.float64)
         self._ku = np.asarray(self.knots_u, dtype=np.float64)
+        heaps = np.asarray(getattr(self, "heaps", []), dtype=np.float64).reshape(-1, 3)
+        self._heap_x, self._heap_u = heaps[:, 0], heaps[:, 1:].mean(1)
+        self._dkx, self._dku = _stepped(self._kx, self._ku, heaps)
 
     @property
     def width(self) -> int:
@@ -298,22 +315,28 @@ class NumericalEncoder(ColumnEncoder):
         return x, code == self.continuous_code
 
     def _to_normal(self, x: np.ndarray) -> np.ndarray:
-        u = np.interp(x, self._kx, self._ku)
+        # the decoding knots, so that only a heap's own value encodes into its step
+        u = np.interp(x, self._dkx, self._dku)
+        if len(self._heap_x):
+            at = np.clip(np.searchsorted(self._heap_x, x), 0, len(self._heap_x) - 1)
+            on_heap = self._heap_x[at] == x
+            u[on_heap] = self._heap_u[at[on_heap]]  # the middle of its step: its mid-rank
         return np.clip(special.ndtri(u), -Z_CLIP, Z_CLIP)
 
     def _from_normal(self, z: np.ndarray, exact: bool = True) -> np.ndarray:
         u = special.ndtr(z)
-        x = np.interp(u, self._ku, self._kx)
+        kx, ku = self._dkx, self._dku  # with the heaps' flat steps
+        x = np.interp(u, ku, kx)
         if not exact:
             return x
         # z passes through float32: a u within float32's resolution of a knot is that knot's value.
         # Without this, a heavy tail's wide gap turns the rounding of z into a wrong last digit.
         next_z = np.nextafter(np.abs(z).astype(np.float32), np.float32(np.inf)).astype(np.float64)
         resolution = special.ndtr(next_z) - special.ndtr(np.abs(z))
-        nearest = np.clip(np.searchsorted(self._ku, u), 1, len(self._ku) - 1)
-        nearest = np.where(u - self._ku[nearest - 1] < self._ku[nearest] - u, nearest - 1, nearest)
-        snap = np.abs(u - self._ku[nearest]) <= 2 * np.abs(resolution)
-        x[snap] = self._kx[nearest[snap]]
+        nearest = np.clip(np.searchsorted(ku, u), 1, len(ku) - 1)
+        nearest = np.where(u - ku[nearest - 1] < ku[nearest] - u, nearest - 1, nearest)
+        snap = np.abs(u - ku[nearest]) <= 2 * np.abs(resolution)
+        x[snap] = kx[nearest[snap]]
         return x
 
     def state(self) -> dict[str, Any]:
@@ -323,6 +346,7 @@ class NumericalEncoder(ColumnEncoder):
             "has_missing": self.has_missing,
             "knots_x": list(map(float, self.knots_x)),
             "knots_u": list(map(float, self.knots_u)),
+            "heaps": self.heaps,
             "offset": self.offset,
             "tail_low": float(self.tail_low),
             "tail_high": float(self.tail_high),
@@ -442,6 +466,32 @@ def _quantile_knots(
     if len(values) == 1:
         return [float(values[0])] * 2, [0.5 - 1e-9, 0.5 + 1e-9]
     return values.tolist(), mid_u.tolist()
+
+
+def _heaps(values: np.ndarray, counts: np.ndarray, least: float) -> list[list[float]]:
+    """The heaps among sorted distinct `values`: each value at least `least` rows hold, with the
+    span of the empirical CDF its rows take, [value, u_low, u_high]."""
+    cum = np.cumsum(counts)
+    n = cum[-1]
+    heap = (counts >= least) & np.isfinite(values)
+    low, high = (cum - counts)[heap] / n, cum[heap] / n
+    return [[float(v), float(a), float(b)] for v, a, b in zip(values[heap], low, high, strict=True)]
+
+
+def _stepped(kx: np.ndarray, ku: np.ndarray, heaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The decoding knots: (kx, ku) with a flat step over each heap's span of the CDF, so that a
+    heap holding 1% of the rows decodes from 1% of the normal scores, exactly to its value, rather
+    than being smoothed into its neighbours. Ranks are kept: the map stays monotone."""
+    if not len(heaps):
+        return kx, ku
+    hx, low, high = heaps.T
+    margin = np.minimum(1e-9, (high - low) / 4)
+    after = np.searchsorted(high, ku)  # the first heap ending at or after each knot
+    inside = (after < len(high)) & (ku > low[np.minimum(after, len(high) - 1)])
+    u = np.concatenate([ku[~inside], low + margin, high - margin])
+    x = np.concatenate([kx[~inside], hx, hx])
+    order = np.argsort(u, kind="stable")
+    return np.maximum.accumulate(x[order]), u[order]
 
 
 def _window_means(values: np.ndarray, counts: np.ndarray, ranks: np.ndarray, k: int) -> np.ndarray:
