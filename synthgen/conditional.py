@@ -500,8 +500,9 @@ def _warnings(
 
 def _systematic(w: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
     """n indices drawn with probabilities w by systematic resampling (low variance)."""
-    u = (torch.rand(1, generator=generator, device=w.device).double() + torch.arange(n)) / n
-    return torch.searchsorted(w.cumsum(0), u.to(w.device)).clamp(max=len(w) - 1)
+    steps = torch.arange(n, device=w.device, dtype=torch.float64)
+    u = (torch.rand(1, generator=generator, device=w.device).double() + steps) / n
+    return torch.searchsorted(w.cumsum(0), u).clamp(max=len(w) - 1)
 
 
 def _describe(conditions: list[Condition]) -> str:

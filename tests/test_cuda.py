@@ -156,3 +156,9 @@ def test_learned_prior_fits_on_gpu_and_samples_alike_on_cpu(model, tmp_path):
         assert abs(share.get("a", 0) - 0.4) < 0.08, share
         assert abs(rows["x"].mean() - df["x"].mean()) < 0.3
     assert abs(on_gpu["x"].mean() - on_cpu["x"].mean()) < 0.2
+
+
+def test_conditional_rows_from_a_model_on_the_gpu():
+    fit = Synthesizer("vae", **SETTINGS).fit(table(), progress=False)
+    rows = fit.sample(500, seed=4, conditions={"kind": "d", "x": (0.0, 2.0)})
+    assert (rows["kind"] == "d").all() and rows["x"].between(0.0, 2.0).all()
