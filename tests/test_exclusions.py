@@ -69,7 +69,8 @@ def test_repair_redraws_from_the_masked_distribution():
 @pytest.fixture(scope="module")
 def fitted():
     df = nested()
-    kw = dict(epochs=20, latent_dim=4, hidden=[32], seed=0)
+    # lines determines phone: as a lookup column, phone would never break the zeros to begin with
+    kw = dict(epochs=20, latent_dim=4, hidden=[32], seed=0, lookup_columns=False)
     return df, Synthesizer("vae", **kw).fit(df, progress=False), kw
 
 
