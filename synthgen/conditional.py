@@ -115,10 +115,10 @@ def _through_lookups(conditions: Mapping[str, Any], transformer: TableTransforme
             low = -math.inf if spec[0] is None else _number(name, spec[0])
             high = math.inf if len(spec) < 2 or spec[1] is None else _number(name, spec[1])
             keys = enc.keys_for(lambda v, lo=low, hi=high: v is not None and lo <= v <= hi)
-        else:
+        else:  # each value as the column's own encoder holds it (unknown values are refused)
             wanted = list(spec) if isinstance(spec, (list, set, pd.Series, np.ndarray)) else [spec]
-            texts = {str(w).strip().lower() for w in wanted}
-            keys = enc.keys_for(lambda v, w=wanted, t=texts: v in w or str(v).lower() in t)
+            values = [_value(name, w, enc.own) for w in wanted]
+            keys = enc.keys_for(lambda v, kept=values: v in kept)
         if not keys:
             raise UserError(f"no training row has {name}={spec!r}")
         if enc.parent in conditions:

@@ -12,7 +12,7 @@ models.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
 import numpy as np
@@ -57,10 +57,8 @@ def find_lookups(
     if len(df) > SAMPLE_ROWS:
         rows = np.sort(np.random.default_rng(0).choice(len(df), SAMPLE_ROWS, replace=False))
         sample = df.iloc[rows]
-    codes, sizes = {}, {}
-    for name in names:
-        c, uniques = pd.factorize(sample[name], use_na_sentinel=False)
-        codes[name], sizes[name] = c.astype(np.int64), len(uniques)
+    codes = {name: _codes(sample[name]) for name in names}
+    sizes = {name: int(c.max()) + 1 for name, c in codes.items()}
     limit = min(MAX_KEYS, len(df) // MIN_ROWS_PER_KEY)
     pairs = []
     for parent in names:
@@ -69,8 +67,9 @@ def find_lookups(
         for child in names:
             if child == parent or not 2 <= sizes[child] <= sizes[parent]:
                 continue
-            joint = codes[parent] * sizes[child] + codes[child]
-            if len(np.unique(joint)) == sizes[parent] and _determines(df[parent], df[child]):
+            if _determines(codes[parent], codes[child]) and _determines(
+                _codes(df[parent]), _codes(df[child])
+            ):
                 categorical = schema[parent].kind == "categorical"
                 pairs.append((not categorical, sizes[parent], names.index(child), parent, child))
     found: list[Lookup] = []
@@ -88,11 +87,16 @@ def find_lookups(
     return found
 
 
-def _determines(parent: pd.Series, child: pd.Series) -> bool:
-    """Does `parent` determine `child` on every row (a missing value counts as a value)?"""
-    p, _ = pd.factorize(parent, use_na_sentinel=False)
-    c, cu = pd.factorize(child, use_na_sentinel=False)
-    return len(np.unique(p.astype(np.int64) * len(cu) + c)) == len(np.unique(p))
+def _codes(s: pd.Series) -> np.ndarray:
+    """Value codes 0..k-1, a missing value counting as a value."""
+    return pd.factorize(s, use_na_sentinel=False)[0].astype(np.int64)
+
+
+def _determines(parent: np.ndarray, child: np.ndarray) -> bool:
+    """Do `parent`'s codes determine `child`'s on every row: as many (parent, child) pairs as
+    parent values?"""
+    pairs = parent * (int(child.max()) + 1) + child
+    return len(np.unique(pairs)) == int(parent.max()) + 1
 
 
 def _missing(v: Any) -> bool:
@@ -197,16 +201,7 @@ class LookupEncoder(ColumnEncoder):
         return self.own.protection()
 
     def state(self) -> dict[str, Any]:
-        return {
-            "lookup": {
-                "column": self.lookup.column,
-                "parent": self.lookup.parent,
-                "keys": self.lookup.keys,
-                "values": self.lookup.values,
-            },
-            "fallback": self.fallback,
-            "own": self.own.state(),
-        }
+        return {"lookup": asdict(self.lookup), "fallback": self.fallback, "own": self.own.state()}
 
     def load(self, state: dict[str, Any]) -> LookupEncoder:
         self.own.load(state["own"])

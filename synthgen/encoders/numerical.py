@@ -210,7 +210,7 @@ class NumericalEncoder(ColumnEncoder):
         self._modes = np.asarray(self.modes, dtype=np.float64)
         self._kx = np.asarray(self.knots_x, dtype=np.float64)
         self._ku = np.asarray(self.knots_u, dtype=np.float64)
-        heaps = np.asarray(getattr(self, "heaps", []), dtype=np.float64).reshape(-1, 3)
+        heaps = np.asarray(self.heaps, dtype=np.float64).reshape(-1, 3)
         self._heap_x, self._heap_u = heaps[:, 0], heaps[:, 1:].mean(1)
         self._dkx, self._dku = _stepped(self._kx, self._ku, heaps)
 
