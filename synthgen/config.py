@@ -97,8 +97,8 @@ class ModelSettings(BaseModel):
     )
     structural_zeros: bool = Field(
         True,
-        description="keep pairs of classes no training row holds (though independent columns "
-        "would give 10 rows) out of the drawn rows (not in DP mode)",
+        description="keep pairs of classes fewer than rare_threshold training rows hold (though "
+        "independent columns would give 10 rows) out of the drawn rows (not in DP mode)",
     )
     derived_columns: bool = Field(
         True,

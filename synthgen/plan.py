@@ -9,7 +9,9 @@ before any of it is allocated:
   `max_categories` values of each wide column are kept and the rest share an "other" class (lowered
   until the width fits);
 - the batch: smaller when one batch's activations would pass ACTIVATION_BUDGET;
-- the calibration: fewer drawn rows (at least MIN_CALIBRATION_ROWS) within CALIBRATION_BUDGET;
+- the calibration: CALIBRATION_DRAWS_PER_ROW drawn rows per training row, from
+  SMALL_CALIBRATION_ROWS to MAX_CALIBRATION_ROWS (more would fit shares far below the training
+  column's own noise), fewer (at least MIN_CALIBRATION_ROWS) where CALIBRATION_BUDGET is short;
 - sampling: fewer rows per block (a power of two, at least MIN_BLOCK_ROWS) within BLOCK_BUDGET;
 - what is left over the memory limit (SYNTHGEN_MEMORY_LIMIT,
   else 80% of what the machine has free) is refused.
@@ -37,6 +39,7 @@ ACTIVATION_BUDGET = 1024 * MiB
 CALIBRATION_BUDGET = 512 * MiB
 BLOCK_BUDGET = 384 * MiB
 MAX_CALIBRATION_ROWS, MIN_CALIBRATION_ROWS = 65_536, 8_192
+SMALL_CALIBRATION_ROWS, CALIBRATION_DRAWS_PER_ROW = 16_384, 16
 MAX_BLOCK_ROWS, MIN_BLOCK_ROWS = 65_536, 1_024
 FLOAT = 4
 
@@ -172,9 +175,10 @@ def plan_fit(
     training = model + matrix + batch * per_example
 
     per_draw, per_sampled = _row_bytes(layout, n_columns, latent_dim, variational)
-    calibration_rows = int(
-        min(MAX_CALIBRATION_ROWS, max(MIN_CALIBRATION_ROWS, CALIBRATION_BUDGET // per_draw))
+    wanted = min(
+        MAX_CALIBRATION_ROWS, max(SMALL_CALIBRATION_ROWS, CALIBRATION_DRAWS_PER_ROW * n_rows)
     )
+    calibration_rows = int(max(MIN_CALIBRATION_ROWS, min(wanted, CALIBRATION_BUDGET // per_draw)))
     blocks = block_rows(layout, n_columns, latent_dim, variational)
     threads = 2
     # blocks in flight and the writer's batch

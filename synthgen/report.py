@@ -641,9 +641,9 @@ def _sampling_note(report: dict[str, Any]) -> str:
             notes.append(
                 f"The {model_label(name, models.get(name))} keeps {sum(z['pairs'] for z in zeros)} "
                 f"structural zeros in {len(zeros)} pairs of columns ({shown}"
-                f"{', ...' if len(zeros) > 3 else ''}): pairs of values no training row holds "
-                "together, though independent columns would give at least 10 rows, are never "
-                "drawn (model setting structural_zeros)."
+                f"{', ...' if len(zeros) > 3 else ''}): pairs of values no training row (or "
+                "fewer than rare_threshold) holds together, though independent columns would give "
+                "at least 10 rows, are never drawn (model setting structural_zeros)."
             )
     written_from = {  # training key: how the note names what those columns are written from
         "derived_columns": "the columns they follow from ({}), learning only what those leave "

@@ -374,7 +374,7 @@ def training_record(
 
 
 def _structural_zeros(synth: Any) -> list[dict[str, Any]] | None:
-    """Per pair of columns, how many pairs of their classes no training row holds together and
+    """Per pair of columns, how many pairs of their classes (almost) no training row holds and
     drawn rows keep apart (models.exclusions); None where the model keeps none."""
     found = synth.info.get("exclusions")
     if found is None:

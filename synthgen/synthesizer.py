@@ -57,7 +57,7 @@ log = logging.getLogger("synthgen")
 FORMAT = "synthgen-model"
 FORMAT_VERSION = 1
 # Bumped when a code change alters what training produces: cached models and checkpoints retrain.
-TRAINING_REVISION = 10
+TRAINING_REVISION = 11
 WEIGHTS, MANIFEST = "model.safetensors", "synthgen.json"
 MIN_ROWS = 10  # fewer rows are refused: nothing to learn a distribution from
 MAX_COLUMNS_LOGGED = 40  # per-column log lines of a wide table stop here
@@ -261,8 +261,8 @@ class Synthesizer:
             )
             self.net.likelihood.set_exclusions(self.info["exclusions"])
             log.info(
-                "%d pairs of columns hold classes no training row holds together: drawn rows keep "
-                "them apart",
+                "%d pairs of columns hold classes (almost) no training row holds together: drawn "
+                "rows keep them apart",
                 len(self.info["exclusions"]),
             )
         if st.calibrate_marginals:

@@ -1,5 +1,5 @@
-"""Structural zeros (models.exclusions): pairs of classes no training row holds stay out of the
-drawn rows, conditioned or not, saved and loaded."""
+"""Structural zeros (models.exclusions): pairs of classes no training row (or fewer than
+rare_threshold) holds stay out of the drawn rows, conditioned or not, saved and loaded."""
 
 import numpy as np
 import pandas as pd
@@ -41,6 +41,27 @@ def test_find_exclusions_flags_only_pairs_independence_would_fill():
     assert ("phone", "lines") in names or ("lines", "phone") in names
     # plan is independent of everything; "rare" has too few rows for an empty pair to mean much
     assert not any("plan" in pair or "rare" in pair for pair in names)
+
+
+def test_near_zeros_under_the_threshold_are_excluded_too():
+    """A pair 1-4 rows hold where independence expects dozens is kept out; one k rows hold: not."""
+
+    def excluded(slips: int) -> bool:  # is (phone = "no", lines = "one") a structural zero?
+        df = nested()
+        df.loc[df.index[df["phone"] == "no"][:slips], "lines"] = "one"  # a few rows break it
+        tt = TableTransformer().fit(df, infer_schema(df))
+        (pair,) = find_exclusions(tt.transform(df), tt.layout, k=5)
+        a, b = (tt.layout.discrete[pair[k]] for k in ("a", "b"))
+        assert (a.column, b.column) == ("phone", "lines")
+        bits = np.unpackbits(np.frombuffer(bytes.fromhex(pair["excluded"]), np.uint8))
+        table = bits[: a.n_classes * b.n_classes].reshape(a.n_classes, b.n_classes)
+        no, one = (
+            list(tt.encoders[c].categories).index(v) for c, v in (("phone", "no"), ("lines", "one"))
+        )
+        return bool(table[no, one])
+
+    assert excluded(0) and excluded(3)
+    assert not excluded(5)
 
 
 def test_repair_redraws_from_the_masked_distribution():

@@ -580,6 +580,46 @@ def test_class_calibration_draws_each_class_at_its_training_share():
     assert off_before > 0.1 and off_after < 0.015, (off_before, off_after)
 
 
+def test_expected_shares_are_the_mean_softmax_with_temperature_and_shift():
+    """What the class-share fit reads: per block, the rows' mean of softmax(logits / T + shift)."""
+    from synthgen.models.calibration import expected_shares
+    from synthgen.models.likelihood import ColumnLikelihood
+
+    tt, _ = encoded(tiny_table(300))
+    likelihood = ColumnLikelihood(tt.layout, temperature=0.7)
+    gen = torch.Generator().manual_seed(0)
+    logits_t = 2 * torch.randn(likelihood.n_logits, 5000, generator=gen)
+    shift = torch.randn(likelihood.n_logits, generator=gen)
+    got = expected_shares(likelihood, logits_t, chunk=700, shift=shift)  # chunks and groups agree
+    for b in tt.layout.discrete:
+        rows = slice(b.out_start, b.out_start + b.n_classes)
+        want = torch.softmax(logits_t[rows] / 0.7 + shift[rows, None], dim=0).mean(1)
+        assert torch.allclose(got[rows], want, atol=1e-5), b.column
+
+
+def test_calibration_draws_scale_with_the_table():
+    """16 drawn rows per training row, from 16,384 to 65,536; a wide layout gets fewer."""
+    from synthgen import plan
+
+    tt, _ = encoded(tiny_table(300))
+    rows = {
+        n: plan.plan_fit(
+            tt.layout, n, 8, hidden=[64], latent_dim=4, batch_size=500, variational=True
+        ).calibration_rows
+        for n in (300, 2_000, 10_000)
+    }
+    assert rows == {300: 16_384, 2_000: 32_000, 10_000: 65_536}
+    budget = plan.CALIBRATION_BUDGET
+    try:  # a budget that holds fewer draws than the table asks for
+        plan.CALIBRATION_BUDGET = 1 << 20
+        small = plan.plan_fit(
+            tt.layout, 10_000, 8, hidden=[64], latent_dim=4, batch_size=500, variational=True
+        ).calibration_rows
+    finally:
+        plan.CALIBRATION_BUDGET = budget
+    assert plan.MIN_CALIBRATION_ROWS <= small < 16_384
+
+
 def test_calibrated_marginals_match_the_training_column_with_the_model_s_ranks(tmp_path):
     from scipy import stats
 

@@ -11,14 +11,15 @@ import torch
 from torch import nn
 
 from synthgen.models.draw import draw_matrix_t, prior_logits_t
-from synthgen.models.likelihood import ColumnLikelihood, with_padding_row
+from synthgen.models.likelihood import ColumnLikelihood
 
 log = logging.getLogger("synthgen")
 
 CALIBRATION_KNOTS = 257  # per continuous value
 # fewer drawn values leave a column uncalibrated: too few to place the tail knots
 MIN_CALIBRATION_VALUES = 1_000
-CLASS_ROUNDS = 30  # rounds of the class-share fit: each round closes most of the remaining gap
+CLASS_ROUNDS = 30  # rounds of the class-share fit, at most: each closes most of the remaining gap
+SHARE_TOLERANCE = 1e-5  # the fit stops once every class's share is this close to its target
 # a class absent from the training column is drawn with odds below e^-10, not never
 MAX_LOGIT_SHIFT = 10.0
 
@@ -136,15 +137,22 @@ def expected_shares(
     the class shifts (`shift`, else the calibration's); `chunk` rows at a time, fewer for wide
     tables (about 8M logits per chunk)."""
     chunk = max(256, min(chunk, 8_000_000 // max(likelihood.n_logits, 1)))
+    if shift is None:
+        shift = likelihood.calibration.logit_shift if likelihood.calibration is not None else None
+    if shift is None:
+        shift = logits_t.new_zeros(likelihood.n_logits, dtype=torch.float32)
+    # the groups' padding slot gets a -inf shift, so each group is one gather and one in-place add
+    padded_shift = torch.cat([shift.float(), shift.new_full((1,), float("-inf"))])
     sums = torch.zeros(likelihood.n_logits + 1, device=logits_t.device)
-    for a in range(0, logits_t.shape[1], chunk):
-        padded = with_padding_row(
-            likelihood.decoding_logits(logits_t[:, a : a + chunk], shift=shift)
-        )
-        for group in likelihood.groups:
-            sums.index_add_(
-                0, group.index.flatten(), torch.softmax(padded[group.index], dim=1).sum(2).flatten()
-            )
+    for group in likelihood.groups:
+        rows = group.index.clamp(max=max(likelihood.n_logits - 1, 0))  # padding: any real row
+        group_shift = padded_shift[group.index].unsqueeze(2)  # (n_blocks, width, 1)
+        for a in range(0, logits_t.shape[1], chunk):
+            logits = logits_t[rows, a : a + chunk].float()  # (n_blocks, width, B), a copy
+            if likelihood.temperature != 1.0:
+                logits /= likelihood.temperature
+            logits += group_shift
+            sums.index_add_(0, group.index.flatten(), torch.softmax(logits, dim=1).sum(2).flatten())
     return sums[:-1] / max(logits_t.shape[1], 1)
 
 
@@ -165,16 +173,19 @@ def calibrate_classes(
     if shift is None:
         shift = likelihood.calibration.logit_shift
         shift.zero_()
+    if not likelihood.n_logits:
+        return 0.0
     log_target = target.clamp_min(1e-12).log()
-    for _ in range(rounds):
+    for done in range(rounds + 1):
         expected = expected_shares(likelihood, logits_t, shift=shift)
+        gaps = (expected - target).abs()
+        gap = float(gaps.max() if used is None else gaps[used].max())
+        if gap < SHARE_TOLERANCE or done == rounds:
+            break
         step = log_target - expected.clamp_min(1e-12).log()
         shift += step if used is None else torch.where(used, step, 0.0)
         shift.clamp_(-MAX_LOGIT_SHIFT, MAX_LOGIT_SHIFT)
-    if not likelihood.n_logits:
-        return 0.0
-    gap = (expected_shares(likelihood, logits_t, shift=shift) - target).abs()
-    return float(gap.max() if used is None else gap[used].max())
+    return gap
 
 
 EXCLUSION_ROUNDS = 4  # rounds of the class-share fit on drawn codes, structural zeros kept

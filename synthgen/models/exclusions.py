@@ -1,7 +1,10 @@
-"""Structural zeros: pairs of classes that never occur together in the training rows although, were
-their two columns independent, at least ZERO_EXPECTED rows would hold them. A class is a category
-or a number's mode (missing, a point mass such as 0, "continuous"), so "no basement" against a
-basement area above 0, or phone_service = 0 against multiple_lines = "No", is such a pair.
+"""Structural zeros: pairs of classes that fewer than `rare_threshold` training rows hold together
+(most often none) although, were their two columns independent, at least ZERO_EXPECTED rows would
+hold them. A class is a category or a number's mode (missing, a point mass such as 0, "continuous"),
+so "no basement" against a basement area above 0, or phone_service = 0 against multiple_lines =
+"No", is such a pair. A pair that 1-4 rows hold where independence expects 10 or more is a near
+zero (a data-entry slip, a rare exception): drawing it at the model's rate gives rows away, and
+never drawing it also keeps those few rows' combination out of the synthetic ones.
 
 The decoder draws every column independently given z, so it draws these pairs now and then (the
 default VAE's rows: 15% of telco_churn's broke at least one, 18% of adult's, 94% of caravan's), and
@@ -28,9 +31,9 @@ MAX_PAIR_VALUES = 1 << 24  # class pairs examined, at most (a wide table's later
 
 
 def find_exclusions(matrix: np.ndarray, layout: Layout, k: int) -> list[dict[str, Any]]:
-    """The structural zeros of an encoded table (N, n_inputs): per pair of softmax blocks with at
-    least one, {"a": block index, "b": later block index, "excluded": hex bitmask over a's classes
-    x b's}."""
+    """The structural zeros of an encoded table (N, n_inputs), class pairs fewer than k rows (at
+    least one) hold: per pair of softmax blocks with at least one, {"a": block index, "b": later
+    block index, "excluded": hex bitmask over a's classes x b's}."""
     n = len(matrix)
     blocks = layout.discrete
     codes = [matrix[:, b.input_col].astype(np.int64) for b in blocks]
@@ -49,7 +52,7 @@ def find_exclusions(matrix: np.ndarray, layout: Layout, k: int) -> list[dict[str
             ).reshape(a.n_classes, b.n_classes)
             held = (counts[i] >= max(k, 1))[:, None] & (counts[j] >= max(k, 1))[None, :]
             expected = np.outer(counts[i], counts[j]) / max(n, 1)
-            excluded = (joint == 0) & held & (expected >= ZERO_EXPECTED)
+            excluded = (joint < max(k, 1)) & held & (expected >= ZERO_EXPECTED)
             if excluded.any():
                 out.append({"a": i, "b": j, "excluded": np.packbits(excluded).tobytes().hex()})
     return out
