@@ -87,6 +87,55 @@ def test_repair_redraws_from_the_masked_distribution():
     assert shares[0] == 0 and abs(shares[1] - 0.6) < 0.01 and abs(shares[2] - 0.4) < 0.01
 
 
+def test_bitmask_and_table_checks_redraw_the_same_codes(monkeypatch):
+    """Blocks of up to MASK_CLASSES classes check their pairs as bitmasks, wider ones with the
+    tables: both redraw the same codes, conditioned blocks or not."""
+    from synthgen.models import exclusions
+
+    rng = np.random.default_rng(0)
+    sizes = [3, 5, 2, 7, 4]
+    starts = np.cumsum([0, *sizes])
+    blocks = tuple(
+        DiscreteBlock(f"c{k}", k, int(starts[k]), n, "category") for k, n in enumerate(sizes)
+    )
+    layout = Layout(blocks, (), len(blocks))
+    found = []
+    for a in range(len(sizes)):
+        for b in range(a + 1, len(sizes)):
+            excluded = rng.random((sizes[a], sizes[b])) < 0.25
+            excluded[0, :] = excluded[:, 0] = (
+                False  # class 0 stays allowed: every row can be mended
+            )
+            found.append({"a": a, "b": b, "excluded": np.packbits(excluded).tobytes().hex()})
+    n = 5000
+    gen = torch.Generator().manual_seed(1)
+    logits_t = torch.randn(int(starts[-1]), n, generator=gen)
+    uniforms = {k: torch.rand(n, generator=gen) for k in range(len(sizes))}
+    codes = torch.stack([(uniforms[k] * m).floor() for k, m in enumerate(sizes)])
+
+    def broken(matrix_t: torch.Tensor, fixed: frozenset) -> int:  # rows x pairs not both fixed
+        out = 0
+        for pair in found:
+            if {pair["a"], pair["b"]} <= fixed:
+                continue
+            bits = np.unpackbits(np.frombuffer(bytes.fromhex(pair["excluded"]), np.uint8))
+            table = bits[: sizes[pair["a"]] * sizes[pair["b"]]].reshape(sizes[pair["a"]], -1)
+            out += int(table[matrix_t[pair["a"]].long(), matrix_t[pair["b"]].long()].sum())
+        return out
+
+    default = exclusions.MASK_CLASSES
+    for fixed in (frozenset(), frozenset({2, 4})):
+        drawn = {}
+        for mask_classes in (default, 0):  # 0: every block checks its tables
+            monkeypatch.setattr(exclusions, "MASK_CLASSES", mask_classes)
+            matrix_t = codes.clone()
+            count = Exclusions(layout, found, "cpu").repair(matrix_t, logits_t, uniforms, fixed)
+            drawn[mask_classes] = (count, matrix_t)
+        (count_a, a), (count_b, b) = drawn.values()
+        assert count_a == count_b > 100 and torch.equal(a, b)
+        assert broken(codes, fixed) > 1000 and broken(a, fixed) == 0
+
+
 @pytest.fixture(scope="module")
 def fitted():
     df = nested()

@@ -58,21 +58,31 @@ def find_exclusions(matrix: np.ndarray, layout: Layout, k: int) -> list[dict[str
     return out
 
 
+# a block of at most this many classes checks its pairs as one int64 bitmask per parent class
+MASK_CLASSES = 63
+
+
 class Exclusions:
     """The structural zeros of a model (`find_exclusions`), applied to drawn class codes."""
 
     def __init__(self, layout: Layout, found: list[dict[str, Any]], device: torch.device) -> None:
         self.blocks = layout.discrete
-        self.parents: dict[int, list[tuple[int, torch.Tensor]]] = {}  # b -> [(a, (n_a, n_b))]
+        # b -> [(a, its (n_a, n_b) table, or (n_a,) bitmasks where b has <= MASK_CLASSES classes)]
+        self.parents: dict[int, list[tuple[int, torch.Tensor]]] = {}
         for pair in found:
             a, b = self.blocks[pair["a"]], self.blocks[pair["b"]]
             bits = np.unpackbits(np.frombuffer(bytes.fromhex(pair["excluded"]), np.uint8))
             table = torch.from_numpy(bits[: a.n_classes * b.n_classes].astype(bool))
-            table = table.reshape(a.n_classes, b.n_classes).to(device)
-            self.parents.setdefault(pair["b"], []).append((pair["a"], table))
+            table = table.reshape(a.n_classes, b.n_classes)
+            self.parents.setdefault(pair["b"], []).append((pair["a"], _packed(table)))
             # the same pair seen from a: used when a is drawn after b (b conditioned)
-            self.parents.setdefault(pair["a"], []).append((pair["b"], table.T.contiguous()))
-        self.device = torch.device(device)
+            self.parents.setdefault(pair["a"], []).append((pair["b"], _packed(table.T)))
+        self.device = torch.device("cpu")
+        self._move(torch.device(device))
+
+    def _move(self, device: torch.device) -> None:
+        self.parents = {j: [(i, t.to(device)) for i, t in ps] for j, ps in self.parents.items()}
+        self.device = device
 
     def repair(
         self,
@@ -87,12 +97,9 @@ class Exclusions:
         temperature and the calibration's shifts); `uniforms`: block index -> the (B,) uniforms
         that drew its codes. Returns how many codes were redrawn."""
         if self.device != matrix_t.device:  # the model moved
-            self.device = matrix_t.device
-            self.parents = {
-                j: [(i, t.to(self.device)) for i, t in ps] for j, ps in self.parents.items()
-            }
+            self._move(matrix_t.device)
         order = sorted(self.parents, key=lambda i: (i not in fixed, i))
-        # every constrained block's codes as int64, once: each pair is then an add and a lookup
+        # every constrained block's codes as int64, once: each pair is then a lookup or two
         codes = {i: matrix_t[self.blocks[i].input_col].long() for i in order}
         settled: set[int] = set(fixed)
         redrawn = 0
@@ -105,30 +112,51 @@ class Exclusions:
                 continue
             blk = self.blocks[j]
             code = codes[j]
-            bad = torch.zeros_like(code, dtype=torch.bool)
-            for i, table in parents:  # table (n_i, n_j): row-major, so index code_i * n_j + code
-                bad |= table.view(-1).take(torch.add(code, codes[i], alpha=blk.n_classes))
-            rows = bad.nonzero().squeeze(1)
-            if not len(rows):
-                continue
-            allowed = torch.ones(len(rows), blk.n_classes, dtype=torch.bool, device=rows.device)
-            for i, table in parents:
-                allowed &= ~table[codes[i][rows]]
-            keep = allowed.any(1)  # classes left to draw from: otherwise the row stays as drawn
-            rows, allowed, old = rows[keep], allowed[keep], code[rows[keep]]
-            logits = logits_t[blk.out_start : blk.out_start + blk.n_classes, rows].T
-            probs = torch.softmax(logits, 1)  # (rows, classes)
+            if blk.n_classes <= MASK_CLASSES:  # the classes of j each parent's code excludes
+                forbidden = parents[0][1].gather(0, codes[parents[0][0]])
+                for i, masks in parents[1:]:
+                    forbidden |= masks.gather(0, codes[i])
+                rows = ((forbidden >> code) & 1).nonzero().squeeze(1)
+                if not len(rows):
+                    continue
+                classes = torch.arange(blk.n_classes, device=rows.device).unsqueeze(1)
+                allowed = ((forbidden[rows] >> classes) & 1) == 0  # (classes, rows)
+            else:
+                bad = torch.zeros_like(code, dtype=torch.bool)
+                for i, table in parents:  # table (n_i, n_j), row-major: code_i * n_j + code
+                    bad |= table.view(-1).gather(0, torch.add(code, codes[i], alpha=blk.n_classes))
+                rows = bad.nonzero().squeeze(1)
+                if not len(rows):
+                    continue
+                allowed = torch.ones(blk.n_classes, len(rows), dtype=torch.bool, device=rows.device)
+                for i, table in parents:
+                    allowed &= ~table.index_select(0, codes[i][rows]).T
+            # classes along dim 0 and rows along dim 1 (contiguous): small-class ops stay fast
+            keep = allowed.any(0)  # classes left to draw from: otherwise the row stays as drawn
+            rows, allowed = rows[keep], allowed[:, keep]
+            old = code[rows].unsqueeze(0)
+            logits = logits_t[blk.out_start : blk.out_start + blk.n_classes].index_select(1, rows)
+            probs = torch.softmax(logits, 0)  # (classes, rows)
             # the uniform that drew the excluded class, rescaled to U(0, 1) within that class
-            p_old = probs.gather(1, old.unsqueeze(1)).squeeze(1)
-            below = probs.cumsum(1).gather(1, old.unsqueeze(1)).squeeze(1) - p_old
+            p_old = probs.gather(0, old).squeeze(0)
+            below = probs.cumsum(0).gather(0, old).squeeze(0) - p_old
             u = ((uniforms[j][rows] - below) / p_old.clamp_min(1e-12)).clamp(0.0, 1.0 - 1e-6)
             masked = probs * allowed
-            cdf = masked.cumsum(1) / masked.sum(1, keepdim=True).clamp_min(1e-30)
-            new = (cdf < u.unsqueeze(1)).sum(1).clamp(max=blk.n_classes - 1)
+            cdf = masked.cumsum(0) / masked.sum(0, keepdim=True).clamp_min(1e-30)
+            new = (cdf < u.unsqueeze(0)).sum(0).clamp(max=blk.n_classes - 1)
             # no probability left on the allowed classes (underflow): the first allowed one
-            ok = allowed.gather(1, new.unsqueeze(1)).squeeze(1)
-            new = torch.where(ok, new, allowed.int().argmax(1))
+            ok = allowed.gather(0, new.unsqueeze(0)).squeeze(0)
+            first = (allowed.cumsum(0) == 0).sum(0)  # classes before the first allowed one
+            new = torch.where(ok, new, first)
             matrix_t[blk.input_col, rows] = new.to(matrix_t.dtype)
             code[rows] = new
             redrawn += len(rows)
         return redrawn
+
+
+def _packed(table: torch.Tensor) -> torch.Tensor:
+    """A pair's (n_a, n_b) table of excluded classes; for n_b up to MASK_CLASSES, one int64 per
+    class of a with bit c set where (that class, c) is excluded."""
+    if table.shape[1] > MASK_CLASSES:
+        return table.contiguous()
+    return (table.long() << torch.arange(table.shape[1])).sum(1)
