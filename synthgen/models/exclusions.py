@@ -146,7 +146,7 @@ class Exclusions:
             new = (cdf < u.unsqueeze(0)).sum(0).clamp(max=blk.n_classes - 1)
             # no probability left on the allowed classes (underflow): the first allowed one
             ok = allowed.gather(0, new.unsqueeze(0)).squeeze(0)
-            first = (allowed.cumsum(0) == 0).sum(0)  # classes before the first allowed one
+            first = (allowed.long().cumsum(0) == 0).sum(0)  # classes before the first allowed one
             new = torch.where(ok, new, first)
             matrix_t[blk.input_col, rows] = new.to(matrix_t.dtype)
             code[rows] = new
