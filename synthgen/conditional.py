@@ -79,12 +79,9 @@ def parse_conditions(
         raise UserError("conditions must map column names to a value, a list or a (low, high)")
     conditions = _through_lookups(conditions, transformer)
     out = []
-    for name, spec in conditions.items():
+    for name, raw in conditions.items():
         enc = _conditionable(name, transformer)
-        if isinstance(spec, Mapping):  # {low: a, high: b}, as YAML writes a range
-            if not spec or set(spec) - {"low", "high"}:
-                raise UserError(f"condition on {name!r}: a range is {{low: a, high: b}}")
-            spec = (spec.get("low"), spec.get("high"))
+        spec = _normalized(name, raw)
         if isinstance(spec, tuple):
             out.append(_range(name, spec, enc))
         elif name in transformer.derived:
@@ -94,10 +91,9 @@ def parse_conditions(
                 "takes a range (low, high), not an exact value"
             )
         else:
-            values = list(spec) if isinstance(spec, (list, set, pd.Series, np.ndarray)) else [spec]
-            if not values:
+            if not spec:
                 raise UserError(f"condition on {name!r}: the list of values is empty")
-            kept = [_value(name, v, enc) for v in values]
+            kept = [_value(name, v, enc) for v in spec]
             series = pd.Series(kept, dtype=_series_dtype(enc))
             out.append(Condition(name, enc.encode(series), tuple(kept)))
     return out
@@ -108,19 +104,17 @@ def _through_lookups(conditions: Mapping[str, Any], transformer: TableTransforme
     values whose rows hold the wanted value (or one in the wanted range)."""
     out = dict(conditions)
     for name in [n for n in conditions if n in transformer.lookups]:
-        enc, spec = transformer.encoders[name], out.pop(name)
-        if isinstance(spec, Mapping) and set(spec) <= {"low", "high"}:
-            spec = (spec.get("low"), spec.get("high"))
+        enc, raw = transformer.encoders[name], out.pop(name)
+        spec = _normalized(name, raw)
         if isinstance(spec, tuple):
             low = -math.inf if spec[0] is None else _number(name, spec[0])
             high = math.inf if len(spec) < 2 or spec[1] is None else _number(name, spec[1])
             keys = enc.keys_for(lambda v, lo=low, hi=high: v is not None and lo <= v <= hi)
         else:  # each value as the column's own encoder holds it (unknown values are refused)
-            wanted = list(spec) if isinstance(spec, (list, set, pd.Series, np.ndarray)) else [spec]
-            values = [_value(name, w, enc.own) for w in wanted]
+            values = [_value(name, w, enc.own) for w in spec]
             keys = enc.keys_for(lambda v, kept=values: v in kept)
         if not keys:
-            raise UserError(f"no training row has {name}={spec!r}")
+            raise UserError(f"no training row has {name}={raw!r}")
         if enc.parent in conditions:
             raise UserError(
                 f"condition on {name!r} or on {enc.parent!r}, not both: {name!r} follows from "
@@ -128,6 +122,18 @@ def _through_lookups(conditions: Mapping[str, Any], transformer: TableTransforme
             )
         out[enc.parent] = keys if len(keys) > 1 else keys[0]
     return out
+
+
+def _normalized(name: str, spec: Any) -> tuple | list:
+    """A condition as a range (low, high) or a list of values; {low: a, high: b} (as YAML writes a
+    range) is a range."""
+    if isinstance(spec, Mapping):
+        if not spec or set(spec) - {"low", "high"}:
+            raise UserError(f"condition on {name!r}: a range is {{low: a, high: b}}")
+        return (spec.get("low"), spec.get("high"))
+    if isinstance(spec, tuple):
+        return spec
+    return list(spec) if isinstance(spec, (list, set, pd.Series, np.ndarray)) else [spec]
 
 
 def _conditionable(name: str, transformer: TableTransformer):

@@ -597,27 +597,23 @@ def test_expected_shares_are_the_mean_softmax_with_temperature_and_shift():
         assert torch.allclose(got[rows], want, atol=1e-5), b.column
 
 
-def test_calibration_draws_scale_with_the_table():
+def test_calibration_draws_scale_with_the_table(monkeypatch):
     """16 drawn rows per training row, from 16,384 to 65,536; a wide layout gets fewer."""
     from synthgen import plan
 
     tt, _ = encoded(tiny_table(300))
-    rows = {
-        n: plan.plan_fit(
-            tt.layout, n, 8, hidden=[64], latent_dim=4, batch_size=500, variational=True
-        ).calibration_rows
-        for n in (300, 2_000, 10_000)
+
+    def rows(n: int) -> int:
+        settings = dict(hidden=[64], latent_dim=4, batch_size=500, variational=True)
+        return plan.plan_fit(tt.layout, n, 8, **settings).calibration_rows
+
+    assert {n: rows(n) for n in (300, 2_000, 10_000)} == {
+        300: 16_384,
+        2_000: 32_000,
+        10_000: 65_536,
     }
-    assert rows == {300: 16_384, 2_000: 32_000, 10_000: 65_536}
-    budget = plan.CALIBRATION_BUDGET
-    try:  # a budget that holds fewer draws than the table asks for
-        plan.CALIBRATION_BUDGET = 1 << 20
-        small = plan.plan_fit(
-            tt.layout, 10_000, 8, hidden=[64], latent_dim=4, batch_size=500, variational=True
-        ).calibration_rows
-    finally:
-        plan.CALIBRATION_BUDGET = budget
-    assert plan.MIN_CALIBRATION_ROWS <= small < 16_384
+    monkeypatch.setattr(plan, "CALIBRATION_BUDGET", 1 << 20)  # holds fewer than the table asks for
+    assert plan.MIN_CALIBRATION_ROWS <= rows(10_000) < 16_384
 
 
 def test_calibrated_marginals_match_the_training_column_with_the_model_s_ranks(tmp_path):

@@ -67,9 +67,9 @@ def find_lookups(
         for child in names:
             if child == parent or not 2 <= sizes[child] <= sizes[parent]:
                 continue
-            if _determines(codes[parent], codes[child]) and _determines(
-                _codes(df[parent]), _codes(df[child])
-            ):
+            if _determines(codes[parent], codes[child]) and (
+                sample is df or _determines(_codes(df[parent]), _codes(df[child]))
+            ):  # the sample's map, confirmed on every row
                 categorical = schema[parent].kind == "categorical"
                 pairs.append((not categorical, sizes[parent], names.index(child), parent, child))
     found: list[Lookup] = []

@@ -137,22 +137,17 @@ def expected_shares(
     the class shifts (`shift`, else the calibration's); `chunk` rows at a time, fewer for wide
     tables (about 8M logits per chunk)."""
     chunk = max(256, min(chunk, 8_000_000 // max(likelihood.n_logits, 1)))
-    if shift is None:
-        shift = likelihood.calibration.logit_shift if likelihood.calibration is not None else None
-    if shift is None:
-        shift = logits_t.new_zeros(likelihood.n_logits, dtype=torch.float32)
-    # the groups' padding slot gets a -inf shift, so each group is one gather and one in-place add
-    padded_shift = torch.cat([shift.float(), shift.new_full((1,), float("-inf"))])
+    n = logits_t.shape[1]
+    # one buffer for every chunk: the decoding logits, plus the -inf row the groups' padding reads
+    padded = logits_t.new_empty(likelihood.n_logits + 1, min(chunk, n), dtype=torch.float32)
+    padded[-1] = float("-inf")
     sums = torch.zeros(likelihood.n_logits + 1, device=logits_t.device)
-    for group in likelihood.groups:
-        rows = group.index.clamp(max=max(likelihood.n_logits - 1, 0))  # padding: any real row
-        group_shift = padded_shift[group.index].unsqueeze(2)  # (n_blocks, width, 1)
-        for a in range(0, logits_t.shape[1], chunk):
-            logits = logits_t[rows, a : a + chunk].float()  # (n_blocks, width, B), a copy
-            if likelihood.temperature != 1.0:
-                logits /= likelihood.temperature
-            logits += group_shift
-            sums.index_add_(0, group.index.flatten(), torch.softmax(logits, dim=1).sum(2).flatten())
+    for a in range(0, n, chunk):
+        b = min(a + chunk, n)
+        likelihood.decoding_logits(logits_t[:, a:b], out=padded[:-1, : b - a], shift=shift)
+        for group in likelihood.groups:
+            probs = torch.softmax(padded[:, : b - a][group.index], dim=1)  # (blocks, width, B)
+            sums.index_add_(0, group.index.flatten(), probs.sum(2).flatten())
     return sums[:-1] / max(logits_t.shape[1], 1)
 
 
