@@ -1,5 +1,5 @@
 """Sampling rate into a DataFrame: the default VAE beside the same model without heaps and lookup
-columns, alternating, median of 3 draws each.
+columns, and without profiles, alternating, median of 3 draws each.
 
     python benchmarks/sample_speed.py --datasets telco_churn,diamonds,credit,attrition,caravan
     python benchmarks/sample_speed.py  # the five benchmark tables
@@ -27,7 +27,11 @@ import torch  # noqa: E402
 
 from synthgen import Synthesizer  # noqa: E402
 
-VARIANTS = {"default": {}, "no heaps, no lookups": {"heap_share": 0.0, "lookup_columns": False}}
+VARIANTS = {
+    "default": {},
+    "no heaps, no lookups": {"heap_share": 0.0, "lookup_columns": False},
+    "no profiles": {"profile_columns": False},
+}
 
 
 def main() -> None:

@@ -64,6 +64,7 @@ class Condition:
     values: tuple = ()
     low: float = -math.inf
     high: float = math.inf
+    described: str = ""  # how logs name it, where `values` do not (a profile's classes)
 
     @property
     def is_range(self) -> bool:
@@ -78,7 +79,7 @@ def parse_conditions(
     if not isinstance(conditions, Mapping) or not conditions:
         raise UserError("conditions must map column names to a value, a list or a (low, high)")
     conditions = _through_lookups(conditions, transformer)
-    out = []
+    out = _through_profiles(conditions, transformer)
     for name, raw in conditions.items():
         enc = _conditionable(name, transformer)
         spec = _normalized(name, raw)
@@ -121,6 +122,37 @@ def _through_lookups(conditions: Mapping[str, Any], transformer: TableTransforme
                 f"{enc.parent!r} (a lookup column)"
             )
         out[enc.parent] = keys if len(keys) > 1 else keys[0]
+    return out
+
+
+def _through_profiles(
+    conditions: Mapping[str, Any], transformer: TableTransformer
+) -> list[Condition]:
+    """Conditions on a profile's columns also hold its class to the profiles whose values meet
+    them all, or to "none" (whose rows keep the columns' own draws)."""
+    groups: dict[str, dict[str, Any]] = {}
+    for name, raw in conditions.items():
+        profile = transformer.profile_of(name)
+        if profile is not None:
+            groups.setdefault(profile, {})[name] = raw
+    out = []
+    for name, wanted in groups.items():
+        enc = transformer.profiles[name]
+        allowed = np.ones(enc.none + 1, dtype=bool)
+        for column, raw in wanted.items():
+            at, spec = enc.profile.columns.index(column), _normalized(column, raw)
+            values = [row[at] for row in enc.profile.values]
+            if isinstance(spec, tuple):
+                low = -math.inf if spec[0] is None else _number(column, spec[0])
+                high = math.inf if len(spec) < 2 or spec[1] is None else _number(column, spec[1])
+                allowed[:-1] &= [v is not None and low <= v <= high for v in values]
+            else:  # each value as the column's own encoder holds it (unknown values are refused)
+                kept = [_value(column, w, transformer.encoders[column]) for w in spec]
+                allowed[:-1] &= [v in kept for v in values]
+        classes = np.flatnonzero(allowed)
+        shown = f"{name} meeting " + ", ".join(f"{c}={raw!r}" for c, raw in wanted.items())
+        encoded = classes.astype(np.float32)[:, None]
+        out.append(Condition(name, encoded, tuple(classes.tolist()), described=shown))
     return out
 
 
@@ -493,7 +525,9 @@ def _warnings(
     ]
     trained_on = max((getattr(e, "n_rows", 0) for e in transformer.encoders.values()), default=0)
     countable = all(
-        c.is_range or transformer.encoders[c.column].col.kind in ("categorical", "text")
+        c.is_range
+        or c.column in transformer.profiles
+        or transformer.encoders[c.column].col.kind in ("categorical", "text")
         for c in conditions
     )
     if countable and trained_on and probability * trained_on < 1:
@@ -514,7 +548,9 @@ def _systematic(w: torch.Tensor, n: int, generator: torch.Generator) -> torch.Te
 def _describe(conditions: list[Condition]) -> str:
     parts = []
     for c in conditions:
-        if c.is_range:
+        if c.described:
+            parts.append(c.described)
+        elif c.is_range:
             parts.append(f"{c.column} in range")
         else:
             shown = c.values[0] if len(c.values) == 1 else list(c.values)
@@ -578,7 +614,9 @@ def sample_conditional(
         exact=False,
     )
     for c in conditions:  # numbers hold exactly, not as the quantile map gives them back
-        enc = transformer.encoders[c.column]
+        enc = transformer.encoders.get(c.column)
+        if enc is None:  # a profile's class: its columns were written from it
+            continue
         if not c.is_range and enc.col.kind == "numerical" and len(c.values) == 1:
             if c.values[0] is not None:
                 df[c.column] = pd.Series([c.values[0]] * n, dtype=df[c.column].dtype)
@@ -591,7 +629,9 @@ def meets(
     """Which rows of a table meet every condition (bool array)."""
     mask = np.ones(len(df), dtype=bool)
     for c in conditions:
-        enc = transformer.encoders[c.column]
+        enc = transformer.encoders.get(c.column)
+        if enc is None:  # a profile's class: the conditions on its columns say
+            continue
         if c.is_range:
             if isinstance(enc, DatetimeEncoder):
                 ns, missing = datetimes_to_ns(df[c.column], enc.col.datetime_format)

@@ -112,6 +112,12 @@ class ModelSettings(BaseModel):
         "and its label, a subtype's type) from that column's value, rather than draw it (not in "
         "DP mode)",
     )
+    profile_columns: bool = Field(
+        True,
+        description="draw a group of columns that a key the table does not hold determines (the "
+        "area a postcode's columns describe) as one of the combinations at least rare_threshold "
+        "training rows hold, rather than column by column (not in DP mode)",
+    )
     rare_threshold: int = Field(
         5,
         ge=0,

@@ -659,6 +659,13 @@ def _sampling_note(report: dict[str, Any]) -> str:
                     f"The {model_label(name, models.get(name))} writes {len(training[key])} "
                     f"column(s) back from {source.format('; '.join(training[key]))}."
                 )
+        for group in training.get("profile_columns") or []:
+            notes.append(
+                f"The {model_label(name, models.get(name))} draws {group}: combinations at "
+                "least rare_threshold training rows hold, on about as many rows as hold one in "
+                "training; the other rows' columns are drawn one by one (model setting "
+                "profile_columns)."
+            )
     calibrated = [
         model_label(name, models.get(name))
         for name in ("vae", "ae")
@@ -1567,10 +1574,12 @@ def protection_rows(models: dict) -> tuple[int | None, list[list[str]]]:
             rows = [
                 [
                     str(name),
-                    str(p.get("rare_categories", p.get("rare_end_values"))),
+                    str(p.get("rare_categories", p.get("rare_end_values", p.get("rare_profiles")))),
                     str(p["rows"]),
                     "rare categories pooled"
                     if "rare_categories" in p
+                    else "rare combinations: the nearest profile written"
+                    if "rare_profiles" in p
                     else "rare values at the ends",
                     f"{_f(p.get('lowest_written'))} – {_f(p.get('highest_written'))}"
                     if "rare_end_values" in p

@@ -362,6 +362,7 @@ def training_record(
         "structural_zeros": _structural_zeros(synth),
         "derived_columns": synth.transformer.relations(),
         "lookup_columns": synth.transformer.lookup_maps(),
+        "profile_columns": synth.transformer.profile_groups(),
         "heaped_values": synth.transformer.heap_summary(),
     }
     return {

@@ -79,7 +79,8 @@ def score_table(
     parts, kl = score_matrix(model, matrix)
     columns = list(model.likelihood.columns)
     for i, name in enumerate(columns):
-        parts[:, i] += transformer.encoders[name].surprise(df[name])
+        if name in transformer.encoders:  # not a profile's class
+            parts[:, i] += transformer.encoders[name].surprise(df[name])
     # a lookup column is not modelled: its part is the surprise of a value its parent does not give
     lookups = [transformer.encoders[name] for name in transformer.lookups]
     if lookups:

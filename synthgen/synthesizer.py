@@ -57,7 +57,7 @@ log = logging.getLogger("synthgen")
 FORMAT = "synthgen-model"
 FORMAT_VERSION = 1
 # Bumped when a code change alters what training produces: cached models and checkpoints retrain.
-TRAINING_REVISION = 11
+TRAINING_REVISION = 12
 WEIGHTS, MANIFEST = "model.safetensors", "synthgen.json"
 MIN_ROWS = 10  # fewer rows are refused: nothing to learn a distribution from
 MAX_COLUMNS_LOGGED = 40  # per-column log lines of a wide table stop here
@@ -174,7 +174,10 @@ class Synthesizer:
             heap_share=st.heap_share,
             derive=st.derived_columns and not st.epsilon,  # DP: the search would read the rows
             lookups=st.lookup_columns and not st.epsilon,
+            profiles=st.profile_columns and not st.epsilon,
         ).fit(fit_df, schema)
+        for profile in self.transformer.profile_groups():
+            log.info("profile columns: %s", profile)
         for lookup in self.transformer.lookup_maps():
             log.info("lookup column: %s (written from it, not drawn)", lookup)
         for relation in self.transformer.relations():

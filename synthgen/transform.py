@@ -9,7 +9,10 @@ places their matrix columns side by side and describes them to the models:
 - a number that follows from other columns (`derive=True`, `encoders.derived`): its mode code and
   the residual of its relation; it is encoded and decoded after the columns it follows from;
 - a column another one determines (`lookups=True`, `encoders.lookup`): nothing; it is written
-  from that column's decoded value, last.
+  from that column's decoded value, last;
+- a group of columns a hidden key determines (`profiles=True`, `encoders.profile`): its columns
+  as usual, and one more code column, named for the profile, holding the group's combination (its
+  profile, or "none"); profile rows decode the group from it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from synthgen.encoders.base import _as_float
 from synthgen.encoders.derived import DerivedEncoder, find_relations
 from synthgen.encoders.lookup import LookupEncoder, find_lookups
 from synthgen.encoders.numerical import NumericalEncoder, written
+from synthgen.encoders.profile import Profile, ProfileEncoder, find_profiles
 from synthgen.errors import UserError
 from synthgen.runtime import in_order
 from synthgen.schema import Schema
@@ -72,8 +76,9 @@ class Layout:
 
     @property
     def onehot_width(self) -> int:
-        """Width of the models' input: every discrete block one-hot, then the continuous values."""
-        return self.out_width
+        """Width of the models' input: every discrete block one-hot but a profile's class (its
+        columns say it), then the continuous values."""
+        return self.out_width - sum(b.n_classes for b in self.discrete if b.role == "profile")
 
 
 class TableTransformer:
@@ -91,6 +96,7 @@ class TableTransformer:
         rare_placeholder: str = DEFAULT_RARE_PLACEHOLDER,
         derive: bool = False,
         lookups: bool = False,
+        profiles: bool = False,
     ) -> None:
         if rare_threshold < 0 or (max_categories is not None and max_categories < 1):
             raise UserError("rare_threshold must be >= 0 and max_categories >= 1")
@@ -105,11 +111,13 @@ class TableTransformer:
             "rare_placeholder": rare_placeholder,
             "derive": derive,
             "lookups": lookups,
+            "profiles": profiles,
         }
         self.schema: Schema | None = None
         self.encoders: dict[str, ColumnEncoder] = {}  # every column, in the schema's order
         self.derived: list[str] = []  # derived columns, in the order they decode
         self.lookups: list[str] = []  # columns written from the column that determines them
+        self.profiles: dict[str, ProfileEncoder] = {}  # by name: code columns after the table's
 
     def fit(self, df: pd.DataFrame, schema: Schema) -> TableTransformer:
         self.schema = schema
@@ -128,15 +136,31 @@ class TableTransformer:
                 if len(enc.lookup.keys) >= 2:  # else too few parent values are kept as keys
                     self.encoders[name] = enc
                     self.lookups.append(name)
+        self.profiles = {}
+        if self.settings.get("profiles"):
+            k = self.settings["rare_threshold"]
+            for profile in find_profiles(df, schema, self.encoders, k):
+                members = [self.encoders[n] for n in profile.columns]
+                self.profiles[profile.name] = ProfileEncoder(profile, members)
         self.derived = []
         if self.settings["derive"]:
-            for relation in find_relations(df, schema, self.encoders):
+            grouped = {n for p in self.profiles.values() for n in p.profile.columns}
+            drawn = {n: e for n, e in self.encoders.items() if n not in grouped}
+            for relation in find_relations(df, schema, drawn):
                 name = relation.column
                 enc = DerivedEncoder(schema[name], relation, self.encoders[name], self.settings)
                 self.encoders[name] = enc.fit_with(df[name], self._raw_parents(df, enc))
                 self.derived.append(name)
         self._build_layout()
         return self
+
+    def profile_of(self, name: str) -> str | None:
+        """The name of the profile a column belongs to (None: none)."""
+        return next((p for p, e in self.profiles.items() if name in e.profile.columns), None)
+
+    def profile_groups(self) -> list[str]:
+        """The profiles, in words."""
+        return [enc.profile.describe() for enc in self.profiles.values()]
 
     def relations(self) -> list[str]:
         """The derived columns' relations, in words."""
@@ -148,7 +172,7 @@ class TableTransformer:
 
     def ancestors(self, name: str) -> set[str]:
         """The columns a derived or lookup column follows from, directly or through others."""
-        enc = self.encoders[name]
+        enc = self.encoders.get(name)  # None: a profile's class, which follows from nothing
         if isinstance(enc, LookupEncoder):
             return {enc.parent} | self.ancestors(enc.parent)
         out = set()
@@ -196,7 +220,7 @@ class TableTransformer:
         discrete, continuous = [], []
         self._slices: dict[str, slice] = {}
         col_i = 0
-        for name, enc in self.encoders.items():
+        for name, enc in [*self.encoders.items(), *self.profiles.items()]:
             self._slices[name] = slice(col_i, col_i + enc.width)
             parts = enc.outputs()
             discrete += [(name, col_i + p.col, p.n_classes, p.role) for p in parts.softmax]
@@ -241,6 +265,8 @@ class TableTransformer:
         threads = min(torch.get_num_threads(), len(plain)) if len(df) >= PARALLEL_ROWS else 1
         for _ in in_order(encode, plain, threads):
             pass
+        for name, profile in self.profiles.items():  # from every column of the profile
+            out[:, self._slices[name].start] = profile.classes(columns)
         for name in self.derived:  # their parents' codes are in `out` now
             enc = self.encoders[name]
             parents = self._matrix_parents(enc, out, columns)
@@ -271,6 +297,8 @@ class TableTransformer:
             id_seed=id_seed,
             exact=exact,
         )
+        for name, profile in self.profiles.items():  # a profile's columns from its class
+            matrix = profile.write(matrix, self._slices, self._slices[name].start)
         later = {*self.derived, *self.lookups}
         data = {
             name: enc.decode(matrix[:, self._slices[name]], ctx)
@@ -294,6 +322,7 @@ class TableTransformer:
             "encoders": {name: enc.state() for name, enc in self.encoders.items() if enc.modelled},
             "derived": self.derived,
             "lookups": self.lookups,
+            "profiles": [enc.state() for enc in self.profiles.values()],
         }
 
     @classmethod
@@ -313,6 +342,10 @@ class TableTransformer:
                 continue
             enc = make_encoder(col, tt.settings)
             tt.encoders[col.name] = enc.load(saved) if enc.modelled else enc
+        for saved in state.get("profiles", []):  # saved before profiles: none
+            profile = Profile(**saved)
+            members = [tt.encoders[n] for n in profile.columns]
+            tt.profiles[profile.name] = ProfileEncoder(profile, members)
         tt._build_layout()
         return tt
 

@@ -44,6 +44,8 @@ def find_exclusions(matrix: np.ndarray, layout: Layout, k: int) -> list[dict[str
             b = blocks[j]
             if a.column == b.column:  # one column's own blocks: the encoder keeps them consistent
                 continue
+            if "profile" in (a.role, b.role):  # its rows' columns are written from the profile
+                continue
             examined += a.n_classes * b.n_classes
             if examined > MAX_PAIR_VALUES:
                 return out

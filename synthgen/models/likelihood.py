@@ -22,6 +22,7 @@ from synthgen.transform import Layout
 
 # the targets are standard normal: a scale above 1 explains nothing
 SIGMA_MIN, SIGMA_MAX = 0.01, 1.0
+WIDE_BLOCK = 256  # classes past which a draw takes one cumulative sum (a profile's class)
 
 
 class ColumnLikelihood(nn.Module):
@@ -42,6 +43,13 @@ class ColumnLikelihood(nn.Module):
         self.n_logits = sum(b.n_classes for b in layout.discrete)
         self.groups = nn.ModuleList(
             _BlockGroup(blocks, self.n_logits) for blocks in _group_by_width(layout.discrete)
+        )
+        # every group's logit rows, gathered at once: one gradient of the output in training
+        index = [g.index.reshape(-1) for g in self.groups]
+        self.register_buffer(
+            "group_rows",
+            torch.cat(index) if index else torch.zeros(0, dtype=torch.long),
+            persistent=False,
         )
         slots = layout.continuous
         part_of = [col_index[b.column] for g in _group_by_width(layout.discrete) for b in g] + [
@@ -101,6 +109,14 @@ class ColumnLikelihood(nn.Module):
         """
         return with_padding_row(out[:, : self.n_logits].T)
 
+    def _group_logits(self, out_t: torch.Tensor) -> list[torch.Tensor]:
+        """Each group's (n_blocks, width, B) logits from `_padded_t`'s output, in one gather (a
+        gather per group would fill and add an output-sized gradient each in the backward pass)."""
+        gathered = out_t[self.group_rows].split([g.index.numel() for g in self.groups])
+        return [
+            part.view(*g.index.shape, -1) for g, part in zip(self.groups, gathered, strict=True)
+        ]
+
     def sigma(self, out: torch.Tensor) -> torch.Tensor:  # (B, n_slots)
         return sigma_of(out[:, self.scale_out])
 
@@ -111,8 +127,12 @@ class ColumnLikelihood(nn.Module):
     def forward(self, out: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean loss per row, and its parts per column (in `self.columns` order)."""
         out = out.float()
-        out_t = self._padded_t(out)
-        sums = [nll for group in self.groups for nll in group.nll(out_t, x).sum(1).unbind()]
+        logits = self._group_logits(self._padded_t(out))
+        sums = [
+            nll
+            for group, z in zip(self.groups, logits, strict=True)
+            for nll in group.nll(z, x).sum(1).unbind()
+        ]
         if len(self.cont_cols):
             sums.extend(self._continuous_nll(out, x).sum(0).unbind())
         # every column is constant: nothing to reconstruct (the decoder's output is empty)
@@ -137,8 +157,8 @@ class ColumnLikelihood(nn.Module):
         """(B, n_columns): each row's negative log-likelihood per column (`self.columns` order),
         what `forward` averages over rows."""
         out = out.float()
-        out_t = self._padded_t(out)
-        parts = [group.nll(out_t, x) for group in self.groups]  # (n_blocks, B) each
+        logits = self._group_logits(self._padded_t(out))
+        parts = [g.nll(z, x) for g, z in zip(self.groups, logits, strict=True)]  # (n_blocks, B)
         if len(self.cont_cols):
             parts.append(self._continuous_nll(out, x).T)
         rows = out.new_zeros(len(self.columns), x.shape[0])
@@ -291,9 +311,9 @@ class _BlockGroup(nn.Module):
             "last_class", torch.tensor([b.n_classes - 1 for b in blocks], dtype=torch.long)
         )
 
-    def nll(self, out_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        # the (n_blocks, B) cross-entropy
-        logp = torch.log_softmax(out_t[self.index], dim=1)  # (n_blocks, width, B)
+    def nll(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        # the (n_blocks, B) cross-entropy from the group's (n_blocks, width, B) logits
+        logp = torch.log_softmax(logits, dim=1)
         target = x[:, self.input_cols].T.long().unsqueeze(1)  # (n_blocks, 1, B)
         return -logp.gather(1, target).squeeze(1)
 
@@ -301,6 +321,9 @@ class _BlockGroup(nn.Module):
         """Inverse-CDF draw: the class where the running sum
         of probabilities passes u ~ U(0, 1) (n_blocks, B)."""
         probs = torch.softmax(out_t[self.index], dim=1)  # (n_blocks, width, B)
+        if probs.shape[1] > WIDE_BLOCK:  # one cumulative sum, not a step per class
+            codes = (probs.cumsum(1) < u.unsqueeze(1)).sum(1, dtype=u.dtype)
+            return torch.minimum(codes, self.last_class.unsqueeze(1).float())
         running, codes, passed = torch.zeros_like(u), torch.zeros_like(u), torch.empty_like(u)
         for k in range(probs.shape[1] - 1):  # over classes, each step a contiguous (n_blocks, B) op
             running += probs[:, k]

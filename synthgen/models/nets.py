@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import accumulate
 from typing import Callable
 
 import torch
@@ -30,20 +31,23 @@ class InputExpander(nn.Module):
     """Compact matrix -> model input: each class code one-hot, then the continuous values.
 
     The table stays compact (one float per categorical column) and is expanded one batch at a time.
+    A profile's class is not read: the columns it is a combination of say it already.
     """
 
     def __init__(self, layout: Layout) -> None:
         super().__init__()
+        blocks = [b for b in layout.discrete if b.role != "profile"]
+        sizes = [b.n_classes for b in blocks]
         self.register_buffer(
-            "code_cols", torch.tensor([b.input_col for b in layout.discrete], dtype=torch.long)
+            "code_cols", torch.tensor([b.input_col for b in blocks], dtype=torch.long)
         )
         self.register_buffer(
-            "offsets", torch.tensor([b.out_start for b in layout.discrete], dtype=torch.long)
+            "offsets", torch.tensor([0, *accumulate(sizes)][: len(sizes)], dtype=torch.long)
         )
         self.register_buffer(
             "cont_cols", torch.tensor([s.input_col for s in layout.continuous], dtype=torch.long)
         )
-        self.n_onehot = sum(b.n_classes for b in layout.discrete)
+        self.n_onehot = sum(sizes)
         self.width = layout.onehot_width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, n_inputs) -> (B, width)
