@@ -142,6 +142,9 @@ def _through_profiles(
         for column, raw in wanted.items():
             at, spec = enc.profile.columns.index(column), _normalized(column, raw)
             values = [row[at] for row in enc.profile.values]
+            kind = transformer.encoders[column].col.kind
+            if isinstance(spec, tuple) and (kind not in RANGE_KINDS or len(spec) != 2):
+                continue  # not a range this column takes: its own condition says why
             if isinstance(spec, tuple):
                 low = -math.inf if spec[0] is None else _number(column, spec[0])
                 high = math.inf if len(spec) < 2 or spec[1] is None else _number(column, spec[1])
@@ -149,6 +152,8 @@ def _through_profiles(
             else:  # each value as the column's own encoder holds it (unknown values are refused)
                 kept = [_value(column, w, transformer.encoders[column]) for w in spec]
                 allowed[:-1] &= [v in kept for v in values]
+        if allowed.all():  # every profile meets them: nothing to hold
+            continue
         classes = np.flatnonzero(allowed)
         shown = f"{name} meeting " + ", ".join(f"{c}={raw!r}" for c, raw in wanted.items())
         encoded = classes.astype(np.float32)[:, None]
@@ -775,6 +780,7 @@ def conditional_shares(
     """Block index -> the class shares of the training rows that meet a condition on one discrete
     column, for every other block whose counts with it were kept; {} for any other conditions,
     or when fewer than MIN_CONDITION_ROWS training rows meet it."""
+    conditions = [c for c in conditions if c.column not in transformer.profiles]  # follow others
     if len(conditions) != 1 or conditions[0].is_range or not counts:
         return {}
     c = conditions[0]

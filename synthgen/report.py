@@ -1574,12 +1574,10 @@ def protection_rows(models: dict) -> tuple[int | None, list[list[str]]]:
             rows = [
                 [
                     str(name),
-                    str(p.get("rare_categories", p.get("rare_end_values", p.get("rare_profiles")))),
+                    str(p.get("rare_categories", p.get("rare_end_values"))),
                     str(p["rows"]),
                     "rare categories pooled"
                     if "rare_categories" in p
-                    else "rare combinations: the nearest profile written"
-                    if "rare_profiles" in p
                     else "rare values at the ends",
                     f"{_f(p.get('lowest_written'))} – {_f(p.get('highest_written'))}"
                     if "rare_end_values" in p

@@ -50,7 +50,8 @@ def score_matrix(model: nn.Module, matrix: np.ndarray) -> tuple[np.ndarray, np.n
     """Each encoded row's negative log-likelihood per column (N, n_columns), in the likelihood's
     column order, decoded at the posterior mean (VAE) or the code (AE); and the VAE's KL term
     (N,), None for the AE. Their sum is the VAE's negative ELBO with the reconstruction read at the
-    posterior mean, or the AE's reconstruction loss."""
+    posterior mean, or the AE's reconstruction loss, less a profile's class (0 here: it follows
+    from the profile's columns, whose parts count)."""
     model.eval()
     device = next(model.parameters()).device
     parts = np.empty((len(matrix), len(model.likelihood.columns)), dtype=np.float64)
@@ -61,6 +62,9 @@ def score_matrix(model: nn.Module, matrix: np.ndarray) -> tuple[np.ndarray, np.n
         parts[a : a + len(x)] = model.likelihood.row_nll(model.decoder(z), x).double().cpu()
         if kl is not None:
             kls.append(kl.double().cpu().numpy())
+    layout = model.likelihood.layout
+    profiles = {b.column for b in layout.discrete if b.role == "profile"}
+    parts[:, [i for i, c in enumerate(model.likelihood.columns) if c in profiles]] = 0.0
     return parts, (np.concatenate(kls) if kls else None)
 
 
@@ -77,10 +81,10 @@ def score_table(
     through the encoders' `surprise`, not refused."""
     matrix = transformer.transform(df)
     parts, kl = score_matrix(model, matrix)
-    columns = list(model.likelihood.columns)
+    kept = [i for i, name in enumerate(model.likelihood.columns) if name in transformer.encoders]
+    parts, columns = parts[:, kept], [model.likelihood.columns[i] for i in kept]  # no profile
     for i, name in enumerate(columns):
-        if name in transformer.encoders:  # not a profile's class
-            parts[:, i] += transformer.encoders[name].surprise(df[name])
+        parts[:, i] += transformer.encoders[name].surprise(df[name])
     # a lookup column is not modelled: its part is the surprise of a value its parent does not give
     lookups = [transformer.encoders[name] for name in transformer.lookups]
     if lookups:

@@ -5,8 +5,9 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from synthgen import Synthesizer
+from synthgen import Synthesizer, UserError
 from synthgen.encoders.profile import find_profiles
 from synthgen.schema import infer_schema
 from synthgen.transform import TableTransformer
@@ -71,6 +72,24 @@ def test_round_trips_and_adds_one_class_per_kept_combination():
     pd.testing.assert_frame_equal(loaded.inverse_transform(matrix), back)
 
 
+def test_missing_values_and_text_find_their_profiles():
+    """Text with NaN for missing (as read_csv gives), nullable integers with NA: a row is classed
+    by its combination whatever form its missing values take."""
+    df = table()
+    for name in AREA_COLUMNS[:4]:
+        df[name] = df[name].map(lambda v: np.nan if v == 0 else f"level {v}").astype(object)
+    df["area_4"] = df["area_4"].astype("Int64").mask(df["area_4"] == 0)
+    tt = TableTransformer(profiles=True).fit(df, infer_schema(df))
+    (enc,) = tt.profiles.values()
+    assert sorted(enc.profile.columns) == AREA_COLUMNS
+    classes = tt.transform(df)[:, tt.layout.discrete[-1].input_col].astype(int)
+    counts = df[AREA_COLUMNS].value_counts(dropna=False)
+    kept = df[AREA_COLUMNS].apply(tuple, axis=1).map(counts).fillna(0).to_numpy() >= 5
+    assert kept.mean() > 0.5 and ((classes < enc.none) == kept).all()
+    back = tt.inverse_transform(tt.transform(df))
+    pd.testing.assert_frame_equal(back[AREA_COLUMNS], df[AREA_COLUMNS])
+
+
 def test_drawn_rows_copy_only_kept_combinations_at_their_training_share(tmp_path):
     df = table()
     settings = dict(epochs=40, hidden=[64, 64], latent_dim=8, seed=0)
@@ -84,6 +103,9 @@ def test_drawn_rows_copy_only_kept_combinations_at_their_training_share(tmp_path
     assert abs((drawn >= 5).mean() - share) < 0.05  # about as often as the training rows
     # a drawn profile keeps its columns together; column by column, rows almost never would
     assert (drawn >= 5).mean() > 0.5
+    scores = synth.score(df.head(200))  # a profile's class is not a column of the scores
+    assert set(scores["most_unusual"]) <= set(df.columns)
+    assert not [c for c in scores.columns if "profile" in c]
     synth.save(tmp_path / "m")
     again = Synthesizer.load(tmp_path / "m").sample(500, seed=3)
     pd.testing.assert_frame_equal(again, synth.sample(500, seed=3))
@@ -106,3 +128,5 @@ def test_conditions_on_a_profile_column_hold_on_every_row():
     drawn = rows[AREA_COLUMNS].apply(tuple, axis=1).map(counts).fillna(0).to_numpy()
     assert not ((drawn > 0) & (drawn < 5)).any()
     assert (drawn >= 5).any()  # profiles that meet them are drawn, not only column by column
+    with pytest.raises(UserError, match="range"):
+        synth.sample(10, conditions={"segment": "a", "area_1": ()})

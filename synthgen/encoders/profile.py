@@ -103,7 +103,9 @@ def find_profiles(
 def _group(codes: dict[str, np.ndarray], order: list[str]) -> list[str]:
     # a combination of columns as a sum of hashed codes: dropping a column is one subtraction
     rng = np.random.default_rng(0)
-    terms = {n: codes[n].astype(np.uint64) * (rng.integers(1, 1 << 62) * 2 + 1) for n in order}
+    terms = {
+        n: codes[n].astype(np.uint64) * np.uint64(rng.integers(1, 1 << 62) * 2 + 1) for n in order
+    }
     key, total = list(order), sum(terms.values())
     while key and _shared(total).mean() < SHARED_SHARE:
         shared = {n: _shared(total - terms[n]).mean() for n in key}
@@ -181,27 +183,25 @@ class ProfileEncoder:
         self.profile, self.members = profile, members
         self.none = len(profile.values)
         self.width = 1
-        self._rows, codes = [], []
+        self._rows, self._index, codes = [], [], []
         for at, enc in enumerate(members):
             values = pd.Series([row[at] for row in profile.values], dtype=object)
-            if enc.col.kind == "numerical":  # what its encoder reads: float, NaN for missing
-                values = values.astype(np.float64)
             self._rows.append(enc.encode(values))  # (profiles, width): each profile's codes
-            index = pd.Index(values.unique())  # the column's values across the profiles
-            codes.append((index, index.get_indexer(values).astype(np.int32)))
-        self._index = [index for index, _ in codes]
-        self._kept = np.stack([c for _, c in codes], axis=1)  # (profiles, columns)
+            keys = _keys(enc, values)
+            index = pd.Index(keys).unique()  # the column's values across the profiles
+            self._index.append(index)
+            codes.append(index.get_indexer(keys).astype(np.int32))
+        self._kept = np.stack(codes, axis=1)  # (profiles, columns)
 
     def outputs(self) -> Outputs:
         return Outputs(softmax=(SoftmaxPart(0, self.none + 1, "profile"),))
 
     def classes(self, frame: Mapping[str, pd.Series]) -> np.ndarray:
         """Each row's profile, `none` where its combination is not one."""
-        rows = []
-        for enc, index in zip(self.members, self._index, strict=True):
-            s = frame[enc.col.name]
-            s = s.astype(np.float64) if enc.col.kind == "numerical" else s.astype(object)
-            rows.append(index.get_indexer(pd.Index(s)).astype(np.int32))
+        rows = [
+            index.get_indexer(_keys(enc, frame[enc.col.name])).astype(np.int32)
+            for enc, index in zip(self.members, self._index, strict=True)
+        ]
         both = np.concatenate([self._kept, np.stack(rows, axis=1)])
         combination = _combinations(list((both + 1).T))  # -1: a value no profile holds
         at = np.full(int(combination.max()) + 1, self.none, np.int64)
@@ -221,3 +221,12 @@ class ProfileEncoder:
 
     def state(self) -> dict[str, Any]:
         return asdict(self.profile)
+
+
+def _keys(enc: ColumnEncoder, s: pd.Series) -> pd.Index:
+    """A column's values as a profile compares them: a number as its encoder reads it (float, less
+    its offset, NaN for missing or unreadable), any other value as an object, None for missing."""
+    if enc.col.kind == "numerical":
+        return pd.Index(enc.values(s))  # type: ignore[attr-defined]
+    values = s.astype(object)
+    return pd.Index(values.where(values.notna(), None), dtype=object)
