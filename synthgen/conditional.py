@@ -373,6 +373,18 @@ class _Likelihood:
         self.scale_start = layout.out_width  # the VAE's log-scales follow the means
         calibration = model.likelihood.calibration
         self.shift = calibration.logit_shift if calibration is not None else None
+        # a profile's class and the value conditions on its columns are met together: by a
+        # profile that meets them, or by "none" (the last class) and the columns' own draws
+        self.joined = {
+            c.column: [
+                m
+                for m in conditions
+                if not m.is_range and transformer.profile_of(m.column) == c.column
+            ]
+            for c in conditions
+            if c.column in transformer.profiles
+        }
+        self.folded = {m.column for members in self.joined.values() for m in members}
 
     def __call__(
         self, z: torch.Tensor, generator: torch.Generator
@@ -384,7 +396,7 @@ class _Likelihood:
         noise = likelihood.draw_noise(len(z), generator, z.device) if ranges else None
         for a, b, out_t in decoded(self.model, z, self.precision):
             for c in self.conditions:
-                if not c.is_range:
+                if not c.is_range and c.column not in self.folded:
                     log_lik[a:b] += self.alternatives_t(out_t, c).logsumexp(0)
             if ranges:
                 chunk = (
@@ -437,6 +449,8 @@ class _Likelihood:
                     lp += -0.5 * (target - mean) ** 2
                 lp -= 0.5 * math.log(2 * math.pi)
             rows.append(lp)
+        for m in self.joined.get(c.column, ()):  # "none": its columns must meet theirs
+            rows[-1] = rows[-1] + self.alternatives_t(out_t, m).logsumexp(0)
         return torch.stack(rows)
 
 
