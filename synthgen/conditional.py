@@ -373,14 +373,10 @@ class _Likelihood:
         self.scale_start = layout.out_width  # the VAE's log-scales follow the means
         calibration = model.likelihood.calibration
         self.shift = calibration.logit_shift if calibration is not None else None
-        # a profile's class and the value conditions on its columns are met together: by a
+        # a profile's class and the conditions on its columns are met together: by a
         # profile that meets them, or by "none" (the last class) and the columns' own draws
         self.joined = {
-            c.column: [
-                m
-                for m in conditions
-                if not m.is_range and transformer.profile_of(m.column) == c.column
-            ]
+            c.column: [m for m in conditions if transformer.profile_of(m.column) == c.column]
             for c in conditions
             if c.column in transformer.profiles
         }
@@ -395,9 +391,7 @@ class _Likelihood:
         drawn = {c.column: [] for c in ranges}
         noise = likelihood.draw_noise(len(z), generator, z.device) if ranges else None
         for a, b, out_t in decoded(self.model, z, self.precision):
-            for c in self.conditions:
-                if not c.is_range and c.column not in self.folded:
-                    log_lik[a:b] += self.alternatives_t(out_t, c).logsumexp(0)
+            misses = {}  # per range condition: the rows whose drawn value lies outside it
             if ranges:
                 chunk = (
                     [u[:, a:b] for u in noise[0]],
@@ -410,18 +404,46 @@ class _Likelihood:
                 for c in ranges:
                     values = _range_values(self.transformer, c.column, matrix)
                     miss = torch.from_numpy(~((values >= c.low) & (values <= c.high)))
-                    log_lik[a:b].masked_fill_(miss.to(z.device), -math.inf)
+                    misses[c.column] = miss.to(z.device)
                     drawn[c.column].append(matrix[:, self.spans[c.column]])
+            for c in self.conditions:
+                if c.column in self.folded:  # met through its profile's class
+                    continue
+                if c.is_range:
+                    log_lik[a:b].masked_fill_(misses[c.column], -math.inf)
+                else:
+                    log_lik[a:b] += self.alternatives_t(out_t, c, misses).logsumexp(0)
         return log_lik, {name: np.concatenate(blocks) for name, blocks in drawn.items()}
 
-    def alternatives(self, z: torch.Tensor, c: Condition) -> torch.Tensor:
-        """(B, k): log p(value_j | z) for each of the condition's k values."""
+    def alternatives(
+        self, z: torch.Tensor, c: Condition, misses: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """(B, k): log p(value_j | z) for each of the condition's k values; `misses`: the rows
+        whose drawn value lies outside each range condition (those a profile's class needs)."""
         parts = [
-            self.alternatives_t(out_t, c) for _, _, out_t in decoded(self.model, z, self.precision)
+            self.alternatives_t(out_t, c, {k: v[a:b] for k, v in (misses or {}).items()})
+            for a, b, out_t in decoded(self.model, z, self.precision)
         ]
         return torch.cat(parts, 1).T
 
-    def alternatives_t(self, out_t: torch.Tensor, c: Condition) -> torch.Tensor:
+    def range_misses(self, drawn: dict[str, np.ndarray], device: torch.device) -> dict:
+        """The rows whose drawn value lies outside a range condition on a profile's column, from
+        the values drawn with z (`sample_latents`)."""
+        out = {}
+        for c in self.conditions:
+            if c.is_range and c.column in self.folded:
+                full = np.zeros(
+                    (len(drawn[c.column]), self.transformer.layout.n_inputs), np.float32
+                )
+                full[:, self.spans[c.column]] = drawn[c.column]
+                values = _range_values(self.transformer, c.column, full)
+                miss = ~((values >= c.low) & (values <= c.high))
+                out[c.column] = torch.from_numpy(miss).to(device)
+        return out
+
+    def alternatives_t(
+        self, out_t: torch.Tensor, c: Condition, misses: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """(k, B) from the decoder's transposed output (out_width, B)."""
         start = self.slices[c.column].start
         rows = []
@@ -450,7 +472,10 @@ class _Likelihood:
                 lp -= 0.5 * math.log(2 * math.pi)
             rows.append(lp)
         for m in self.joined.get(c.column, ()):  # "none": its columns must meet theirs
-            rows[-1] = rows[-1] + self.alternatives_t(out_t, m).logsumexp(0)
+            if not m.is_range:
+                rows[-1] = rows[-1] + self.alternatives_t(out_t, m).logsumexp(0)
+            elif misses:
+                rows[-1] = rows[-1].masked_fill(misses[m.column], -math.inf)
         return torch.stack(rows)
 
 
@@ -598,6 +623,7 @@ def sample_conditional(
     z, drawn, stats = sample_latents(model, transformer, conditions, n, generator, precision)
     stats["warnings"] = _warnings(conditions, transformer, seen or {}, stats["probability"])
     likelihood = _Likelihood(model, transformer, conditions, precision)
+    misses = likelihood.range_misses(drawn, z.device)
     values = {}  # each conditioned column's encoded slice per row (n, width)
     for c in conditions:
         if c.is_range:
@@ -605,7 +631,7 @@ def sample_conditional(
         elif len(c.values) == 1:
             values[c.column] = np.broadcast_to(c.encoded[0], (n, len(c.encoded[0])))
         else:  # one of several: each row's value drawn with its probability given its z
-            probs = torch.softmax(likelihood.alternatives(z, c), 1)
+            probs = torch.softmax(likelihood.alternatives(z, c, misses), 1)
             pick = torch.multinomial(probs, 1, generator=generator).squeeze(1).cpu().numpy()
             values[c.column] = c.encoded[pick]
     # the conditioned columns' classes are set while drawing, so the other columns keep the

@@ -131,5 +131,10 @@ def test_conditions_on_a_profile_column_hold_on_every_row():
     meet = (df["area_3"] == 7) & df["area_5"].isin([1, 2, 3])
     share = (df[meet][AREA_COLUMNS].apply(tuple, axis=1).map(counts) >= 5).mean()
     assert abs((drawn >= 5).mean() - share) < 0.1
+    ranged = synth.sample(800, seed=3, conditions={"area_2": (6, 9)})  # a range: the same
+    assert ranged["area_2"].between(6, 9).all()
+    drawn = ranged[AREA_COLUMNS].apply(tuple, axis=1).map(counts).fillna(0).to_numpy()
+    share = (df[df["area_2"] >= 6][AREA_COLUMNS].apply(tuple, axis=1).map(counts) >= 5).mean()
+    assert not ((drawn > 0) & (drawn < 5)).any() and abs((drawn >= 5).mean() - share) < 0.06
     with pytest.raises(UserError, match="range"):
         synth.sample(10, conditions={"segment": "a", "area_1": ()})
