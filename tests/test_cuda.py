@@ -162,3 +162,28 @@ def test_conditional_rows_from_a_model_on_the_gpu():
     fit = Synthesizer("vae", **SETTINGS).fit(table(), progress=False)
     rows = fit.sample(500, seed=4, conditions={"kind": "d", "x": (0.0, 2.0)})
     assert (rows["kind"] == "d").all() and rows["x"].between(0.0, 2.0).all()
+
+
+def test_profiles_draw_on_the_gpu_as_on_the_cpu(tmp_path):
+    """A profile's class (a softmax of over 256 classes, drawn by one cumulative sum) on CUDA:
+    rarer combinations never copied, profiles at about the training share, the same share when
+    the model samples on the CPU, and conditions on its columns held."""
+    from test_profiles import AREA_COLUMNS, held
+    from test_profiles import table as areas
+
+    df = areas(n=8000, areas=1000)  # 445 profiles
+    settings = {**SETTINGS, "epochs": 30}
+    fit = Synthesizer("vae", **settings).fit(df, progress=False)
+    (profile,) = fit.transformer.profiles.values()
+    assert profile.none > 256  # the wide draw
+    counts = held(df)
+    share = counts[counts >= 5].sum() / len(df)
+    fit.save(tmp_path / "m")
+    on_cpu = Synthesizer.load(tmp_path / "m", device="cpu")
+    for synth in (fit, on_cpu):
+        drawn = synth.sample(6000, seed=1)[AREA_COLUMNS].apply(tuple, axis=1).map(counts)
+        drawn = drawn.fillna(0).to_numpy()
+        assert not ((drawn > 0) & (drawn < 5)).any()
+        assert abs((drawn >= 5).mean() - share) < 0.05
+    rows = fit.sample(300, seed=2, conditions={"area_3": 7, "area_2": (6, 9)})
+    assert (rows["area_3"] == 7).all() and rows["area_2"].between(6, 9).all()
