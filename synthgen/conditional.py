@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +70,11 @@ class Condition:
     def is_range(self) -> bool:
         return self.encoded is None
 
+    def holds(self, values: np.ndarray) -> np.ndarray:
+        """Which of a range-conditioned column's values (`_bound`'s units) lie in its range."""
+        with np.errstate(invalid="ignore"):  # NaN (missing) lies in none
+            return (values >= self.low) & (values <= self.high)
+
 
 def parse_conditions(
     conditions: Mapping[str, Any], transformer: TableTransformer
@@ -106,14 +111,7 @@ def _through_lookups(conditions: Mapping[str, Any], transformer: TableTransforme
     out = dict(conditions)
     for name in [n for n in conditions if n in transformer.lookups]:
         enc, raw = transformer.encoders[name], out.pop(name)
-        spec = _normalized(name, raw)
-        if isinstance(spec, tuple):
-            low = -math.inf if spec[0] is None else _number(name, spec[0])
-            high = math.inf if len(spec) < 2 or spec[1] is None else _number(name, spec[1])
-            keys = enc.keys_for(lambda v, lo=low, hi=high: v is not None and lo <= v <= hi)
-        else:  # each value as the column's own encoder holds it (unknown values are refused)
-            values = [_value(name, w, enc.own) for w in spec]
-            keys = enc.keys_for(lambda v, kept=values: v in kept)
+        keys = enc.keys_for(_accepts(name, _normalized(name, raw), enc.own))
         if not keys:
             raise UserError(f"no training row has {name}={raw!r}")
         if enc.parent in conditions:
@@ -145,13 +143,8 @@ def _through_profiles(
             kind = transformer.encoders[column].col.kind
             if isinstance(spec, tuple) and (kind not in RANGE_KINDS or len(spec) != 2):
                 continue  # not a range this column takes: its own condition says why
-            if isinstance(spec, tuple):
-                low = -math.inf if spec[0] is None else _number(column, spec[0])
-                high = math.inf if len(spec) < 2 or spec[1] is None else _number(column, spec[1])
-                allowed[:-1] &= [v is not None and low <= v <= high for v in values]
-            else:  # each value as the column's own encoder holds it (unknown values are refused)
-                kept = [_value(column, w, transformer.encoders[column]) for w in spec]
-                allowed[:-1] &= [v in kept for v in values]
+            accepts = _accepts(column, spec, transformer.encoders[column])
+            allowed[:-1] &= [accepts(v) for v in values]
         if allowed.all():  # every profile meets them: nothing to hold
             continue
         classes = np.flatnonzero(allowed)
@@ -159,6 +152,17 @@ def _through_profiles(
         encoded = classes.astype(np.float32)[:, None]
         out.append(Condition(name, encoded, tuple(classes.tolist()), described=shown))
     return out
+
+
+def _accepts(name: str, spec: tuple | list, enc) -> Callable[[Any], bool]:
+    """Which of a column's values a condition (`_normalized`) accepts: those in its range, or its
+    values as the column's encoder `enc` holds them (unknown values are refused)."""
+    if isinstance(spec, tuple):
+        low = -math.inf if spec[0] is None else _number(name, spec[0])
+        high = math.inf if len(spec) < 2 or spec[1] is None else _number(name, spec[1])
+        return lambda v: v is not None and low <= v <= high
+    kept = [_value(name, w, enc) for w in spec]
+    return lambda v: v in kept
 
 
 def _normalized(name: str, spec: Any) -> tuple | list:
@@ -403,8 +407,7 @@ class _Likelihood:
                         matrix[:, self.slices[c.column]] = c.encoded[0]
                 for c in ranges:
                     values = _range_values(self.transformer, c.column, matrix)
-                    miss = torch.from_numpy(~((values >= c.low) & (values <= c.high)))
-                    misses[c.column] = miss.to(z.device)
+                    misses[c.column] = torch.from_numpy(~c.holds(values)).to(z.device)
                     drawn[c.column].append(matrix[:, self.spans[c.column]])
             for c in self.conditions:
                 if c.column in self.folded:  # met through its profile's class
@@ -437,8 +440,7 @@ class _Likelihood:
                 )
                 full[:, self.spans[c.column]] = drawn[c.column]
                 values = _range_values(self.transformer, c.column, full)
-                miss = ~((values >= c.low) & (values <= c.high))
-                out[c.column] = torch.from_numpy(miss).to(device)
+                out[c.column] = torch.from_numpy(~c.holds(values)).to(device)
         return out
 
     def alternatives_t(
@@ -683,8 +685,7 @@ def meets(
                 values = np.where(missing, np.nan, np.round(ns / enc.step_ns))
             else:
                 values = enc.values(df[c.column])
-            with np.errstate(invalid="ignore"):
-                mask &= (values >= c.low) & (values <= c.high)
+            mask &= c.holds(values)
         elif enc.col.kind == "numerical":  # the value itself, not its place in the encoding
             values = enc.values(df[c.column])
             wanted = [np.nan if v is None else float(v) - enc.offset for v in c.values]

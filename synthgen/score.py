@@ -47,11 +47,10 @@ def embed_matrix(
 
 @torch.inference_mode()
 def score_matrix(model: nn.Module, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Each encoded row's negative log-likelihood per column (N, n_columns), in the likelihood's
-    column order, decoded at the posterior mean (VAE) or the code (AE); and the VAE's KL term
-    (N,), None for the AE. Their sum is the VAE's negative ELBO with the reconstruction read at the
-    posterior mean, or the AE's reconstruction loss, less a profile's class (0 here: it follows
-    from the profile's columns, whose parts count)."""
+    """Each encoded row's negative log-likelihood per scored column (N, len(scored_columns)),
+    decoded at the posterior mean (VAE) or the code (AE); and the VAE's KL term (N,), None for the
+    AE. Their sum is the VAE's negative ELBO with the reconstruction read at the posterior mean, or
+    the AE's reconstruction loss, less a profile's class."""
     model.eval()
     device = next(model.parameters()).device
     parts = np.empty((len(matrix), len(model.likelihood.columns)), dtype=np.float64)
@@ -62,10 +61,16 @@ def score_matrix(model: nn.Module, matrix: np.ndarray) -> tuple[np.ndarray, np.n
         parts[a : a + len(x)] = model.likelihood.row_nll(model.decoder(z), x).double().cpu()
         if kl is not None:
             kls.append(kl.double().cpu().numpy())
-    layout = model.likelihood.layout
-    profiles = {b.column for b in layout.discrete if b.role == "profile"}
-    parts[:, [i for i, c in enumerate(model.likelihood.columns) if c in profiles]] = 0.0
-    return parts, (np.concatenate(kls) if kls else None)
+    scored = set(scored_columns(model))
+    kept = [i for i, name in enumerate(model.likelihood.columns) if name in scored]
+    return parts[:, kept], (np.concatenate(kls) if kls else None)
+
+
+def scored_columns(model: nn.Module) -> list[str]:
+    """The likelihood's columns a score reads: all but a profile's class, which follows from the
+    profile's columns (scored already)."""
+    profiles = {b.column for b in model.likelihood.layout.discrete if b.role == "profile"}
+    return [name for name in model.likelihood.columns if name not in profiles]
 
 
 def score_table(
@@ -81,8 +86,7 @@ def score_table(
     through the encoders' `surprise`, not refused."""
     matrix = transformer.transform(df)
     parts, kl = score_matrix(model, matrix)
-    kept = [i for i, name in enumerate(model.likelihood.columns) if name in transformer.encoders]
-    parts, columns = parts[:, kept], [model.likelihood.columns[i] for i in kept]  # no profile
+    columns = scored_columns(model)
     for i, name in enumerate(columns):
         parts[:, i] += transformer.encoders[name].surprise(df[name])
     # a lookup column is not modelled: its part is the surprise of a value its parent does not give
@@ -118,7 +122,7 @@ def score_reference(model: nn.Module, matrix: np.ndarray, seed: int = 0) -> dict
     score = parts.sum(1) + (kl if kl is not None else 0.0)
     return {
         "quantiles": np.quantile(score, np.linspace(0, 1, 101)).tolist(),
-        "typical": dict(zip(model.likelihood.columns, np.median(parts, 0).tolist(), strict=True)),
+        "typical": dict(zip(scored_columns(model), np.median(parts, 0).tolist(), strict=True)),
     }
 
 

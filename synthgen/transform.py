@@ -137,7 +137,7 @@ class TableTransformer:
                     self.encoders[name] = enc
                     self.lookups.append(name)
         self.profiles = {}
-        if self.settings.get("profiles"):
+        if self.settings["profiles"]:
             k = self.settings["rare_threshold"]
             for profile in find_profiles(df, schema, self.encoders, k):
                 members = [self.encoders[n] for n in profile.columns]

@@ -150,6 +150,14 @@ def _py(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def seeded_rows(df: pd.DataFrame, rows: int, seed: int = 0) -> pd.DataFrame:
+    """At most `rows` of a table's rows, drawn with `seed`, in their order (the whole table when it
+    has no more): what the searches for lookups, profiles and derived columns read."""
+    if len(df) <= rows:
+        return df
+    return df.iloc[np.sort(np.random.default_rng(seed).choice(len(df), rows, replace=False))]
+
+
 def _as_float(s: pd.Series) -> np.ndarray:
     return pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from synthgen.encoders.base import ColumnEncoder, DecodeContext, Outputs, _as_float
+from synthgen.encoders.base import ColumnEncoder, DecodeContext, Outputs, _as_float, seeded_rows
 from synthgen.encoders.numerical import NumericalEncoder, _restore_numeric, written
 from synthgen.schema import ColumnSchema
 
@@ -259,8 +259,7 @@ def find_relations(
     df: pd.DataFrame, schema: Any, encoders: Mapping[str, ColumnEncoder], seed: int = 0
 ) -> list[Relation]:
     """Sums, then products, found on a seeded sample of the rows, in the order they decode."""
-    if len(df) > SAMPLE_ROWS:
-        df = df.iloc[np.sort(np.random.default_rng(seed).choice(len(df), SAMPLE_ROWS, False))]
+    df = seeded_rows(df, SAMPLE_ROWS, seed)
     numbers = {  # infinities are point masses of their own (NumericalEncoder): not searched
         c.name: _finite(_as_float(df[c.name]))
         for c in schema.columns

@@ -18,7 +18,14 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from synthgen.encoders.base import ColumnEncoder, DecodeContext, Outputs, _py, unseen_nats
+from synthgen.encoders.base import (
+    ColumnEncoder,
+    DecodeContext,
+    Outputs,
+    _py,
+    seeded_rows,
+    unseen_nats,
+)
 from synthgen.schema import ColumnSchema
 
 KINDS = ("categorical", "numerical")  # columns that may determine or be determined
@@ -53,10 +60,7 @@ def find_lookups(
     ]
     if len(df) < 2 * MIN_ROWS_PER_KEY or len(names) < 2:
         return []
-    sample = df
-    if len(df) > SAMPLE_ROWS:
-        rows = np.sort(np.random.default_rng(0).choice(len(df), SAMPLE_ROWS, replace=False))
-        sample = df.iloc[rows]
+    sample = seeded_rows(df, SAMPLE_ROWS)
     codes = {name: _codes(sample[name]) for name in names}
     sizes = {name: int(c.max()) + 1 for name, c in codes.items()}
     limit = min(MAX_KEYS, len(df) // MIN_ROWS_PER_KEY)

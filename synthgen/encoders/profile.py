@@ -22,7 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from synthgen.encoders.base import ColumnEncoder, Outputs, SoftmaxPart, _py
+from synthgen.encoders.base import ColumnEncoder, Outputs, SoftmaxPart, _py, seeded_rows
 from synthgen.encoders.lookup import _missing
 
 KINDS = ("categorical", "numerical")
@@ -77,10 +77,7 @@ def find_profiles(
         for c in schema.columns
         if c.kind in KINDS and encoders[c.name].modelled and encoders[c.name].width
     ]
-    sample = df
-    if len(df) > SAMPLE_ROWS:
-        rows = np.sort(np.random.default_rng(0).choice(len(df), SAMPLE_ROWS, replace=False))
-        sample = df.iloc[rows]
+    sample = seeded_rows(df, SAMPLE_ROWS)
     codes, bits = {}, {}
     for name in names:
         c = pd.factorize(sample[name], use_na_sentinel=False)[0].astype(np.int64)
@@ -188,7 +185,7 @@ class ProfileEncoder:
             values = pd.Series([row[at] for row in profile.values], dtype=object)
             self._rows.append(enc.encode(values))  # (profiles, width): each profile's codes
             keys = _keys(enc, values)
-            index = pd.Index(keys).unique()  # the column's values across the profiles
+            index = keys.unique()  # the column's values across the profiles
             self._index.append(index)
             codes.append(index.get_indexer(keys).astype(np.int32))
         self._kept = np.stack(codes, axis=1)  # (profiles, columns)
