@@ -19,7 +19,7 @@ from torch import nn
 
 from synthgen.models.draw import sample_matrix
 from synthgen.runtime import in_order, torch_threads
-from synthgen.transform import TableTransformer
+from synthgen.transform import MAX_UNMERGED_COLUMNS, TableTransformer
 
 log = logging.getLogger("synthgen")
 
@@ -81,6 +81,58 @@ def iter_blocks(
     )
     with torch_threads(1):
         yield from in_order(draw, firsts, threads)
+
+
+class Rows:
+    """Blocks of rows gathered into one DataFrame of `n` rows: each block is copied into columns
+    allocated once, as it arrives (while the next blocks are still drawn), so the whole table is
+    not copied again at the end, and the blocks are not all held at once. A column whose blocks
+    are not all of one NumPy dtype (pandas' own dtypes, or a dtype that changes between blocks)
+    is concatenated by pandas at the end, as pd.concat would."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.done = n, 0
+        self.whole: pd.DataFrame | None = None  # a first block of all n rows, kept as it is
+        self.names: list = []
+        self.arrays: dict = {}  # column -> (n,) array written so far
+        self.pieces: dict = {}  # column -> list of Series, for pd.concat
+
+    def add(self, block: pd.DataFrame) -> None:
+        a, b = self.done, self.done + len(block)
+        if b > self.n:
+            raise ValueError(f"{b} rows where {self.n} were expected")
+        if a == 0 and b == self.n:
+            self.whole, self.done = block, b
+            return
+        if not self.names:
+            self.names = list(block.columns)
+        for name in self.names:
+            column = block[name]
+            out = self.arrays.get(name)
+            if out is None and a == 0 and isinstance(column.dtype, np.dtype):
+                out = self.arrays[name] = np.empty(self.n, column.dtype)
+            if out is not None and column.dtype == out.dtype:
+                out[a:b] = column.to_numpy()
+                continue
+            if out is not None:  # the dtype changed: what was written becomes the first piece
+                self.pieces[name] = [pd.Series(self.arrays.pop(name)[:a], name=name)]
+            self.pieces.setdefault(name, []).append(column.reset_index(drop=True))
+        self.done = b
+
+    def frame(self) -> pd.DataFrame:
+        """The n rows (all must have been added)."""
+        if self.done != self.n:
+            raise ValueError(f"{self.done} rows of {self.n} were added")
+        if self.whole is not None:
+            return self.whole
+        data = {
+            name: self.arrays[name]
+            if name in self.arrays
+            else pd.concat(self.pieces[name], ignore_index=True)
+            for name in self.names
+        }
+        # wide tables merged into 2-D blocks, as TableTransformer.inverse_transform does
+        return pd.DataFrame(data, columns=self.names, copy=len(data) > MAX_UNMERGED_COLUMNS)
 
 
 def shard_range(

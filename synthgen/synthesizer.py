@@ -45,7 +45,7 @@ from synthgen.models.calibration import calibrate_marginals
 from synthgen.models.draw import compute_dtype
 from synthgen.models.exclusions import find_exclusions
 from synthgen.runtime import resolve_device
-from synthgen.sample import Throughput, block_seed, iter_blocks, part_name, shard_range
+from synthgen.sample import Rows, Throughput, block_seed, iter_blocks, part_name, shard_range
 from synthgen.schema import Schema, infer_schema, load_metadata
 from synthgen.score import embed_matrix, score_reference, score_table
 from synthgen.sql import read_sql, sql_source
@@ -332,16 +332,15 @@ class Synthesizer:
                 raise UserError(f"n is {n} but the partial rows number {len(conditions)}")
             return self._complete_rows(conditions, seed)
         n = _check_rows(n)
-        meter = Throughput(n)
-        parts = []
-        for block in self._blocks(n, seed, 0, prior, conditions):
-            parts.append(block)
-            meter.add(len(block))
-        if not parts:
+        if not n:
             return self.transformer.inverse_transform(
                 np.zeros((0, self.transformer.layout.n_inputs), np.float32)
             )
-        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        meter, rows = Throughput(n), Rows(n)
+        for block in self._blocks(n, seed, 0, prior, conditions):
+            rows.add(block)
+            meter.add(len(block))
+        return rows.frame()
 
     def _check_conditions(self, conditions: Any) -> None:
         """Malformed or impossible conditions are an error before any work."""

@@ -316,6 +316,41 @@ def test_blocks_drawn_by_parallel_threads_are_the_rows_of_one_thread(fitted_vae)
     assert torch.get_num_threads() == before and one["key"].is_unique
 
 
+def test_rows_gathers_blocks_as_pd_concat_would():
+    """Blocks are copied into columns allocated once; a column of pandas' own dtype, or whose
+    dtype changes between blocks, is concatenated by pandas: the frame is pd.concat's."""
+    from synthgen.sample import Rows
+
+    def block(a: int, b: int, ints: bool) -> pd.DataFrame:
+        k = np.arange(a, b)
+        return pd.DataFrame(
+            {
+                "n": k * 2 if ints else np.where(k % 3, k * 2.0, np.nan),  # int64, then float64
+                "s": np.array([f"v{i % 4}" for i in k], dtype=object),
+                "c": pd.Categorical([["a", "b"][i % 2] for i in k], categories=["a", "b"]),
+                "i": pd.array(np.where(k % 5, k, -1), dtype="Int64"),
+                "x": k / 7,
+            }
+        )
+
+    blocks = [block(0, 5, True), block(5, 12, False), block(12, 13, True)]
+    rows = Rows(13)
+    for b in blocks:
+        rows.add(b)
+    pd.testing.assert_frame_equal(rows.frame(), pd.concat(blocks, ignore_index=True))
+    whole = Rows(5)
+    whole.add(blocks[0])
+    assert whole.frame() is blocks[0]  # one block of all the rows: kept as it is
+    short = Rows(14)
+    short.add(blocks[0])
+    with pytest.raises(ValueError, match="5 rows of 14"):
+        short.frame()
+    over = Rows(6)
+    over.add(blocks[0])
+    with pytest.raises(ValueError, match="12 rows where 6"):
+        over.add(blocks[1])
+
+
 def test_chunked_decoding_and_drawing_do_not_change_rows(fitted_vae, monkeypatch):
     """The CPU path decodes and draws in cache-sized chunks; the randomness is drawn per block,
     so the rows must be those of one unchunked pass (as on a GPU), however odd the chunk sizes."""
