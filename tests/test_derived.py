@@ -105,6 +105,26 @@ def test_drawn_rows_keep_the_relation(models):
     assert on["total"].between(df["total"].min(), df["total"].max()).all()
 
 
+def test_values_a_relation_extrapolates_past_the_range_are_not_piled_on_its_end():
+    """A table cut at a top value (a price list's cap): where the relation predicts more, the
+    drawn value is reflected back into the range, not written as the end value."""
+    rng = np.random.default_rng(0)
+    a, b = rng.uniform(1, 10, 8000), rng.uniform(1, 10, 8000)
+    c = np.round(a * b * np.exp(rng.normal(0, 0.05, 8000)), 2)
+    df = pd.DataFrame({"a": np.round(a, 2), "b": np.round(b, 2), "c": c})[c <= 60]
+    synth = Synthesizer("vae", **SETTINGS).fit(df, progress=False)
+    assert synth.transformer.derived == ["c"]
+    enc = synth.transformer.encoders["c"]
+    low, high = enc.own._kx[0], enc.own._kx[-1]
+    out = enc._reflected(np.array([high / 2, high * 1.1, high * 100, np.nan, np.inf, low / 2]))
+    np.testing.assert_allclose(out[:3], [high / 2, high / 1.1, high])
+    assert np.isnan(out[3]) and np.isinf(out[4]) and np.isclose(out[5], low * 2)
+    drawn = synth.sample(8000, seed=1)["c"]
+    top = drawn.max()
+    assert top <= df["c"].max() and (drawn == top).mean() < 0.005
+    assert abs((drawn > 50).mean() - (df["c"] > 50).mean()) < 0.05
+
+
 def test_a_saved_model_draws_the_same_rows(models, tmp_path):
     _, synth = models
     synth[True].save(tmp_path / "m")

@@ -208,9 +208,11 @@ class DerivedEncoder(ColumnEncoder):
         k = int(own.has_mode_block)
         x, cont = own.decode_modes(block)
         if own.has_continuous:
-            value = self.relation.combine(
-                self.relation.predict({p: v[cont] for p, v in parents.items()}),
-                self.residual.decode_values(block[cont, k:], exact),
+            value = self._reflected(
+                self.relation.combine(
+                    self.relation.predict({p: v[cont] for p, v in parents.items()}),
+                    self.residual.decode_values(block[cont, k:], exact),
+                )
             )
             fallback = ~np.isfinite(value)
             if fallback.any():
@@ -221,6 +223,26 @@ class DerivedEncoder(ColumnEncoder):
                     value[fallback] = np.interp(0.5, own._ku, own._kx)
             x[cont] = own._protect(value)
         return x
+
+    def _reflected(self, value: np.ndarray) -> np.ndarray:
+        """`value` with what passes the column's written range reflected back into it at the end
+        it passes (in log scale for a product; what passes it by more than its width: that end).
+        A relation extrapolates (a diamond's price from its size passes the table's top price),
+        and writing every such value as the end value piles them on one value that gives the rows
+        away."""
+        if not len(self.own._kx):
+            return value
+        low, high = float(self.own._kx[0]), float(self.own._kx[-1])
+        with np.errstate(all="ignore"):
+            if self.relation.kind == "product" and low > 0:
+                up, down = high * high / value, low * low / value
+            else:
+                up, down = 2 * high - value, 2 * low - value
+            # past the whole range's width beyond an end: that end
+            up, down = np.where(up < low, high, up), np.where(down > high, low, down)
+            out = np.where(value > high, up, np.where(value < low, down, value))
+        # no finite value (no prediction, an overflow): the fallback below writes it
+        return np.where(np.isfinite(value), np.clip(out, low, high), value)
 
     # what conditions on a range of the column read: the column's own encoding
     offset = property(lambda self: self.own.offset)
