@@ -77,7 +77,7 @@ def main() -> None:
     ap.add_argument("--betas", default="0.7", help="the VAE's KL weights ('': no VAE)")
     ap.add_argument("--priors", default="standard,learned")
     ap.add_argument("--temperatures", default="1")
-    ap.add_argument("--ode-steps", default="10", help="the learned prior's midpoint steps")
+    ap.add_argument("--ode-steps", default="5", help="the learned prior's midpoint steps")
     ap.add_argument(
         "--zeros", default="on", help="structural zeros kept (on), not (off), or both (on,off)"
     )

@@ -76,7 +76,7 @@ class ModelSettings(BaseModel):
         description="hidden layer widths of the learned prior's velocity network",
     )
     prior_steps: int = Field(
-        10, ge=1, le=200, description="midpoint steps (two evaluations each) of the learned prior"
+        5, ge=1, le=200, description="midpoint steps (two evaluations each) of the learned prior"
     )
     prior_epochs: int | None = Field(
         None, ge=1, description="epochs of the learned prior's fit; None: from the table size"
