@@ -760,7 +760,7 @@ def detection_breakdown(
             "folds": C2ST_FOLDS,
             "model": "HistGradientBoostingClassifier",
         },
-        "logistic_detection": _logistic_detection(real, synthetic, schema),
+        "logistic_detection": _logistic_detection(real, synthetic, schema, seed),
         "columns": [{"column": names[j], "auc": single[j]} for j in order[:SHOWN]],
         "pairs": sorted(pairs, key=lambda p: -p["gain"])[:SHOWN],
         "importance": sorted(importance, key=lambda r: -r["auc_lost"])[:SHOWN],
@@ -798,8 +798,12 @@ def _ratio_auc(keys: np.ndarray, y: np.ndarray, folds: list) -> float:
     return float(roc_auc_score(y, scores))
 
 
-def _logistic_detection(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> dict:
-    """SDMetrics' LogisticDetection: 1 - (2 * max(AUC, .5) - 1) of a logistic regression."""
+def _logistic_detection(
+    real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, seed: int = 0
+) -> dict:
+    """SDMetrics' LogisticDetection: 1 - (2 * max(AUC, .5) - 1) of a logistic regression. Its folds
+    are shuffled by NumPy's global generator, so that is seeded for the call (and put back): the
+    same rows score the same."""
     from sdmetrics.single_table import LogisticDetection
 
     real_d, synth_d, meta = _sdv_frames(real, synthetic, schema)
@@ -811,15 +815,19 @@ def _logistic_detection(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Sch
             unseen = ~b.astype(str).isin(set(a.astype(str)))
             if unseen.any() and a.notna().any():
                 synth_d[TABLE][name] = b.astype(object).where(~unseen, a.mode().iloc[0])
+    state = np.random.get_state()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
+            np.random.seed(seed)
             score = float(
                 LogisticDetection.compute(real_d[TABLE], synth_d[TABLE], meta["tables"][TABLE])
             )
         except Exception as exc:  # a table SDMetrics cannot encode: the rest of the report stands
             log.warning("SDMetrics' LogisticDetection failed: %s", str(exc).splitlines()[0][:200])
             return {"score": None, "auc": None, "error": str(exc).splitlines()[0][:200]}
+        finally:
+            np.random.set_state(state)
     return {"score": score, "auc": 1.0 - score / 2.0, "metric": "sdmetrics LogisticDetection"}
 
 
