@@ -118,6 +118,8 @@ def run_ours(kind: str, train: pd.DataFrame, seed: int, trained: dict) -> tuple[
     synth = Synthesizer(model, seed=seed, **settings).fit(train, progress=False)
     fit_s = time.perf_counter() - t0
     trained[kind] = synth
+    # the learned prior's ODE samples slowly: its rate from one draw of 200k rows, as the peers'
+    draws = (200_000, 1) if settings.get("prior") == "learned" else (1_000_000, 5)
     t0 = time.perf_counter()
     rows = synth.sample(len(train), seed=seed + 1)
     info = {
@@ -126,10 +128,7 @@ def run_ours(kind: str, train: pd.DataFrame, seed: int, trained: dict) -> tuple[
         "epochs": synth.training.epochs_run,
         "stopped_early": synth.training.stopped_early,
         "training_threads": synth.training.cpu_threads,
-        # the learned prior's ODE samples slowly: one draw of 200k rows, as for the peers
-        "sample_rows_per_s_1m": median_rate(lambda n: synth.sample(n, seed=seed + 2), 1_000_000, 5)
-        if settings.get("prior") != "learned"
-        else median_rate(lambda n: synth.sample(n, seed=seed + 2), 200_000, 1),
+        "sample_rows_per_s_1m": median_rate(lambda n: synth.sample(n, seed=seed + 2), *draws),
     }
     return rows, info
 

@@ -55,6 +55,7 @@ def main() -> None:
     )
     ap.add_argument("--epochs", type=int, default=None, help="the models' (default: automatic)")
     ap.add_argument("--memory-rows", type=int, default=0, help="rows for the peak-memory check")
+    ap.add_argument("--out", type=Path, default=None, help="results file (default: dated)")
     ap.add_argument("--peak-of", nargs=3, help=argparse.SUPPRESS)  # MODEL_DIR WAY ROWS
     args = ap.parse_args()
     if args.peak_of:
@@ -70,16 +71,14 @@ def main() -> None:
             )
             for k in args.variants.split(",")
         }
-        draws = {k: (lambda n, r, m=m: m.sample(n, seed=r)) for k, m in models.items()}
+        ways = {k: (m, "rows") for k, m in models.items()}
         if "default" in models:  # the blocks as `sample` draws them, gathered by pd.concat
-            draws[CONCAT] = lambda n, r, b=models["default"]._blocks: pd.concat(
-                b(n, r, 0, None, None), ignore_index=True
-            )
-        rates: dict[str, list[float]] = {k: [] for k in draws}
+            ways[CONCAT] = (models["default"], "concat")
+        rates: dict[str, list[float]] = {k: [] for k in ways}
         for rep in range(3):
-            for k, draw in draws.items():
+            for k, (model, way) in ways.items():
                 started = time.perf_counter()
-                rows = draw(args.rows, rep)
+                rows = drawn(model, way, args.rows, rep)
                 rates[k].append(len(rows) / (time.perf_counter() - started))
                 del rows
         out[name] = {k: round(statistics.median(v)) for k, v in rates.items()}
@@ -93,9 +92,16 @@ def main() -> None:
                     out[name]["frame MB"] = found["frame_mb"]
         print(name, out[name], flush=True)
     day = datetime.now(timezone.utc).date()
-    path = compare.ROOT / "benchmarks" / "results" / f"sample-speed-{day}.json"
+    path = args.out or compare.ROOT / "benchmarks" / "results" / f"sample-speed-{day}.json"
     path.write_text(json.dumps({"command": " ".join(sys.argv), "rows_per_s": out}, indent=1))
     print(f"wrote {path}")
+
+
+def drawn(model: Synthesizer, way: str, n: int, seed: int) -> pd.DataFrame:
+    """n rows as `sample` draws them ("rows"), or its blocks joined by one pd.concat ("concat")."""
+    if way == "rows":
+        return model.sample(n, seed=seed)
+    return pd.concat(model._blocks(n, seed, 0, None, None), ignore_index=True)
 
 
 def peak_of(model_dir: str, way: str, rows: str) -> None:
@@ -107,10 +113,7 @@ def peak_of(model_dir: str, way: str, rows: str) -> None:
     model.sample(1000, seed=0)
     n = int(rows)
     tracemalloc.start()
-    if way == "rows":
-        df = model.sample(n, seed=1)
-    else:
-        df = pd.concat(model._blocks(n, 1, 0, None, None), ignore_index=True)
+    df = drawn(model, way, n, 1)
     peak = tracemalloc.get_traced_memory()[1] / 2**20
     frame = df.memory_usage(deep=False).sum() / 2**20
     print(json.dumps({"peak_mb": round(peak), "frame_mb": round(frame)}))
